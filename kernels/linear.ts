@@ -1,0 +1,13 @@
+/** y = x W^T + b, with W stored as [out, in] as in PyTorch checkpoints. */
+import type { GraphBuilder, Value } from "../lib/onnx/builder.ts";
+
+export interface LinearWeights {
+  weight: Value;
+  bias: Value | null;
+}
+
+export function linear(g: GraphBuilder, x: Value, p: LinearWeights): Value {
+  // The transpose of an initializer is folded by ONNX Runtime at load time.
+  const y = g.matmul(x, g.transpose(p.weight, [1, 0]));
+  return p.bias ? g.add(y, p.bias) : y;
+}

@@ -1,0 +1,26 @@
+/**
+ * Every failure a user can cause (bad flags, corrupt weights, a broken bundle) is
+ * raised as a ForaError: a one-line message that names what is wrong and how to fix
+ * it. The CLI prints `error: <message>` and exits non-zero; anything that is not a
+ * ForaError is a bug and is printed with its stack.
+ */
+export type ErrorCode =
+  | "usage"
+  | "weights"
+  | "bundle"
+  | "graph"
+  | "io"
+  | "runtime";
+
+export class ForaError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string) {
+    super(message);
+    this.name = "ForaError";
+    this.code = code;
+  }
+}
+
+export function isForaError(e: unknown): e is ForaError {
+  return e instanceof ForaError;
+}

@@ -1,0 +1,222 @@
+/**
+ * DiT as ONNX graphs shaped for FORA (DESIGN §3): one run per denoising step.
+ *
+ * - full:   the whole model; also emits, for each upcoming reuse timestep t_j, the
+ *           summed residual R_j = sum_k gate_msa_k(c_j) A_k + gate_mlp_k(c_j) M_k.
+ * - reuse:  patch embedding, x_L = x_0 + R_j, final layer: a cached step.
+ * - blocks: the literal per-block path; each block either computes its attention and
+ *           MLP outputs or takes them from the cache inputs (an `If` per block), and
+ *           all of them are returned, for analysis and per-layer policies.
+ *
+ * With `cfg`, a graph takes B conditional samples, doubles the batch with the null
+ * class inside ([cond; uncond]), and returns the B guided outputs:
+ * out = cond + mask * (s - 1) * (cond - uncond), per output channel.
+ */
+import { GraphBuilder, type GraphData, type Value } from "../../onnx/builder.ts";
+import type { ComputeType } from "../../onnx/builder.ts";
+import type { WeightSource } from "../../weights/source.ts";
+import type { AttentionKind } from "../../../kernels/attention.ts";
+import { selfAttention } from "../../../kernels/attention.ts";
+import { silu } from "../../../kernels/activations.ts";
+import { labelEmbedding, nullLabels } from "../../../kernels/label_embedding.ts";
+import { linear } from "../../../kernels/linear.ts";
+import { mlp } from "../../../kernels/mlp.ts";
+import { adaLNModulation, gatedResidual, layerNormModulate } from "../../../kernels/modulation.ts";
+import { patchEmbedding, unpatchify } from "../../../kernels/patch_embedding.ts";
+import { sinCosPositionEmbedding2d } from "../../../kernels/position_embedding.ts";
+import { timestepEmbedding } from "../../../kernels/timestep_embedding.ts";
+import { type DitConfig, gridSize, NORM_EPS, numTokens, outChannels } from "./config.ts";
+import { type DitBlockWeights, type DitWeights, type Linear, linearRows, loadDitWeights } from "./weights.ts";
+
+export type DitGraphKind = "full" | "reuse" | "blocks";
+
+export interface DitGraphOptions {
+  computeType: ComputeType;
+  /** Classifier-free guidance inside the graph (batch doubled with the null class). */
+  cfg: boolean;
+  attention?: AttentionKind;
+}
+
+export { detectNaming } from "./weights.ts";
+
+export function buildDitGraphs(src: WeightSource, cfg: DitConfig, opts: DitGraphOptions): Record<DitGraphKind, GraphData> {
+  const w = loadDitWeights(src, cfg);
+  return {
+    full: buildFull(w, cfg, opts),
+    reuse: buildReuse(w, cfg, opts),
+    blocks: buildBlocks(w, cfg, opts),
+  };
+}
+
+/** The channels `guidance_mask` marks for DiT's reference ("ref") and diffusers ("all"). */
+export function guidanceMask(cfg: DitConfig, mode: "ref" | "all"): Float32Array {
+  const mask = new Float32Array(outChannels(cfg));
+  const guided = mode === "all" ? cfg.inChannels : Math.min(3, cfg.inChannels);
+  mask.fill(1, 0, guided);
+  return mask;
+}
+
+// ---- the three graphs ----------------------------------------------------------
+
+function buildFull(w: DitWeights, cfg: DitConfig, opts: DitGraphOptions): GraphData {
+  const g = new GraphBuilder("dit_full", opts.computeType);
+  const io = stepInputs(g, w, cfg, opts);
+  const reuseT = g.input("reuse_timesteps", "float32", ["reuse"], { keepFloat32: true });
+  let x = io.tokens;
+  const cached: { attn: Value; mlp: Value }[] = [];
+  w.blocks.forEach((b, k) =>
+    g.scope(`blocks.${k}`, () => {
+      const r = ditBlock(g, x, io.c, b, cfg, opts);
+      x = r.x;
+      cached.push({ attn: r.attn, mlp: r.mlp });
+    })
+  );
+  io.finish(x);
+  g.scope("residuals", () => g.output(reuseResiduals(g, w, cfg, reuseT, io.labelEmb, cached), "residuals"));
+  return g.data();
+}
+
+function buildReuse(w: DitWeights, cfg: DitConfig, opts: DitGraphOptions): GraphData {
+  const g = new GraphBuilder("dit_reuse", opts.computeType);
+  const io = stepInputs(g, w, cfg, opts);
+  const residual = g.input("residual", "float32", [io.batch2, numTokens(cfg), cfg.hiddenSize]);
+  io.finish(g.add(io.tokens, residual));
+  return g.data();
+}
+
+function buildBlocks(w: DitWeights, cfg: DitConfig, opts: DitGraphOptions): GraphData {
+  const g = new GraphBuilder("dit_blocks", opts.computeType);
+  const io = stepInputs(g, w, cfg, opts);
+  const T = numTokens(cfg), D = cfg.hiddenSize, L = cfg.depth;
+  const reuse = g.input("reuse", "bool", [L]);
+  const cachedAttn = g.input("cached_attn", "float32", [L, io.batch2, T, D]);
+  const cachedMlp = g.input("cached_mlp", "float32", [L, io.batch2, T, D]);
+  let x = io.tokens;
+  const attnOut: Value[] = [], mlpOut: Value[] = [];
+  w.blocks.forEach((b, k) =>
+    g.scope(`blocks.${k}`, () => {
+      const [, , gateMsa, , , gateMlp] = adaLNModulation(g, io.c, lin(g, b.adaLN), 6);
+      const flag = g.reshape(g.slice(reuse, 0, k, k + 1), []);
+      const xin = x;
+      const [attn, mlpOutK] = g.ifElse(
+        flag,
+        (s) => [s.reshape(s.slice(cachedAttn, 0, k, k + 1), [-1, T, D]), s.reshape(s.slice(cachedMlp, 0, k, k + 1), [-1, T, D])],
+        (s) => {
+          const r = ditBlock(s, xin, io.c, b, cfg, opts);
+          return [r.attn, r.mlp];
+        },
+      );
+      x = gatedResidual(g, gatedResidual(g, x, gateMsa, attn), gateMlp, mlpOutK);
+      attnOut.push(g.unsqueeze(attn, [0]));
+      mlpOut.push(g.unsqueeze(mlpOutK, [0]));
+    })
+  );
+  io.finish(x);
+  g.output(g.concat(attnOut, 0), "attn");
+  g.output(g.concat(mlpOut, 0), "mlp");
+  return g.data();
+}
+
+// ---- shared parts ----------------------------------------------------------------
+
+interface StepIO {
+  /** 2B with guidance, B without. */
+  batch2: string;
+  tokens: Value;
+  c: Value;
+  /** Label embedding of the (doubled) batch: reused to condition the upcoming steps. */
+  labelEmb: Value;
+  /** Final layer, unpatchify, guidance and the `model_out` output. */
+  finish(x: Value): void;
+}
+
+/** Inputs shared by every step graph and everything before the first block. */
+function stepInputs(g: GraphBuilder, w: DitWeights, cfg: DitConfig, opts: DitGraphOptions): StepIO {
+  const C = cfg.inChannels, S = cfg.inputSize;
+  const latent = g.input("latent", "float32", ["batch", C, S, S]);
+  const t = g.input("timestep", "float32", [1], { keepFloat32: true });
+  const labels = g.input("class_labels", "int64", ["batch"]);
+  const scale = opts.cfg ? g.input("guidance_scale", "float32", [1]) : null;
+  const mask = opts.cfg ? g.input("guidance_mask", "float32", [outChannels(cfg)]) : null;
+  const x = opts.cfg ? g.concat([latent, latent], 0) : latent;
+  const y = opts.cfg ? g.concat([labels, nullLabels(g, labels, cfg.numClasses)], 0) : labels;
+  const pos = g.constant(sinCosPositionEmbedding2d(cfg.hiddenSize, gridSize(cfg)), [1, numTokens(cfg), cfg.hiddenSize]);
+  const tokens = patchEmbedding(g, x, { weight: g.weight(w.patch.weight), bias: g.weight(w.patch.bias) }, cfg.patchSize, pos);
+  const labelEmb = labelEmbedding(g, y, g.weight(w.labelTable));
+  const c = g.add(timestepEmbedding(g, t, tEmbedder(g, w), cfg.freqDivisor), labelEmb);
+  return {
+    batch2: opts.cfg ? "batch2" : "batch",
+    tokens,
+    c,
+    labelEmb,
+    finish(xL: Value) {
+      const out = g.scope("final_layer", () => {
+        const [shift, scale_] = adaLNModulation(g, c, lin(g, w.finalAdaLN), 2);
+        const y = linear(g, layerNormModulate(g, xL, shift, scale_, NORM_EPS), lin(g, w.finalLinear));
+        return unpatchify(g, y, gridSize(cfg), cfg.patchSize, outChannels(cfg));
+      });
+      g.output(scale && mask ? g.scope("guidance", () => guide(g, out, scale, mask, outChannels(cfg))) : out, "model_out");
+    },
+  };
+}
+
+/** One adaLN-Zero block; also returns its attention and MLP outputs before gating. */
+function ditBlock(g: GraphBuilder, x: Value, c: Value, b: DitBlockWeights, cfg: DitConfig, opts: DitGraphOptions) {
+  const [shiftMsa, scaleMsa, gateMsa, shiftMlp, scaleMlp, gateMlp] = adaLNModulation(g, c, lin(g, b.adaLN), 6);
+  const attn = g.scope("attn", () =>
+    selfAttention(g, layerNormModulate(g, x, shiftMsa, scaleMsa, NORM_EPS), {
+      q: lin(g, b.q),
+      k: lin(g, b.k),
+      v: lin(g, b.v),
+      out: lin(g, b.proj),
+    }, cfg.numHeads, opts.attention ?? "portable")
+  );
+  const x1 = gatedResidual(g, x, gateMsa, attn);
+  const m = g.scope("mlp", () =>
+    mlp(g, layerNormModulate(g, x1, shiftMlp, scaleMlp, cfg.mlpNormEps), { fc1: lin(g, b.fc1), fc2: lin(g, b.fc2) })
+  );
+  return { x: gatedResidual(g, x1, gateMlp, m), attn, mlp: m };
+}
+
+/**
+ * R_j for each upcoming reuse timestep: [J, 2B, T, D]. Only the gate rows of each
+ * block's adaLN are evaluated (2 of its 6 chunks).
+ */
+function reuseResiduals(
+  g: GraphBuilder,
+  w: DitWeights,
+  cfg: DitConfig,
+  reuseT: Value,
+  labelEmb: Value,
+  cached: { attn: Value; mlp: Value }[],
+): Value {
+  const cj = g.add(g.unsqueeze(timestepEmbedding(g, reuseT, tEmbedder(g, w), cfg.freqDivisor), [1]), g.unsqueeze(labelEmb, [0]));
+  const act = silu(g, cj);
+  let sum: Value | null = null;
+  w.blocks.forEach((b, k) =>
+    g.scope(`blocks.${k}`, () => {
+      const gateMsa = g.unsqueeze(linear(g, act, lin(g, linearRows(b.adaLN, 2, 6))), [-2]);
+      const gateMlp = g.unsqueeze(linear(g, act, lin(g, linearRows(b.adaLN, 5, 6))), [-2]);
+      const term = g.add(g.mul(gateMsa, cached[k].attn), g.mul(gateMlp, cached[k].mlp));
+      sum = sum ? g.add(sum, term) : term;
+    })
+  );
+  return sum!;
+}
+
+/** cond + mask (s - 1)(cond - uncond) on the [cond; uncond] batch. */
+function guide(g: GraphBuilder, out: Value, scale: Value, mask: Value, channels: number): Value {
+  const pairs = g.reshape(out, [2, -1, ...(out.shape.slice(1) as number[])]);
+  const cond = g.gather(pairs, g.scalar(0, "int64"), 0);
+  const uncond = g.gather(pairs, g.scalar(1, "int64"), 0);
+  const weight = g.reshape(g.mul(mask, g.sub(scale, g.scalar(1))), [1, channels, 1, 1]);
+  return g.add(cond, g.mul(weight, g.sub(cond, uncond)));
+}
+
+function lin(g: GraphBuilder, l: Linear) {
+  return { weight: g.weight(l.weight), bias: g.weight(l.bias) };
+}
+
+function tEmbedder(g: GraphBuilder, w: DitWeights) {
+  return { fc1: lin(g, w.tFc1), fc2: lin(g, w.tFc2) };
+}
