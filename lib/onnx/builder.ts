@@ -118,6 +118,9 @@ export class GraphBuilder {
 
   /** Declares a graph output named `name`; float outputs are returned as float32. */
   output(v: Value, name: string): void {
+    if (this.inputs.some((i) => i.name === name) || this.outputs.some((o) => o.name === name)) {
+      throw shapeError(this.scoped("output"), `name "${name}" is already a graph input or output`);
+    }
     const out = isFloat(v.dtype) && v.dtype !== "float32" ? this.cast(v, "float32") : v;
     this.node("Identity", [out], [{ dtype: out.dtype, shape: out.shape }], {}, "", name);
     this.outputs.push({ name, dtype: out.dtype, shape: out.shape });
@@ -214,7 +217,11 @@ export class GraphBuilder {
       const sub = new GraphBuilder(`${this.name}_${label}`, this.computeType, this.shared);
       sub.scopes.push(...this.scopes, label);
       const outs = fn(sub);
-      outs.forEach((v, i) => sub.output(v, `${sub.uniqueName("out")}_${i}`));
+      // Branch outputs keep the compute type: only the root graph's outputs are float32.
+      outs.forEach((v) => {
+        const [o] = sub.node("Identity", [v], [{ dtype: v.dtype, shape: v.shape }]);
+        sub.outputs.push(o);
+      });
       return { data: sub.data(), outs };
     };
     const a = branch("then", thenFn), b = branch("else", elseFn);
