@@ -1,0 +1,66 @@
+/** `fora convert SRC DST`: a DiT checkpoint folder in, a bundle out. */
+import { Command, InvalidArgumentError, Option } from "@commander-js/extra-typings";
+import { convertBundle } from "../../lib/bundle/convert.ts";
+import { bytes } from "../../lib/bundle/info.ts";
+import type { Precision } from "../../lib/bundle/manifest.ts";
+
+export function convertCommand(): Command<[string, string], { force?: true; copyWeights?: true; precision: Precision[]; quiet?: true }> {
+  return new Command("convert")
+    .summary("turn a DiT checkpoint folder into a fora bundle")
+    .description(
+      "Turn a DiT checkpoint folder into a fora bundle: ONNX graphs for every step variant " +
+        "(full / reuse / per-block, with and without classifier-free guidance, fp32 and fp16), " +
+        "the weights (hard-linked into DST/weights/, copied only when linking is impossible), " +
+        "and manifest.json, written last. Nothing is left at DST if conversion fails.",
+    )
+    .argument(
+      "<src>",
+      "model folder: a diffusers DiT pipeline (model_index.json, transformer/, optional vae/) " +
+        "or an original-format DiT (config.json + model.safetensors)",
+    )
+    .argument("<dst>", "bundle folder to create; must not exist or be empty (see --force)")
+    .option("--force", "replace DST even if it is not empty")
+    .option("--copy-weights", "copy the weight files instead of hard-linking them to the source files")
+    .addOption(
+      new Option("--precision <list>", "graph precisions to build, comma-separated: fp32 (CPU), fp16 (CUDA)")
+        .default(["fp32", "fp16"] as Precision[], "fp32,fp16")
+        .argParser(parsePrecisions),
+    )
+    .option("-q, --quiet", "print no progress lines")
+    .addHelpText(
+      "after",
+      `
+Examples:
+  fora convert fixtures/dit-tiny/diffusers /tmp/tiny-bundle
+  fora convert ./DiT-XL-2-256 ./bundles/dit-xl --precision fp16
+
+An original-format config.json holds: depth, hidden_size, num_heads, patch_size,
+input_size, in_channels, num_classes, learn_sigma. Add "space": "pixel" for a model
+trained on pixels (no VAE). Weights must be .safetensors; pickled .pt/.bin files are
+refused (loading them can run arbitrary code).
+
+Then: fora info DST`,
+    )
+    .action(async (src, dst, opts) => {
+      const log = opts.quiet ? undefined : (line: string) => console.error(line);
+      const r = await convertBundle(src, dst, {
+        force: opts.force,
+        copyWeights: opts.copyWeights,
+        precisions: opts.precision,
+        log,
+      });
+      const total = r.manifest.files.reduce((n, f) => n + f.size, 0);
+      console.log(`bundle written to ${r.dir} (${r.manifest.files.length + 1} files, ${bytes(total)}); see: fora info ${dst}`);
+    });
+}
+
+function parsePrecisions(value: string): Precision[] {
+  const list = value.split(",").map((s) => s.trim()).filter((s) => s !== "");
+  for (const p of list) {
+    if (p !== "fp32" && p !== "fp16") {
+      throw new InvalidArgumentError(`"${p}" is not a precision; use fp32, fp16 or fp32,fp16`);
+    }
+  }
+  if (list.length === 0) throw new InvalidArgumentError("give fp32, fp16 or fp32,fp16");
+  return list as Precision[];
+}

@@ -1,0 +1,67 @@
+/**
+ * The `fora` command line. Exit codes: 0 success; 1 a ForaError (bad weights, a broken
+ * bundle, ...), printed as one `error: <message>` line; 2 a usage error (unknown
+ * command or option, missing argument); 70 a bug in fora, printed with its stack.
+ *
+ * Subcommands import only what they need: nothing here loads ONNX Runtime's native
+ * library unless a command runs a model.
+ */
+import { Command, CommanderError } from "@commander-js/extra-typings";
+import { isForaError } from "../lib/errors.ts";
+import { FORA_VERSION } from "../lib/bundle/version.ts";
+import { convertCommand } from "./commands/convert.ts";
+import { infoCommand } from "./commands/info.ts";
+
+export const EXIT_ERROR = 1;
+export const EXIT_USAGE = 2;
+export const EXIT_BUG = 70;
+
+export function buildProgram() {
+  const program = new Command("fora")
+    .description(
+      "Faster diffusion transformers (DiT) with FORA feature caching, over ONNX Runtime.\n\n" +
+        "Start by converting a checkpoint folder into a bundle, then inspect it:\n" +
+        "  fora convert <model-folder> <bundle-folder>\n" +
+        "  fora info <bundle-folder>",
+    )
+    .version(FORA_VERSION, "-V, --version", "print fora's version")
+    .helpOption("-h, --help", "show help (also: fora <command> --help)")
+    .exitOverride()
+    .showHelpAfterError("(add --help for usage)");
+  program.addCommand(convertCommand());
+  program.addCommand(infoCommand());
+  program.addHelpText(
+    "after",
+    `
+Exit status: 0 ok, 1 error (message on stderr), 2 usage error, 70 internal bug.
+Docs: README.md in the fora repository.`,
+  );
+  // addCommand does not copy settings from the parent: give each subcommand the same handling.
+  for (const sub of program.commands) sub.exitOverride().showHelpAfterError("(add --help for usage)");
+  return program;
+}
+
+/** Runs the CLI on `args` (without the program name) and returns the exit status. */
+export async function main(args: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(args, { from: "user" });
+    return 0;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      // Commander has already printed help, the version, or its own "error: ..." line.
+      return e.exitCode === 0 ? 0 : EXIT_USAGE;
+    }
+    if (isForaError(e)) {
+      console.error(`error: ${e.message}`);
+      return e.code === "usage" ? EXIT_USAGE : EXIT_ERROR;
+    }
+    console.error("error: internal error, a bug in fora; please report it with this output:");
+    console.error(e instanceof Error ? (e.stack ?? e.message) : String(e));
+    return EXIT_BUG;
+  }
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
+}

@@ -1,0 +1,327 @@
+/**
+ * `fora convert`: a model folder in, a bundle folder out (layout in manifest.ts).
+ *
+ * Crash safety: everything is built in a hidden temporary folder next to DST
+ * (`.NAME.converting-XXXX`), the manifest is written last (temp file + rename), and
+ * the folder is renamed to DST only when complete. A failed or interrupted convert
+ * therefore never leaves anything at DST; at worst a hidden temporary folder, which
+ * is safe to delete.
+ */
+import { basename, dirname, join, relative, resolve, sep } from "node:path";
+import { ForaError, isForaError } from "../errors.ts";
+import { writeModel } from "../onnx/serialize.ts";
+import type { ComputeType } from "../onnx/builder.ts";
+import type { Checkpoint } from "../weights/checkpoint.ts";
+import { weightSource } from "../weights/source.ts";
+import { NORM_EPS, numTokens, outChannels, TIMESTEP_FREQ_DIM } from "../models/dit/config.ts";
+import { buildDitGraphs } from "../models/dit/graphs.ts";
+import { buildVaeDecoderGraph } from "../models/vae/graph.ts";
+import {
+  BUNDLE_FORMAT,
+  BUNDLE_FORMAT_VERSION,
+  DIT_GRAPH_KINDS,
+  type DitGraphEntry,
+  ditGraphFile,
+  type FileEntry,
+  GUIDANCES,
+  type Manifest,
+  MANIFEST_FILE,
+  type Precision,
+  PRECISIONS,
+  sha256File,
+  type VaeGraphEntry,
+  vaeGraphFile,
+  type WeightsEntry,
+} from "./manifest.ts";
+import { type ModelSource, readModelSource } from "./source.ts";
+import { FORA_VERSION } from "./version.ts";
+
+export interface ConvertOptions {
+  /** Replace a non-empty DST. */
+  force?: boolean;
+  /**
+   * Copy the weight files instead of hard-linking them: the bundle then shares nothing
+   * with the source folder (editing or deleting the source cannot affect it). Copying is
+   * also the automatic fallback where a hard link is impossible (another filesystem).
+   */
+  copyWeights?: boolean;
+  /** Graph precisions to build; default both (fp32 for the CPU EP, fp16 for CUDA). */
+  precisions?: readonly Precision[];
+  /** Progress lines (the CLI prints them to stderr). */
+  log?: (line: string) => void;
+}
+
+export interface ConvertResult {
+  /** Absolute path of the bundle. */
+  dir: string;
+  manifest: Manifest;
+  /** Weight files hard-linked / copied into weights/. */
+  linked: number;
+  copied: number;
+}
+
+const COMPUTE_TYPE: Record<Precision, ComputeType> = { fp32: "float32", fp16: "float16" };
+
+export async function convertBundle(src: string, dst: string, opts: ConvertOptions = {}): Promise<ConvertResult> {
+  const log = opts.log ?? (() => {});
+  const precisions = checkPrecisions(opts.precisions ?? PRECISIONS);
+  const source = await readModelSource(src);
+  const target = resolve(dst);
+  const existing = await checkTarget(target, source.root, opts.force ?? false);
+  log(describeSource(source));
+
+  const parent = dirname(target);
+  await Deno.mkdir(parent, { recursive: true }).catch((e) => {
+    throw new ForaError("io", `${parent}: cannot create folder: ${(e as Error).message}`);
+  });
+  const work = join(parent, `.${basename(target)}.converting-${randomTag()}`);
+  await Deno.mkdir(work).catch((e) => {
+    throw new ForaError("io", `${parent}: cannot create a folder here: ${(e as Error).message}`);
+  });
+  let result: Omit<ConvertResult, "dir">;
+  try {
+    result = await build(source, work, precisions, opts.copyWeights ?? false, log);
+  } catch (e) {
+    await Deno.remove(work, { recursive: true }).catch(() => {});
+    throw e;
+  }
+  await moveIntoPlace(work, target, existing, log);
+  log(`wrote ${target}`);
+  return { dir: target, ...result };
+}
+
+function checkPrecisions(list: readonly Precision[]): Precision[] {
+  const out = [...new Set(list)];
+  for (const p of out) {
+    if (!PRECISIONS.includes(p)) {
+      throw new ForaError("usage", `unknown precision ${JSON.stringify(p)}; use ${PRECISIONS.join(" or ")}`);
+    }
+  }
+  if (out.length === 0) throw new ForaError("usage", "no precision chosen; use fp32, fp16 or both");
+  return PRECISIONS.filter((p) => out.includes(p));
+}
+
+/** Whether DST exists (as a folder we may replace); refuses anything else. */
+async function checkTarget(target: string, sourceRoot: string, force: boolean): Promise<boolean> {
+  let info: Deno.FileInfo;
+  try {
+    info = await Deno.lstat(target);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return false;
+    throw new ForaError("io", `${target}: cannot read: ${(e as Error).message}`);
+  }
+  if (!info.isDirectory) {
+    throw new ForaError("usage", `${target}: exists and is not a folder; choose another destination`);
+  }
+  const rel = relative(target, sourceRoot);
+  if (rel === "" || !(rel === ".." || rel.startsWith(".." + sep))) {
+    throw new ForaError("usage", `${target}: the destination holds the source model; choose another destination`);
+  }
+  let empty = true;
+  for await (const _ of Deno.readDir(target)) {
+    empty = false;
+    break;
+  }
+  if (!empty && !force) {
+    throw new ForaError("usage", `${target}: exists and is not empty; choose a new folder, or pass --force to replace it`);
+  }
+  return true;
+}
+
+function describeSource(s: ModelSource): string {
+  const c = s.dit.config;
+  const layout = s.layout === "diffusers" ? "diffusers pipeline" : "original DiT checkpoint";
+  const vae = s.vae ? "with VAE" : "no VAE";
+  return `reading ${s.root}: ${layout}, depth ${c.depth}, hidden ${c.hiddenSize}, ${s.space} space, ${vae}`;
+}
+
+async function build(
+  source: ModelSource,
+  work: string,
+  precisions: Precision[],
+  copy: boolean,
+  log: (line: string) => void,
+): Promise<Omit<ConvertResult, "dir">> {
+  const stats = { linked: 0, copied: 0 };
+  const ditFiles = await placeWeights(source.dit.checkpoint, work, "weights/dit", copy, stats);
+  const vaeFiles = source.vae ? await placeWeights(source.vae.checkpoint, work, "weights/vae", copy, stats) : undefined;
+  const howPlaced = stats.copied === 0
+    ? "hard-linked"
+    : stats.linked > 0
+    ? "hard-linked or copied"
+    : copy
+    ? "copied"
+    : "copied (hard links not possible here)";
+  log(`weights: ${howPlaced} ${stats.linked + stats.copied} file(s) into weights/`);
+
+  const cfg = source.dit.config;
+  const ditSrc = weightSource(source.dit.checkpoint, locator(ditFiles));
+  const ditGraphs: DitGraphEntry[] = [];
+  for (const precision of precisions) {
+    // fp32 is the portable variant (CPU EP); fp16 uses the fused attention CUDA maps onto flash attention.
+    const attention = precision === "fp16" ? "fused" : "portable";
+    for (const guidance of GUIDANCES) {
+      const graphs = buildDitGraphs(ditSrc, cfg, { computeType: COMPUTE_TYPE[precision], cfg: guidance === "cfg", attention });
+      for (const kind of DIT_GRAPH_KINDS) {
+        const file = ditGraphFile(kind, guidance, precision);
+        await writeModel(join(work, file), graphs[kind], `fora ${FORA_VERSION}: DiT ${kind} step, ${guidance}, ${precision}`);
+        ditGraphs.push({ file, kind, guidance, precision, attention });
+        log(`graph: ${file}`);
+      }
+    }
+  }
+
+  let vae: Manifest["vae"] = null;
+  if (source.vae && vaeFiles) {
+    const vaeSrc = weightSource(source.vae.checkpoint, locator(vaeFiles));
+    const latentSize: [number, number] = [cfg.inputSize, cfg.inputSize];
+    const graphs: VaeGraphEntry[] = [];
+    for (const precision of precisions) {
+      const file = vaeGraphFile(precision);
+      const graph = buildVaeDecoderGraph(vaeSrc, source.vae.config, COMPUTE_TYPE[precision], {
+        height: latentSize[0],
+        width: latentSize[1],
+      });
+      await writeModel(join(work, file), graph, `fora ${FORA_VERSION}: VAE decoder, ${precision}`);
+      graphs.push({ file, precision, latentSize });
+      log(`graph: ${file}`);
+    }
+    vae = { config: source.vae.config, weights: await weightsEntry(source.vae.checkpoint, vaeFiles), graphs };
+  }
+
+  log("hashing files (sha256)");
+  const files = await listFiles(work);
+  const manifest: Manifest = {
+    format: BUNDLE_FORMAT,
+    formatVersion: BUNDLE_FORMAT_VERSION,
+    foraVersion: FORA_VERSION,
+    architecture: "dit",
+    source: { layout: source.layout, path: source.root },
+    space: source.space,
+    dit: {
+      naming: cfg.naming,
+      config: cfg,
+      conventions: {
+        timestepFreqDim: TIMESTEP_FREQ_DIM,
+        freqDivisor: cfg.freqDivisor,
+        mlpNormEps: cfg.mlpNormEps,
+        normEps: NORM_EPS,
+        nullClass: cfg.numClasses,
+        outChannels: outChannels(cfg),
+        tokens: numTokens(cfg),
+      },
+      weights: await weightsEntry(source.dit.checkpoint, ditFiles),
+      graphs: ditGraphs,
+    },
+    vae,
+    files,
+  };
+  await writeManifest(work, manifest);
+  return { manifest, ...stats };
+}
+
+/** Absolute checkpoint file -> bundle-relative path. */
+type Placement = Map<string, string>;
+
+function locator(placed: Placement): (file: string) => string {
+  return (file) => {
+    const rel = placed.get(file);
+    if (rel === undefined) throw new Error(`internal: ${file} was not placed in the bundle`);
+    return rel;
+  };
+}
+
+async function placeWeights(
+  ckpt: Checkpoint,
+  work: string,
+  folder: string,
+  copy: boolean,
+  stats: { linked: number; copied: number },
+): Promise<Placement> {
+  const dir = join(work, ...folder.split("/"));
+  await Deno.mkdir(dir, { recursive: true });
+  const placed: Placement = new Map();
+  for (const file of ckpt.files) {
+    const name = basename(file);
+    const to = join(dir, name);
+    try {
+      if (copy) throw new Error("copy requested");
+      // A hard link costs no space and, unlike a symlink, ONNX Runtime accepts it.
+      await Deno.link(file, to);
+      stats.linked++;
+    } catch {
+      try {
+        await Deno.copyFile(file, to);
+        stats.copied++;
+      } catch (e) {
+        throw new ForaError("io", `${file}: cannot link or copy into ${dir}: ${(e as Error).message}`);
+      }
+    }
+    placed.set(file, `${folder}/${name}`);
+  }
+  return placed;
+}
+
+async function weightsEntry(ckpt: Checkpoint, placed: Placement): Promise<WeightsEntry> {
+  const dtypes = new Set<string>();
+  let parameters = 0;
+  for (const t of ckpt.tensors.values()) {
+    dtypes.add(t.dtype);
+    parameters += t.shape.reduce((a, b) => a * b, 1);
+  }
+  let bytes = 0;
+  for (const file of ckpt.files) bytes += (await Deno.stat(file)).size;
+  return { files: [...placed.values()], dtypes: [...dtypes].sort(), tensors: ckpt.tensors.size, parameters, bytes };
+}
+
+async function listFiles(root: string): Promise<FileEntry[]> {
+  const paths: string[] = [];
+  const walk = async (dir: string, prefix: string) => {
+    for await (const e of Deno.readDir(dir)) {
+      const rel = prefix ? `${prefix}/${e.name}` : e.name;
+      if (e.isDirectory) await walk(join(dir, e.name), rel);
+      else if (e.isFile) paths.push(rel);
+    }
+  };
+  await walk(root, "");
+  paths.sort();
+  const files: FileEntry[] = [];
+  for (const p of paths) {
+    const abs = join(root, ...p.split("/"));
+    files.push({ path: p, size: (await Deno.stat(abs)).size, sha256: await sha256File(abs) });
+  }
+  return files;
+}
+
+async function writeManifest(work: string, manifest: Manifest): Promise<void> {
+  const path = join(work, MANIFEST_FILE);
+  const tmp = `${path}.tmp-${randomTag()}`;
+  await Deno.writeTextFile(tmp, JSON.stringify(manifest, null, 2) + "\n");
+  await Deno.rename(tmp, path);
+}
+
+/** Swaps the finished folder in; an existing DST (empty, or replaced with --force) is removed last. */
+async function moveIntoPlace(work: string, target: string, existing: boolean, log: (line: string) => void): Promise<void> {
+  let old: string | undefined;
+  try {
+    if (existing) {
+      old = join(dirname(target), `.${basename(target)}.replaced-${randomTag()}`);
+      await Deno.rename(target, old);
+    }
+    await Deno.rename(work, target);
+  } catch (e) {
+    if (old) await Deno.rename(old, target).catch(() => {});
+    await Deno.remove(work, { recursive: true }).catch(() => {});
+    if (isForaError(e)) throw e;
+    throw new ForaError("io", `${target}: cannot move the finished bundle into place: ${(e as Error).message}`);
+  }
+  if (old) {
+    await Deno.remove(old, { recursive: true }).catch((e) => {
+      log(`warning: could not remove the replaced folder ${old}: ${(e as Error).message}`);
+    });
+  }
+}
+
+function randomTag(): string {
+  return crypto.randomUUID().slice(0, 8);
+}

@@ -1,0 +1,65 @@
+/**
+ * fora as a library. The CLI (cli/main.ts) is a thin layer over these.
+ *
+ * Importing this module loads onnxruntime-node (via openSession), which needs
+ * `--allow-ffi`; code that only converts or inspects bundles can import
+ * `lib/bundle/*.ts` directly instead.
+ */
+
+// Errors: every user-caused failure is a ForaError with a one-line message.
+export { type ErrorCode, ForaError, isForaError } from "./lib/errors.ts";
+
+// Bundles: convert a checkpoint folder, read and inspect the result.
+export { type ConvertOptions, type ConvertResult, convertBundle } from "./lib/bundle/convert.ts";
+export {
+  BUNDLE_FORMAT,
+  BUNDLE_FORMAT_VERSION,
+  type DitConventions,
+  type DitGraphEntry,
+  ditGraphFile,
+  ditGraphPath,
+  type FileEntry,
+  type Guidance,
+  type Manifest,
+  MANIFEST_FILE,
+  type Precision,
+  readManifest,
+  type Space,
+  type VaeGraphEntry,
+  vaeGraphFile,
+  verifyBundle,
+  type WeightsEntry,
+} from "./lib/bundle/manifest.ts";
+export { type BundleInfo, bundleInfo, formatInfo } from "./lib/bundle/info.ts";
+export { type ModelSource, readModelSource } from "./lib/bundle/source.ts";
+export { FORA_VERSION } from "./lib/bundle/version.ts";
+
+// Model configs.
+export {
+  conventions,
+  DIT_SIZES,
+  type DitConfig,
+  ditPreset,
+  gridSize,
+  type Naming,
+  nullClass,
+  numTokens,
+  outChannels,
+  parseDiffusersConfig,
+  parseOriginalConfig,
+} from "./lib/models/dit/config.ts";
+export { loadVaeConfig, parseVaeConfig, type VaeConfig, vaePreset } from "./lib/models/vae/config.ts";
+
+// Weights.
+export { type Checkpoint, loadCheckpoint } from "./lib/weights/checkpoint.ts";
+
+// Execution (onnxruntime-node).
+export {
+  type Device,
+  f32,
+  type HostTensor,
+  i64,
+  openSession,
+  type Session,
+  type SessionOptions,
+} from "./lib/runtime/session.ts";
