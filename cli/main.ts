@@ -8,6 +8,7 @@
  */
 import { Command, CommanderError } from "@commander-js/extra-typings";
 import { isForaError } from "../lib/errors.ts";
+import { isOutputClosed } from "../lib/events/output.ts";
 import { FORA_VERSION } from "../lib/bundle/version.ts";
 import { convertCommand } from "./commands/convert.ts";
 import { infoCommand } from "./commands/info.ts";
@@ -52,6 +53,8 @@ export async function main(args: string[]): Promise<number> {
       // Commander has already printed help, the version, or its own "error: ..." line.
       return e.exitCode === 0 ? 0 : EXIT_USAGE;
     }
+    // The reader of our stdout went away (`fora generate --json | head -1`): stop quietly.
+    if (isOutputClosed(e)) return 0;
     if (isForaError(e)) {
       console.error(`error: ${e.message}`);
       return e.code === "usage" ? EXIT_USAGE : EXIT_ERROR;
