@@ -12,6 +12,7 @@ import { isOutputClosed } from "../lib/events/output.ts";
 import { FORA_VERSION } from "../lib/bundle/version.ts";
 import { convertCommand } from "./commands/convert.ts";
 import { infoCommand } from "./commands/info.ts";
+import { generateCommand } from "./commands/generate.ts";
 
 export const EXIT_ERROR = 1;
 export const EXIT_USAGE = 2;
@@ -31,6 +32,7 @@ export function buildProgram() {
     .showHelpAfterError("(add --help for usage)");
   program.addCommand(convertCommand());
   program.addCommand(infoCommand());
+  program.addCommand(generateCommand());
   program.addHelpText(
     "after",
     `

@@ -32,7 +32,7 @@ export type StepListener = (r: StepReport) => void;
 
 export function residualDenoiser(model: DitStepModel, plan: CachePlan, modelTimes: number[], onStep?: StepListener): Denoiser {
   const S = plan.kinds.length, size = model.featureSize;
-  let residuals = new Float32Array(0);
+  let residuals: Float32Array = new Float32Array(0);
   let lastFull = -1;
   return async (x, step) => {
     const k = S - 1 - step.index;
@@ -56,8 +56,8 @@ export function residualDenoiser(model: DitStepModel, plan: CachePlan, modelTime
 
 export function literalDenoiser(model: DitStepModel, plan: CachePlan, onStep?: StepListener): Denoiser {
   const S = plan.kinds.length, L = model.config.depth;
-  let attn = new Float32Array(L * model.featureSize);
-  let mlp = new Float32Array(L * model.featureSize);
+  let attn: Float32Array = new Float32Array(L * model.featureSize);
+  let mlp: Float32Array = new Float32Array(L * model.featureSize);
   return async (x, step) => {
     const k = S - 1 - step.index;
     const kind = plan.kinds[k];
