@@ -21,6 +21,8 @@ const { values: args } = parseArgs({
     preset: { type: "string", default: "XL/2-256" },
     "full-runs": { type: "string", default: "3" },
     "reuse-runs": { type: "string", default: "30" },
+    /** Upcoming reuse steps whose residuals the full step emits (N - 1 for interval N). */
+    residuals: { type: "string", default: "2" },
   },
 });
 const cfg = ditPreset(args.preset!);
@@ -43,13 +45,16 @@ try {
   };
   const full = await openSession(join(dir, "full.onnx"));
   const reuse = await openSession(join(dir, "reuse.onnx"));
-  const fullFeeds = { ...common, reuse_timesteps: f32([2], [496, 492]) };
+  const J = Number(args.residuals);
+  const fullFeeds = { ...common, reuse_timesteps: f32([J], Array.from({ length: J }, (_, j) => 496 - 4 * j)) };
+  const bare = await timeRuns(full, { ...common, reuse_timesteps: f32([0], []) }, Number(args["full-runs"]));
   const reuseFeeds = { ...common, residual: f32([2, numTokens(cfg), cfg.hiddenSize]) };
   const fullMs = await timeRuns(full, fullFeeds, Number(args["full-runs"]));
   const reuseMs = await timeRuns(reuse, reuseFeeds, Number(args["reuse-runs"]));
   console.log(`| model | graph | median ms | runs |`);
   console.log(`|---|---|---|---|`);
-  console.log(`| DiT-${args.preset} fp32, B=1 + CFG (batch 2), 2 reuse residuals | full step | ${fullMs.median.toFixed(1)} | ${fullMs.runs} |`);
+  console.log(`| DiT-${args.preset} fp32, B=1 + CFG (batch 2), no residuals | full step | ${bare.median.toFixed(1)} | ${bare.runs} |`);
+  console.log(`| DiT-${args.preset} fp32, B=1 + CFG (batch 2), ${J} reuse residuals | full step | ${fullMs.median.toFixed(1)} | ${fullMs.runs} |`);
   console.log(`| DiT-${args.preset} fp32, B=1 + CFG (batch 2) | reuse step | ${reuseMs.median.toFixed(2)} | ${reuseMs.runs} |`);
   console.log(`\nreuse / full = ${(100 * reuseMs.median / fullMs.median).toFixed(3)}%`);
   console.log(`machine: ${os.cpus()[0]?.model ?? "unknown CPU"}, ${os.cpus().length} cores, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB; onnxruntime-node CPU EP`);

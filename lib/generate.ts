@@ -57,6 +57,7 @@ export async function generate(opts: GenerateOptions, emit: EmitEvent): Promise<
   const plan = staticIntervalPlan(opts.steps, opts.cacheInterval);
   const xT = opts.latentsIn ? await readLatents(opts.latentsIn, [B, cfg.inChannels, cfg.inputSize, cfg.inputSize]) : null;
   await checkOutput(opts.out);
+  if (opts.latentsOut) await checkWritable("--latents-out", opts.latentsOut, dirname(opts.latentsOut));
 
   events.emit({
     event: "run_start",
@@ -85,7 +86,10 @@ export async function generate(opts: GenerateOptions, emit: EmitEvent): Promise<
       events.emit({ event: "cache", index: r.index, attn: hitString(r.attnHits), mlp: hitString(r.mlpHits) });
     };
     const noise = sampleRngs(opts.seed, B);
-    const x = xT ?? batchNormals(noise, perSample);
+    // x_T is always drawn first (the SampleNoise convention), so that with --latents-in the
+    // sampler's later noise is the seeded run's: --latents-in of a run's own x_T reproduces it.
+    const drawn = batchNormals(noise, perSample);
+    const x = xT ?? drawn;
     const t0 = performance.now();
     const x0 = await sampler.sample(residualDenoiser(model, plan, sampler.plan.modelTimes, onStep), x, shape, noise);
     samplingMs = performance.now() - t0;
@@ -180,14 +184,17 @@ function gridPath(opts: GenerateOptions, paths: string[]): string {
 
 /** Fails before sampling (not after minutes of it) when the output cannot be written. */
 async function checkOutput(out: string): Promise<void> {
-  const folder = extname(out).toLowerCase() === ".png" ? dirname(out) : out;
+  await checkWritable("--out", out, extname(out).toLowerCase() === ".png" ? dirname(out) : out);
+}
+
+async function checkWritable(flag: string, value: string, folder: string): Promise<void> {
   try {
     await Deno.mkdir(folder, { recursive: true });
     const probe = join(folder, `.fora-write-test-${crypto.randomUUID().slice(0, 8)}`);
     await Deno.writeFile(probe, new Uint8Array());
     await Deno.remove(probe);
   } catch (e) {
-    throw new ForaError("io", `--out ${out}: cannot write to ${folder} (${(e as Error).message}); choose a writable folder`);
+    throw new ForaError("io", `${flag} ${value}: cannot write to ${folder} (${(e as Error).message}); choose a writable folder`);
   }
 }
 

@@ -181,6 +181,11 @@ function ditBlock(g: GraphBuilder, x: Value, c: Value, b: DitBlockWeights, cfg: 
 /**
  * R_j for each upcoming reuse timestep: [J, 2B, T, D]. Only the gate rows of each
  * block's adaLN are evaluated (2 of its 6 chunks).
+ *
+ * R[j,b,t,d] = sum_k G[k,j,b,d] F[k,b,t,d] over the 2L cached tensors F (A_k and M_k)
+ * is evaluated as one batched MatMul over (b, d) rather than as J x 2L broadcast
+ * multiply-adds: those would stream J x 2L activation-sized tensors through memory,
+ * which at N = 10 costs more than a tenth of a full step; this reads F once.
  */
 function reuseResiduals(
   g: GraphBuilder,
@@ -192,16 +197,17 @@ function reuseResiduals(
 ): Value {
   const cj = g.add(g.unsqueeze(timestepEmbedding(g, reuseT, tEmbedder(g, w), cfg.freqDivisor), [1]), g.unsqueeze(labelEmb, [0]));
   const act = silu(g, cj);
-  let sum: Value | null = null;
+  const gates: Value[] = [], features: Value[] = [];
   w.blocks.forEach((b, k) =>
     g.scope(`blocks.${k}`, () => {
-      const gateMsa = g.unsqueeze(linear(g, act, lin(g, linearRows(b.adaLN, 2, 6))), [-2]);
-      const gateMlp = g.unsqueeze(linear(g, act, lin(g, linearRows(b.adaLN, 5, 6))), [-2]);
-      const term = g.add(g.mul(gateMsa, cached[k].attn), g.mul(gateMlp, cached[k].mlp));
-      sum = sum ? g.add(sum, term) : term;
+      gates.push(g.unsqueeze(linear(g, act, lin(g, linearRows(b.adaLN, 2, 6))), [0]));
+      gates.push(g.unsqueeze(linear(g, act, lin(g, linearRows(b.adaLN, 5, 6))), [0]));
+      features.push(g.unsqueeze(cached[k].attn, [0]), g.unsqueeze(cached[k].mlp, [0]));
     })
   );
-  return sum!;
+  const G = g.transpose(g.concat(gates, 0), [2, 3, 1, 0]); // [2B, D, J, 2L]
+  const F = g.transpose(g.concat(features, 0), [1, 3, 0, 2]); // [2B, D, 2L, T]
+  return g.transpose(g.matmul(G, F), [2, 0, 3, 1]); // [2B, D, J, T] -> [J, 2B, T, D]
 }
 
 /** cond + mask (s - 1)(cond - uncond) on the [cond; uncond] batch. */

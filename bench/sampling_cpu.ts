@@ -1,0 +1,108 @@
+/**
+ * Whole-run sampling speed of fora at several FORA intervals, side by side with the
+ * PyTorch implementation of the same sampling with FORA's literal per-layer cache
+ * (bench/torch_sampling.py), in one run on one machine.
+ *
+ * DiT with random weights at the real size, DDPM with learned-range variance, one
+ * sample with classifier-free guidance (scale 1.5), fp32, CPU. Only the sampling loop
+ * is timed (as in the paper), after one warm-up model call.
+ *
+ *   deno task bench:sampling --preset S/2-256 --steps 250 --intervals 1,2,3,5,7,10
+ *   deno task bench:sampling --preset XL/2-256 --steps 20 --intervals 1,2,3 --no-torch
+ */
+import { parseArgs } from "node:util";
+import { join } from "node:path";
+import os from "node:os";
+import { ditPreset } from "../lib/models/dit/config.ts";
+import { convertBundle } from "../lib/bundle/convert.ts";
+import { readManifest } from "../lib/bundle/manifest.ts";
+import { openDitStepModel } from "../lib/models/dit/step_model.ts";
+import { countFull, staticIntervalPlan } from "../lib/fora/policy.ts";
+import { residualDenoiser } from "../lib/fora/denoiser.ts";
+import { makeSampler } from "../lib/samplers/mod.ts";
+import { batchNormals, sampleRngs } from "../lib/random/mod.ts";
+import { writeRandomDit } from "../tools/random_dit.ts";
+
+const { values: args } = parseArgs({
+  options: {
+    preset: { type: "string", default: "S/2-256" },
+    steps: { type: "string", default: "250" },
+    intervals: { type: "string", default: "1,2,3,5,7,10" },
+    "no-torch": { type: "boolean", default: false },
+  },
+});
+const cfg = ditPreset(args.preset!);
+const S = Number(args.steps);
+const intervals = args.intervals!.split(",").map(Number);
+const tmp = await Deno.makeTempDir({ prefix: "fora-bench-sampling-" });
+try {
+  console.error(`writing random ${args.preset} weights and converting ...`);
+  await writeRandomDit(join(tmp, "src"), cfg);
+  const { dir } = await convertBundle(join(tmp, "src"), join(tmp, "bundle"), { precisions: ["fp32"] });
+  const manifest = await readManifest(dir);
+  const model = await openDitStepModel(dir, manifest, { labels: [207], cfgScale: 1.5, cfgChannels: "ref" });
+  const perSample = cfg.inChannels * cfg.inputSize ** 2;
+  const shape = { batch: 1, channels: cfg.inChannels, height: cfg.inputSize, width: cfg.inputSize };
+  const fora: { interval: number; full: number; seconds: number }[] = [];
+  const sampler = makeSampler("ddpm", S, { learnSigma: cfg.learnSigma });
+  // Warm-up: the first runs of each graph allocate and pick kernels.
+  await model.full(batchNormals(sampleRngs(0, 1), perSample), 999, [995]);
+  await model.reuse(batchNormals(sampleRngs(0, 1), perSample), 995, new Float32Array(model.featureSize));
+  for (const interval of intervals) {
+    const plan = staticIntervalPlan(S, interval);
+    const noise = sampleRngs(1, 1);
+    const xT = batchNormals(noise, perSample);
+    const t0 = performance.now();
+    await sampler.sample(residualDenoiser(model, plan, sampler.plan.modelTimes), xT, shape, noise);
+    const seconds = (performance.now() - t0) / 1000;
+    fora.push({ interval, full: countFull(plan.kinds), seconds });
+    console.error(`fora N=${interval}: ${seconds.toFixed(2)} s`);
+  }
+  await model.release();
+
+  const torch = args["no-torch"] ? null : await runTorch(args.preset!, S, intervals);
+  const base = fora.find((r) => r.interval === 1)?.seconds;
+  const torchBase = torch?.results.find((r) => r.interval === 1)?.seconds;
+  console.log(`\n${args.preset}, DDPM ${S} steps, batch 1 + CFG 1.5, fp32, CPU (${os.cpus()[0]?.model ?? "?"}, ${os.cpus().length} cores)`);
+  if (torch) console.log(`PyTorch ${torch.torch}, ${torch.threads} threads, BLAS: ${torch.blas}`);
+  console.log(`\n| N | full steps | ideal S/full | fora s/img | fora speed-up | % of ideal | PyTorch s/img | PyTorch speed-up | fora vs PyTorch |`);
+  console.log(`|---|---|---|---|---|---|---|---|---|`);
+  for (const r of fora) {
+    const ideal = S / r.full;
+    const speedup = base ? base / r.seconds : NaN;
+    const t = torch?.results.find((x) => x.interval === r.interval);
+    const cells = [
+      r.interval,
+      r.full,
+      `${ideal.toFixed(2)}x`,
+      r.seconds.toFixed(2),
+      `${speedup.toFixed(2)}x`,
+      `${((100 * speedup) / ideal).toFixed(1)}%`,
+      t ? t.seconds.toFixed(2) : "-",
+      t && torchBase ? `${(torchBase / t.seconds).toFixed(2)}x` : "-",
+      t ? `${(t.seconds / r.seconds).toFixed(2)}x faster` : "-",
+    ];
+    console.log(`| ${cells.join(" | ")} |`);
+  }
+} finally {
+  await Deno.remove(tmp, { recursive: true });
+}
+
+interface TorchResult {
+  torch: string;
+  blas: string;
+  threads: number;
+  results: { interval: number; full_steps: number; seconds: number }[];
+}
+
+async function runTorch(preset: string, steps: number, intervals: number[]): Promise<TorchResult> {
+  const script = new URL("./torch_sampling.py", import.meta.url).pathname;
+  const out = await new Deno.Command("/usr/bin/python3", {
+    args: [script, "--preset", preset, "--steps", String(steps), "--intervals", intervals.join(","), "--json"],
+    env: { OMP_NUM_THREADS: "2" },
+    stdout: "piped",
+    stderr: "inherit",
+  }).output();
+  if (!out.success) throw new Error(`torch_sampling.py failed (exit ${out.code})`);
+  return JSON.parse(new TextDecoder().decode(out.stdout));
+}
