@@ -40,7 +40,8 @@ try {
   await writeRandomDit(join(tmp, "src"), cfg);
   const { dir } = await convertBundle(join(tmp, "src"), join(tmp, "bundle"), { precisions: ["fp32"] });
   const manifest = await readManifest(dir);
-  const model = await openDitStepModel(dir, manifest, { labels: [207], cfgScale: 1.5, cfgChannels: "ref" });
+  const session = await openDitStepModel(dir, manifest, { cfgScale: 1.5, cfgChannels: "ref" });
+  const model = session.bind([207]);
   const perSample = cfg.inChannels * cfg.inputSize ** 2;
   const shape = { batch: 1, channels: cfg.inChannels, height: cfg.inputSize, width: cfg.inputSize };
   const fora: { interval: number; full: number; seconds: number }[] = [];
@@ -58,7 +59,7 @@ try {
     fora.push({ interval, full: countFull(plan.kinds), seconds });
     console.error(`fora N=${interval}: ${seconds.toFixed(2)} s`);
   }
-  await model.release();
+  await session.release();
 
   const torch = args["no-torch"] ? null : await runTorch(args.preset!, S, intervals);
   const base = fora.find((r) => r.interval === 1)?.seconds;

@@ -1,23 +1,19 @@
 /**
- * `fora generate` as a library function: sample a batch from a DiT bundle with FORA
- * caching, decode it, write PNGs, and report everything through one event callback.
- *
- * The pieces stay apart: the sampler only sees a Denoiser; the planner (lib/fora)
- * turns the cache plan into that Denoiser over the step model; events leave through
- * `emit`, where the NDJSON stream or the progress display attach.
+ * `fora generate` as a library function: one batch sampled from a DiT bundle with FORA
+ * caching (lib/generator.ts), written as PNGs, and reported through one event callback
+ * where the NDJSON stream or the progress display attach.
  */
 import { dirname, extname, join } from "node:path";
 import { ForaError } from "./errors.ts";
-import { type Manifest, readManifest, type Precision, vaeGraphFile } from "./bundle/manifest.ts";
-import { openDitStepModel } from "./models/dit/step_model.ts";
-import { staticIntervalPlan } from "./fora/policy.ts";
-import { residualDenoiser, type StepReport } from "./fora/denoiser.ts";
-import { makeSampler, type SamplerName } from "./samplers/mod.ts";
-import { batchNormals, sampleRngs } from "./random/mod.ts";
+import type { Precision } from "./bundle/manifest.ts";
+import { type CachePlan, staticIntervalPlan } from "./fora/policy.ts";
+import type { StepReport } from "./fora/denoiser.ts";
+import type { SamplerName } from "./samplers/mod.ts";
+import { openGenerator } from "./generator.ts";
 import { readNpy, writeNpy } from "./io/npy.ts";
 import { writePng } from "./io/png.ts";
-import { type Image, makeGrid, toUint8Image } from "./io/image.ts";
-import { type Device, f32, openSession } from "./runtime/session.ts";
+import { makeGrid } from "./io/image.ts";
+import type { Device } from "./runtime/session.ts";
 import { stamper } from "./events/stamp.ts";
 import { summarizeSteps } from "./events/totals.ts";
 import type { EmitEvent, JsonValue, RunTotals } from "./events/types.ts";
@@ -41,66 +37,52 @@ export interface GenerateOptions {
   precision?: Precision;
   device?: Device;
   threads?: number;
+  /** A cache plan that replaces the static interval (e.g. a schedule file). */
+  plan?: CachePlan;
 }
-
-/** Pixel-space samples this small are enlarged (nearest) so a person can see them. */
-const MIN_VISIBLE_SIDE = 256;
 
 export async function generate(opts: GenerateOptions, emit: EmitEvent): Promise<RunTotals> {
   const events = stamper(emit);
-  const manifest = await readManifest(opts.model);
-  const cfg = manifest.dit.config;
-  const B = opts.classes.length;
-  const shape = { batch: B, channels: cfg.inChannels, height: cfg.inputSize, width: cfg.inputSize };
-  const perSample = cfg.inChannels * cfg.inputSize ** 2;
-  const sampler = makeSampler(opts.sampler, opts.steps, { learnSigma: cfg.learnSigma });
-  const plan = staticIntervalPlan(opts.steps, opts.cacheInterval);
-  const xT = opts.latentsIn ? await readLatents(opts.latentsIn, [B, cfg.inChannels, cfg.inputSize, cfg.inputSize]) : null;
+  const plan = opts.plan ?? staticIntervalPlan(opts.steps, opts.cacheInterval);
   await checkOutput(opts.out);
   if (opts.latentsOut) await checkWritable("--latents-out", opts.latentsOut, dirname(opts.latentsOut));
-
-  events.emit({
-    event: "run_start",
-    model: { bundle: opts.model, architecture: manifest.architecture },
-    flags: flagsOf(opts),
-    plan: {
-      steps: opts.steps,
-      full: plan.kinds.flatMap((k, i) => (k === "full" ? [i] : [])),
-      kind: plan.kinds,
-      policy: plan.policy,
-    },
-    schema_version: 1,
-  });
-
+  const gen = await openGenerator({ ...opts, plan });
+  const B = opts.classes.length;
+  let xT: Float32Array | undefined;
+  try {
+    // Before run_start: a bad input file means the run never started.
+    if (opts.latentsIn) xT = await readLatents(opts.latentsIn, gen.latentShape(B));
+  } catch (e) {
+    await gen.release();
+    throw e;
+  }
   const steps: StepReport[] = [];
   let samplingMs = 0, decodeMs = 0;
-  const model = await openDitStepModel(opts.model, manifest, {
-    labels: opts.classes,
-    cfgScale: opts.cfg,
-    cfgChannels: opts.cfgChannels,
-  }, { precision: opts.precision, device: opts.device, threads: opts.threads });
   try {
+    events.emit({
+      event: "run_start",
+      model: { bundle: opts.model, architecture: gen.manifest.architecture },
+      flags: flagsOf(opts),
+      plan: {
+        steps: opts.steps,
+        full: plan.kinds.flatMap((k, i) => (k === "full" ? [i] : [])),
+        kind: plan.kinds,
+        policy: plan.policy,
+      },
+      schema_version: 1,
+    });
     const onStep = (r: StepReport) => {
       steps.push(r);
       events.emit({ event: "step", index: r.index, k: r.k, timestep: r.modelTime, kind: r.kind, ms: round(r.ms) });
       events.emit({ event: "cache", index: r.index, attn: hitString(r.attnHits), mlp: hitString(r.mlpHits) });
     };
-    const noise = sampleRngs(opts.seed, B);
-    // x_T is always drawn first (the SampleNoise convention), so that with --latents-in the
-    // sampler's later noise is the seeded run's: --latents-in of a run's own x_T reproduces it.
-    const drawn = batchNormals(noise, perSample);
-    const x = xT ?? drawn;
-    const t0 = performance.now();
-    const x0 = await sampler.sample(residualDenoiser(model, plan, sampler.plan.modelTimes, onStep), x, shape, noise);
-    samplingMs = performance.now() - t0;
-    if (opts.latentsOut) await writeNpy(opts.latentsOut, { shape: [B, cfg.inChannels, cfg.inputSize, cfg.inputSize], data: x0 });
-
-    const t1 = performance.now();
-    const images = await decode(opts, manifest, x0, B);
-    decodeMs = performance.now() - t1;
+    const batch = await gen.sampleBatch({ classes: opts.classes, seed: opts.seed, firstIndex: 0, xT }, onStep);
+    samplingMs = batch.samplingMs;
+    decodeMs = batch.decodeMs;
+    if (opts.latentsOut) await writeNpy(opts.latentsOut, { shape: gen.latentShape(B), data: batch.x0 });
     const paths = outputPaths(opts, B);
     for (let b = 0; b < B; b++) {
-      await writePng(paths[b], images[b]);
+      await writePng(paths[b], batch.images[b]);
       events.emit({
         event: "image",
         path: paths[b],
@@ -109,16 +91,16 @@ export async function generate(opts: GenerateOptions, emit: EmitEvent): Promise<
         class_name: null,
         prompt: null,
         index: b,
-        width: images[b].width,
-        height: images[b].height,
+        width: batch.images[b].width,
+        height: batch.images[b].height,
       });
     }
-    if (opts.grid && B > 1) await writePng(gridPath(opts, paths), makeGrid(images, Math.ceil(Math.sqrt(B))));
+    if (opts.grid && B > 1) await writePng(gridPath(opts, paths), makeGrid(batch.images, Math.ceil(Math.sqrt(B))));
   } catch (e) {
     events.emit({ event: "run_end", status: "error", error: (e as Error).message, totals: totals() });
     throw e;
   } finally {
-    await model.release();
+    await gen.release();
   }
   const result = totals();
   events.emit({ event: "run_end", status: "ok", totals: result });
@@ -134,28 +116,6 @@ export async function generate(opts: GenerateOptions, emit: EmitEvent): Promise<
       wall_ms: round(events.elapsedMs()),
       speedup_estimate: s.speedup_estimate,
     };
-  }
-}
-
-async function decode(opts: GenerateOptions, manifest: Manifest, x0: Float32Array, B: number): Promise<Image[]> {
-  const cfg = manifest.dit.config;
-  const S = cfg.inputSize, C = cfg.inChannels;
-  if (!manifest.vae) {
-    if (C !== 1 && C !== 3) {
-      throw new ForaError("bundle", `${opts.model}: a model without a VAE must have 1 or 3 channels to be saved as an image (it has ${C}); use --latents-out`);
-    }
-    const upscale = Math.max(1, Math.floor(MIN_VISIBLE_SIDE / S));
-    return Array.from({ length: B }, (_, b) => toUint8Image(x0.subarray(b * C * S * S, (b + 1) * C * S * S), [C, S, S], upscale));
-  }
-  const precision = opts.precision ?? "fp32";
-  const session = await openSession(join(opts.model, vaeGraphFile(precision)), { device: opts.device, threads: opts.threads });
-  try {
-    const out = await session.run({ latent: f32([B, C, S, S], x0) });
-    const [, oc, oh, ow] = out.image.shape;
-    const data = out.image.data as Float32Array, n = oc * oh * ow;
-    return Array.from({ length: B }, (_, b) => toUint8Image(data.subarray(b * n, (b + 1) * n), [oc, oh, ow]));
-  } finally {
-    await session.release();
   }
 }
 

@@ -11,7 +11,7 @@
  *   through the per-block graph. Used to prove the residual route and for analysis.
  */
 import type { Denoiser } from "../samplers/types.ts";
-import type { DitStepModel } from "../models/dit/step_model.ts";
+import type { StepModel } from "../models/dit/step_model.ts";
 import { type CachePlan, reuseRunAfter, type StepKind } from "./policy.ts";
 
 export interface StepReport {
@@ -30,7 +30,7 @@ export interface StepReport {
 
 export type StepListener = (r: StepReport) => void;
 
-export function residualDenoiser(model: DitStepModel, plan: CachePlan, modelTimes: number[], onStep?: StepListener): Denoiser {
+export function residualDenoiser(model: StepModel, plan: CachePlan, modelTimes: number[], onStep?: StepListener): Denoiser {
   const S = plan.kinds.length, size = model.featureSize;
   let residuals: Float32Array = new Float32Array(0);
   let lastFull = -1;
@@ -49,13 +49,13 @@ export function residualDenoiser(model: DitStepModel, plan: CachePlan, modelTime
       const j = k - lastFull - 1;
       out = await model.reuse(x, step.modelTime, residuals.subarray(j * size, (j + 1) * size));
     }
-    onStep?.(report(k, step, kind, performance.now() - t0, model.config.depth));
+    onStep?.(report(k, step, kind, performance.now() - t0, model.depth));
     return out;
   };
 }
 
-export function literalDenoiser(model: DitStepModel, plan: CachePlan, onStep?: StepListener): Denoiser {
-  const S = plan.kinds.length, L = model.config.depth;
+export function literalDenoiser(model: StepModel, plan: CachePlan, onStep?: StepListener): Denoiser {
+  const S = plan.kinds.length, L = model.depth;
   let attn: Float32Array = new Float32Array(L * model.featureSize);
   let mlp: Float32Array = new Float32Array(L * model.featureSize);
   return async (x, step) => {

@@ -35,7 +35,7 @@ interface Model {
 }
 
 const TINY: Model = { label: "tiny", depth: 2, numClasses: 10, latent: [4, 8, 8], image: { width: 16, height: 16, channels: 3 } };
-/** 16x16 enlarged by floor(256 / 16) = 16: lib/generate.ts's MIN_VISIBLE_SIDE is 256. */
+/** 16x16 enlarged by floor(256 / 16) = 16: lib/generator.ts's MIN_VISIBLE_SIDE is 256. */
 const PIXEL: Model = { label: "pixel", depth: 3, numClasses: 5, latent: [1, 16, 16], image: { width: 256, height: 256, channels: 1 } };
 
 // ---- bundles, converted once for the whole file ----------------------------------------------

@@ -24,7 +24,8 @@ Deno.test("FORA static caching: the residual route equals the literal per-layer 
     const manifest = await readManifest(dir);
     const cfg = manifest.dit.config;
     const shape = { batch: 2, channels: cfg.inChannels, height: cfg.inputSize, width: cfg.inputSize };
-    const model = await openDitStepModel(dir, manifest, { labels: [3, 7], cfgScale: 4, cfgChannels: "ref" }, { threads: 1 });
+    const session = await openDitStepModel(dir, manifest, { cfgScale: 4, cfgChannels: "ref" }, { threads: 1 });
+    const model = session.bind([3, 7]);
     const run = async (sampler: string, interval: number, route: "residual" | "literal") => {
       const s = makeSampler(sampler, STEPS);
       const plan = staticIntervalPlan(STEPS, interval);
@@ -63,7 +64,7 @@ Deno.test("FORA static caching: the residual route equals the literal per-layer 
         }
       }
     } finally {
-      await model.release();
+      await session.release();
     }
   } finally {
     await Deno.remove(tmp, { recursive: true });

@@ -1,8 +1,7 @@
 /**
  * A converted DiT bundle as three step functions over ONNX Runtime sessions: full,
- * reuse (from a residual) and the literal per-block path. Conditioning (labels,
- * guidance scale and channels) is fixed for a batch, so callers pass only what
- * changes per step.
+ * reuse (from a residual) and the literal per-block path. Sessions are opened once per
+ * run; labels are bound per batch, so step calls pass only what changes per step.
  */
 import { ForaError } from "../../errors.ts";
 import { type Device, f32, type HostTensor, i64, openSession, type Session } from "../../runtime/session.ts";
@@ -10,18 +9,23 @@ import { ditGraphPath, type Manifest, type Precision } from "../../bundle/manife
 import { type DitConfig, numTokens, outChannels } from "./config.ts";
 import { guidanceMask } from "./graphs.ts";
 
-export interface DitConditioning {
-  labels: number[];
+export interface GuidanceOptions {
   /** 1 disables guidance (and halves the batch the model computes). */
   cfgScale: number;
   cfgChannels: "ref" | "all";
 }
 
-export interface DitStepModel {
-  readonly config: DitConfig;
+/**
+ * The step functions for one batch (its labels bound). The planner drives this
+ * interface only, so any model that provides it (DiT, PixArt) gets FORA caching.
+ */
+export interface StepModel {
+  readonly depth: number;
   readonly batch: number;
   /** Rows the model computes per step: 2B with guidance, B without. */
   readonly modelBatch: number;
+  /** Elements of one block's cached tensor: modelBatch * T * D. */
+  readonly featureSize: number;
   full(x: Float32Array, t: number, reuseTimes: number[]): Promise<{ out: Float32Array; residuals: Float32Array }>;
   reuse(x: Float32Array, t: number, residual: Float32Array): Promise<Float32Array>;
   /** Literal path: blocks flagged in `reuse` take their A_k/M_k from the cache arrays. */
@@ -30,8 +34,12 @@ export interface DitStepModel {
     attn: Float32Array;
     mlp: Float32Array;
   }>;
-  /** Elements of one block's cached tensor: modelBatch * T * D. */
-  readonly featureSize: number;
+}
+
+/** A DiT bundle's sessions, opened once and bound to a batch's labels per batch. */
+export interface DitStepModel {
+  readonly config: DitConfig;
+  bind(labels: number[]): StepModel;
   release(): Promise<void>;
 }
 
@@ -44,20 +52,13 @@ export interface StepModelOptions {
 export async function openDitStepModel(
   dir: string,
   manifest: Manifest,
-  cond: DitConditioning,
+  guidance: GuidanceOptions,
   opts: StepModelOptions = {},
 ): Promise<DitStepModel> {
   const cfg = manifest.dit.config;
-  const guided = cond.cfgScale !== 1;
+  const guided = guidance.cfgScale !== 1;
   const precision = opts.precision ?? "fp32";
-  for (const l of cond.labels) {
-    if (!Number.isInteger(l) || l < 0 || l >= cfg.numClasses) {
-      throw new ForaError("usage", `class ${l} is out of range: this model has classes 0..${cfg.numClasses - 1}`);
-    }
-  }
-  const B = cond.labels.length, C = cfg.inChannels, S = cfg.inputSize;
-  const modelBatch = guided ? 2 * B : B;
-  const T = numTokens(cfg), D = cfg.hiddenSize;
+  const C = cfg.inChannels, S = cfg.inputSize, T = numTokens(cfg), D = cfg.hiddenSize, L = cfg.depth;
   const sessions = new Map<string, Session>();
   const session = async (kind: "full" | "reuse" | "blocks") => {
     let s = sessions.get(kind);
@@ -68,38 +69,49 @@ export async function openDitStepModel(
     }
     return s;
   };
-  const fixed: Record<string, HostTensor> = { class_labels: i64([B], cond.labels) };
-  if (guided) {
-    fixed.guidance_scale = f32([1], [cond.cfgScale]);
-    fixed.guidance_mask = f32([outChannels(cfg)], guidanceMask(cfg, cond.cfgChannels));
-  }
-  const stepFeeds = (x: Float32Array, t: number) => ({ ...fixed, latent: f32([B, C, S, S], x), timestep: f32([1], [t]) });
-  const featureSize = modelBatch * T * D;
   // Open the two graphs every cached run needs now, so load errors surface before sampling.
   await session("full");
   await session("reuse");
+  const guidanceFeeds: Record<string, HostTensor> = guided
+    ? {
+      guidance_scale: f32([1], [guidance.cfgScale]),
+      guidance_mask: f32([outChannels(cfg)], guidanceMask(cfg, guidance.cfgChannels)),
+    }
+    : {};
   return {
     config: cfg,
-    batch: B,
-    modelBatch,
-    featureSize,
-    async full(x, t, reuseTimes) {
-      const out = await (await session("full")).run({ ...stepFeeds(x, t), reuse_timesteps: f32([reuseTimes.length], reuseTimes) });
-      return { out: out.model_out.data as Float32Array, residuals: out.residuals.data as Float32Array };
-    },
-    async reuse(x, t, residual) {
-      const out = await (await session("reuse")).run({ ...stepFeeds(x, t), residual: f32([modelBatch, T, D], residual) });
-      return out.model_out.data as Float32Array;
-    },
-    async blocks(x, t, reuse, cachedAttn, cachedMlp) {
-      const L = cfg.depth;
-      const out = await (await session("blocks")).run({
-        ...stepFeeds(x, t),
-        reuse: { dtype: "bool", shape: [L], data: Uint8Array.from(reuse, (r) => (r ? 1 : 0)) },
-        cached_attn: f32([L, modelBatch, T, D], cachedAttn),
-        cached_mlp: f32([L, modelBatch, T, D], cachedMlp),
-      });
-      return { out: out.model_out.data as Float32Array, attn: out.attn.data as Float32Array, mlp: out.mlp.data as Float32Array };
+    bind(labels) {
+      for (const l of labels) {
+        if (!Number.isInteger(l) || l < 0 || l >= cfg.numClasses) {
+          throw new ForaError("usage", `class ${l} is out of range: this model has classes 0..${cfg.numClasses - 1}`);
+        }
+      }
+      const B = labels.length, modelBatch = guided ? 2 * B : B;
+      const fixed = { ...guidanceFeeds, class_labels: i64([B], labels) };
+      const stepFeeds = (x: Float32Array, t: number) => ({ ...fixed, latent: f32([B, C, S, S], x), timestep: f32([1], [t]) });
+      return {
+        depth: L,
+        batch: B,
+        modelBatch,
+        featureSize: modelBatch * T * D,
+        async full(x, t, reuseTimes) {
+          const out = await (await session("full")).run({ ...stepFeeds(x, t), reuse_timesteps: f32([reuseTimes.length], reuseTimes) });
+          return { out: out.model_out.data as Float32Array, residuals: out.residuals.data as Float32Array };
+        },
+        async reuse(x, t, residual) {
+          const out = await (await session("reuse")).run({ ...stepFeeds(x, t), residual: f32([modelBatch, T, D], residual) });
+          return out.model_out.data as Float32Array;
+        },
+        async blocks(x, t, reuse, cachedAttn, cachedMlp) {
+          const out = await (await session("blocks")).run({
+            ...stepFeeds(x, t),
+            reuse: { dtype: "bool", shape: [L], data: Uint8Array.from(reuse, (r) => (r ? 1 : 0)) },
+            cached_attn: f32([L, modelBatch, T, D], cachedAttn),
+            cached_mlp: f32([L, modelBatch, T, D], cachedMlp),
+          });
+          return { out: out.model_out.data as Float32Array, attn: out.attn.data as Float32Array, mlp: out.mlp.data as Float32Array };
+        },
+      };
     },
     async release() {
       for (const s of sessions.values()) await s.release();
