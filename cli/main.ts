@@ -7,7 +7,7 @@
  * library unless a command runs a model.
  */
 import { Command, CommanderError } from "@commander-js/extra-typings";
-import { isForaError } from "../lib/errors.ts";
+import { interruptedExitCode, isForaError, isInterrupted } from "../lib/errors.ts";
 import { isOutputClosed } from "../lib/events/output.ts";
 import { FORA_VERSION } from "../lib/bundle/version.ts";
 import { convertCommand } from "./commands/convert.ts";
@@ -57,6 +57,10 @@ export async function main(args: string[]): Promise<number> {
     }
     // The reader of our stdout went away (`fora generate --json | head -1`): stop quietly.
     if (isOutputClosed(e)) return 0;
+    if (isInterrupted(e)) {
+      console.error(`fora: ${e.message}; no partial files were written`);
+      return interruptedExitCode(e);
+    }
     if (isForaError(e)) {
       console.error(`error: ${e.message}`);
       return e.code === "usage" ? EXIT_USAGE : EXIT_ERROR;

@@ -10,7 +10,8 @@ export type ErrorCode =
   | "bundle"
   | "graph"
   | "io"
-  | "runtime";
+  | "runtime"
+  | "interrupted";
 
 export class ForaError extends Error {
   readonly code: ErrorCode;
@@ -23,4 +24,18 @@ export class ForaError extends Error {
 
 export function isForaError(e: unknown): e is ForaError {
   return e instanceof ForaError;
+}
+
+/** A run stopped by SIGINT or SIGTERM at a step boundary; the CLI exits 128 + signal number. */
+export function interrupted(signal: "SIGINT" | "SIGTERM"): ForaError {
+  return new ForaError("interrupted", `interrupted by ${signal}`);
+}
+
+export function isInterrupted(e: unknown): e is ForaError {
+  return e instanceof ForaError && e.code === "interrupted";
+}
+
+/** Exit status for a run interrupted by `message`'s signal: 130 for SIGINT, 143 for SIGTERM. */
+export function interruptedExitCode(e: ForaError): number {
+  return e.message.includes("SIGTERM") ? 143 : 130;
 }

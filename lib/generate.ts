@@ -4,7 +4,7 @@
  * where the NDJSON stream or the progress display attach.
  */
 import { dirname, extname, join } from "node:path";
-import { ForaError } from "./errors.ts";
+import { ForaError, interrupted, isInterrupted } from "./errors.ts";
 import type { Precision } from "./bundle/manifest.ts";
 import { type CachePlan, staticIntervalPlan } from "./fora/policy.ts";
 import type { StepReport } from "./fora/denoiser.ts";
@@ -39,6 +39,8 @@ export interface GenerateOptions {
   threads?: number;
   /** A cache plan that replaces the static interval (e.g. a schedule file). */
   plan?: CachePlan;
+  /** Aborted with "SIGINT" or "SIGTERM" as reason: stop at the next step boundary. */
+  signal?: AbortSignal;
 }
 
 export async function generate(opts: GenerateOptions, emit: EmitEvent): Promise<RunTotals> {
@@ -50,7 +52,11 @@ export async function generate(opts: GenerateOptions, emit: EmitEvent): Promise<
   const B = opts.classes.length;
   let xT: Float32Array | undefined;
   try {
-    // Before run_start: a bad input file means the run never started.
+    // Before run_start: a bad input means the run never started.
+    if (!gen.canDecode && !opts.latentsOut) {
+      const C = gen.latentShape(1)[1];
+      throw new ForaError("usage", `${opts.model} has no VAE and ${C}-channel latents, so it cannot write images; pass --latents-out FILE.npy to keep the latents`);
+    }
     if (opts.latentsIn) xT = await readLatents(opts.latentsIn, gen.latentShape(B));
   } catch (e) {
     await gen.release();
@@ -76,12 +82,14 @@ export async function generate(opts: GenerateOptions, emit: EmitEvent): Promise<
       events.emit({ event: "step", index: r.index, k: r.k, timestep: r.modelTime, kind: r.kind, ms: round(r.ms) });
       events.emit({ event: "cache", index: r.index, attn: hitString(r.attnHits), mlp: hitString(r.mlpHits) });
     };
-    const batch = await gen.sampleBatch({ classes: opts.classes, seed: opts.seed, firstIndex: 0, xT }, onStep);
+    const batch = await gen.sampleBatch({ classes: opts.classes, seed: opts.seed, firstIndex: 0, xT, signal: opts.signal }, onStep);
+    // A signal that arrives while decoding or writing stops the run before its images are written.
+    if (opts.signal?.aborted) throw interrupted(opts.signal.reason === "SIGTERM" ? "SIGTERM" : "SIGINT");
     samplingMs = batch.samplingMs;
     decodeMs = batch.decodeMs;
     if (opts.latentsOut) await writeNpy(opts.latentsOut, { shape: gen.latentShape(B), data: batch.x0 });
     const paths = outputPaths(opts, B);
-    for (let b = 0; b < B; b++) {
+    for (let b = 0; b < batch.images.length; b++) {
       await writePng(paths[b], batch.images[b]);
       events.emit({
         event: "image",
@@ -95,9 +103,10 @@ export async function generate(opts: GenerateOptions, emit: EmitEvent): Promise<
         height: batch.images[b].height,
       });
     }
-    if (opts.grid && B > 1) await writePng(gridPath(opts, paths), makeGrid(batch.images, Math.ceil(Math.sqrt(B))));
+    if (opts.grid && batch.images.length > 1) await writePng(gridPath(opts, paths), makeGrid(batch.images, Math.ceil(Math.sqrt(B))));
   } catch (e) {
-    events.emit({ event: "run_end", status: "error", error: (e as Error).message, totals: totals() });
+    if (isInterrupted(e)) events.emit({ event: "run_end", status: "interrupted", totals: totals() });
+    else events.emit({ event: "run_end", status: "error", error: (e as Error).message, totals: totals() });
     throw e;
   } finally {
     await gen.release();

@@ -7,12 +7,12 @@
  * turns the cache plan into that Denoiser over the step model.
  */
 import { join } from "node:path";
-import { ForaError } from "./errors.ts";
+import { ForaError, interrupted } from "./errors.ts";
 import { type Manifest, type Precision, readManifest, vaeGraphFile } from "./bundle/manifest.ts";
 import { type DitStepModel, openDitStepModel } from "./models/dit/step_model.ts";
 import type { CachePlan } from "./fora/policy.ts";
 import { residualDenoiser, type StepListener } from "./fora/denoiser.ts";
-import { makeSampler, type Sampler, type SamplerName } from "./samplers/mod.ts";
+import { type Denoiser, makeSampler, type Sampler, type SamplerName } from "./samplers/mod.ts";
 import { batchNormals, sampleRngs } from "./random/mod.ts";
 import { type Image, toUint8Image } from "./io/image.ts";
 import { type Device, f32, openSession, type Session } from "./runtime/session.ts";
@@ -37,11 +37,14 @@ export interface BatchRequest {
   firstIndex: number;
   /** Initial latent [B, C, H, W] instead of the seeded noise. */
   xT?: Float32Array;
+  /** Aborted (with the signal name as reason) to stop at the next step boundary. */
+  signal?: AbortSignal;
 }
 
 export interface BatchResult {
   /** Final latent [B, C, H, W], before decoding. */
   x0: Float32Array;
+  /** One per sample; empty when the generator cannot decode. */
   images: Image[];
   samplingMs: number;
   decodeMs: number;
@@ -49,6 +52,8 @@ export interface BatchResult {
 
 export interface Generator {
   readonly manifest: Manifest;
+  /** False for a latent-space bundle without a VAE: batches then yield no images. */
+  readonly canDecode: boolean;
   readonly sampler: Sampler;
   /** Shape of one batch's latent, [B, C, H, W]. */
   latentShape(batch: number): [number, number, number, number];
@@ -67,9 +72,8 @@ export async function openGenerator(s: GeneratorSettings): Promise<Generator> {
   }
   const sampler = makeSampler(s.sampler, s.steps, { learnSigma: cfg.learnSigma });
   const C = cfg.inChannels, S = cfg.inputSize, perSample = C * S * S;
-  if (!manifest.vae && C !== 1 && C !== 3) {
-    throw new ForaError("bundle", `${s.model}: a model without a VAE must have 1 or 3 channels to be saved as an image (it has ${C}); use --latents-out`);
-  }
+  // A latent model shipped without its VAE yields latents only.
+  const canDecode = manifest.vae !== null || C === 1 || C === 3;
   const model: DitStepModel = await openDitStepModel(s.model, manifest, { cfgScale: s.cfg, cfgChannels: s.cfgChannels }, s);
   let vae: Session | null = null;
   try {
@@ -80,6 +84,7 @@ export async function openGenerator(s: GeneratorSettings): Promise<Generator> {
   }
 
   const decode = async (x0: Float32Array, B: number): Promise<Image[]> => {
+    if (!canDecode) return [];
     if (!vae) {
       const upscale = Math.max(1, Math.floor(MIN_VISIBLE_SIDE / S));
       return Array.from({ length: B }, (_, b) => toUint8Image(x0.subarray(b * perSample, (b + 1) * perSample), [C, S, S], upscale));
@@ -92,6 +97,7 @@ export async function openGenerator(s: GeneratorSettings): Promise<Generator> {
 
   return {
     manifest,
+    canDecode,
     sampler,
     latentShape: (batch) => [batch, C, S, S],
     async sampleBatch(req, onStep) {
@@ -105,7 +111,7 @@ export async function openGenerator(s: GeneratorSettings): Promise<Generator> {
       }
       const step = model.bind(req.classes);
       const t0 = performance.now();
-      const denoiser = residualDenoiser(step, s.plan, sampler.plan.modelTimes, onStep);
+      const denoiser = stopOnAbort(residualDenoiser(step, s.plan, sampler.plan.modelTimes, onStep), req.signal);
       const shape = { batch: B, channels: C, height: S, width: S };
       const x0 = await sampler.sample(denoiser, req.xT ?? drawn, shape, noise);
       const samplingMs = performance.now() - t0;
@@ -117,5 +123,14 @@ export async function openGenerator(s: GeneratorSettings): Promise<Generator> {
       await model.release();
       await vae?.release();
     },
+  };
+}
+
+/** Checks for a stop request before each model call: a step is never cut in half. */
+function stopOnAbort(denoiser: Denoiser, signal?: AbortSignal): Denoiser {
+  if (!signal) return denoiser;
+  return (x, step) => {
+    if (signal.aborted) throw interrupted(signal.reason === "SIGTERM" ? "SIGTERM" : "SIGINT");
+    return denoiser(x, step);
   };
 }

@@ -5,6 +5,7 @@ import { generate } from "../../lib/generate.ts";
 import { readManifest } from "../../lib/bundle/manifest.ts";
 import { defaultSteps, isSamplerName, samplerNames } from "../../lib/samplers/mod.ts";
 import { chooseSink } from "../../lib/events/sink.ts";
+import { stopOnSignals } from "../signals.ts";
 
 export function generateCommand() {
   return new Command("generate")
@@ -56,6 +57,7 @@ N=3 is FORA's recommended trade-off (the paper: 2.80x faster than N=1 on DiT-XL/
         stdoutIsTerminal: Deno.stdout.isTerminal(),
         stderrIsTerminal: Deno.stderr.isTerminal(),
       });
+      const stop = stopOnSignals();
       try {
         await generate({
           model: opts.model,
@@ -72,8 +74,10 @@ N=3 is FORA's recommended trade-off (the paper: 2.80x faster than N=1 on DiT-XL/
           latentsOut: opts.latentsOut,
           precision: opts.precision,
           threads: opts.threads,
+          signal: stop.signal,
         }, sink.emit);
       } finally {
+        stop.dispose();
         sink.close();
       }
     });
