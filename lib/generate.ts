@@ -96,7 +96,7 @@ export async function generate(opts: GenerateOptions, emit: EmitEvent): Promise<
         path: paths[b],
         seed: opts.seed,
         class: opts.classes[b],
-        class_name: null,
+        class_name: gen.manifest.dit.classNames?.[opts.classes[b]] ?? null,
         prompt: null,
         index: b,
         width: batch.images[b].width,

@@ -18,7 +18,10 @@ export function generateCommand() {
         "(schema: lib/events/schema.json).",
     )
     .requiredOption("-m, --model <bundle>", "bundle folder (from fora convert)")
-    .addOption(new Option("-c, --class <id>", "class id of a sample; repeat for several samples").argParser(collectInt).default([] as number[], "0"))
+    .addOption(
+      new Option("-c, --class <id|name>", "class of a sample, by id or by the model's class name; repeat for several samples")
+        .argParser(collect).default([] as string[], "0"),
+    )
     .addOption(new Option("--sampler <name>", `sampler: ${samplerNames.join(", ")}`).default("ddpm"))
     .option("--steps <n>", "sampling steps (default: ddpm 250, ddim 50, dpm-solver++ 20, iddpm 100)", parseIntArg("--steps"))
     .option("--cfg <scale>", "classifier-free guidance scale; 1 disables guidance (and halves the work). The paper's FID protocol uses 1.5", parseCfg, 4)
@@ -51,7 +54,7 @@ N=3 is FORA's recommended trade-off (the paper: 2.80x faster than N=1 on DiT-XL/
         throw new ForaError("usage", `--cache-interval ${opts.cacheInterval} is larger than --steps ${steps}; use 1..${steps}`);
       }
       const manifest = await readManifest(opts.model);
-      const classes = resolveClasses(opts.class.length ? opts.class : [0], opts.batch, manifest.dit.config.numClasses);
+      const classes = resolveClasses(opts.class.length ? opts.class : ["0"], opts.batch, manifest.dit.config.numClasses, manifest.dit.classNames);
       const sink = chooseSink({
         json: opts.json ?? false,
         stdoutIsTerminal: Deno.stdout.isTerminal(),
@@ -83,18 +86,29 @@ N=3 is FORA's recommended trade-off (the paper: 2.80x faster than N=1 on DiT-XL/
     });
 }
 
-function resolveClasses(list: number[], batch: number | undefined, numClasses: number): number[] {
-  for (const c of list) {
-    if (c >= numClasses) throw new ForaError("usage", `--class ${c} is out of range: this model has classes 0..${numClasses - 1}`);
-  }
-  const n = batch ?? list.length;
-  return Array.from({ length: n }, (_, i) => list[i % list.length]);
+function resolveClasses(list: string[], batch: number | undefined, numClasses: number, names: string[] | null): number[] {
+  const ids = list.map((c) => classId(c, numClasses, names));
+  const n = batch ?? ids.length;
+  return Array.from({ length: n }, (_, i) => ids[i % ids.length]);
 }
 
-function collectInt(value: string, previous: number[]): number[] {
-  const n = Number(value);
-  if (!/^\d+$/.test(value) || !Number.isSafeInteger(n)) throw new InvalidArgumentError(`"${value}" is not a class id (a whole number >= 0)`);
-  return [...previous, n];
+/** A class given by id ("3") or by name ("sandal", case-insensitive). */
+export function classId(value: string, numClasses: number, names: string[] | null): number {
+  if (/^\d+$/.test(value)) {
+    const id = Number(value);
+    if (id >= numClasses) throw new ForaError("usage", `--class ${value} is out of range: this model has classes 0..${numClasses - 1}`);
+    return id;
+  }
+  const id = names?.findIndex((n) => n.toLowerCase() === value.trim().toLowerCase()) ?? -1;
+  if (id < 0) {
+    const known = names ? `one of: ${names.join(", ")}` : "a class id (this model has no class names)";
+    throw new ForaError("usage", `--class "${value}" is not a class of this model; use 0..${numClasses - 1} or ${known}`);
+  }
+  return id;
+}
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
 }
 
 function parseIntArg(flag: string) {

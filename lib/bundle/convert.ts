@@ -199,6 +199,7 @@ async function build(
     source: { layout: source.layout, path: source.root },
     space: source.space,
     dit: {
+      classNames: source.classNames,
       naming: cfg.naming,
       config: cfg,
       conventions: {

@@ -90,6 +90,8 @@ export interface Manifest {
   source: { layout: "diffusers" | "original"; path: string };
   space: Space;
   dit: {
+    /** Class names, index = class id (`--class NAME`); null when the source had none. */
+    classNames: string[] | null;
     naming: Naming;
     config: DitConfig;
     conventions: DitConventions;
@@ -271,6 +273,13 @@ export function checkManifest(json: unknown, where: string): Manifest {
   const bool = (o: Obj, k: string, key: string): boolean =>
     typeof o[k] === "boolean" ? o[k] as boolean : fail(key, "must be true or false");
   const arr = (o: Obj, k: string, key: string): unknown[] => Array.isArray(o[k]) ? o[k] as unknown[] : fail(key, "must be a list");
+  const classNames = (v: unknown, n: number): string[] | null => {
+    if (v === undefined || v === null) return null;
+    if (!Array.isArray(v) || v.length !== n || !v.every((x) => typeof x === "string")) {
+      fail("dit.classNames", `must be null or a list of ${n} names`);
+    }
+    return v as string[];
+  };
   const relPath = (v: unknown, key: string): string => {
     if (typeof v !== "string") fail(key, "must be a string");
     if (!isSafeRelativePath(v as string)) {
@@ -417,7 +426,14 @@ export function checkManifest(json: unknown, where: string): Manifest {
     architecture: "dit",
     source,
     space,
-    dit: { naming, config, conventions, weights: weights(ditObj.weights, "dit.weights"), graphs: ditGraphs },
+    dit: {
+      classNames: classNames(ditObj.classNames, config.numClasses),
+      naming,
+      config,
+      conventions,
+      weights: weights(ditObj.weights, "dit.weights"),
+      graphs: ditGraphs,
+    },
     vae,
     files,
   };

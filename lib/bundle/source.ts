@@ -25,6 +25,8 @@ export interface ModelSource {
   /** Absolute path of the folder. */
   root: string;
   space: Space;
+  /** Human names of the classes, index = class id; null when the source has none. */
+  classNames: string[] | null;
   dit: { config: DitConfig; checkpoint: Checkpoint };
   vae?: { config: VaeConfig; checkpoint: Checkpoint };
 }
@@ -81,7 +83,8 @@ async function readDiffusers(root: string): Promise<ModelSource> {
   if (space === "pixel" && vae) {
     throw new ForaError("bundle", `${root}: marked "space": "pixel" but has a VAE; a pixel-space model has none`);
   }
-  return { layout: "diffusers", root, space, dit: { config, checkpoint }, vae };
+  const classNames = readId2Label(index, join(root, "model_index.json"), config.numClasses);
+  return { layout: "diffusers", root, space, classNames, dit: { config, checkpoint }, vae };
 }
 
 async function readOriginal(root: string): Promise<ModelSource> {
@@ -96,7 +99,13 @@ async function readOriginal(root: string): Promise<ModelSource> {
   const config = parseOriginalConfig(json, configPath);
   const checkpoint = await loadCheckpoint(root);
   checkNaming(checkpoint, config, root);
-  return { layout: "original", root, space: readSpace(json, configPath) ?? "latent", dit: { config, checkpoint } };
+  return {
+    layout: "original",
+    root,
+    space: readSpace(json, configPath) ?? "latent",
+    classNames: readClassNames(json, configPath, config.numClasses),
+    dit: { config, checkpoint },
+  };
 }
 
 /** The config's layout and the tensor names must agree: they compute different functions. */
@@ -156,4 +165,29 @@ async function exists(path: string): Promise<boolean> {
 
 async function isDir(path: string): Promise<boolean> {
   return await Deno.stat(path).then((s) => s.isDirectory, () => false);
+}
+
+/** `"class_names": [...]` of an original config.json, one name per class. */
+function readClassNames(o: Record<string, unknown>, where: string, numClasses: number): string[] | null {
+  const v = o.class_names;
+  if (v === undefined) return null;
+  if (!Array.isArray(v) || v.length !== numClasses || !v.every((n) => typeof n === "string" && n.trim() !== "")) {
+    throw new ForaError("bundle", `${where}: "class_names" must list ${numClasses} non-empty names, one per class`);
+  }
+  return v as string[];
+}
+
+/**
+ * diffusers' DiT pipelines carry `"id2label": {"0": "tench, Tinca tinca", ...}`; the
+ * first comma-separated name of each entry becomes the class name.
+ */
+function readId2Label(o: Record<string, unknown>, where: string, numClasses: number): string[] | null {
+  const v = o.id2label;
+  if (v === undefined || v === null) return null;
+  if (typeof v !== "object" || Array.isArray(v)) throw new ForaError("bundle", `${where}: "id2label" must map class ids to names`);
+  const names = Array.from({ length: numClasses }, (_, i) => (v as Record<string, unknown>)[String(i)]);
+  if (!names.every((n) => typeof n === "string" && n.trim() !== "")) {
+    throw new ForaError("bundle", `${where}: "id2label" must name every class 0..${numClasses - 1}`);
+  }
+  return names.map((n) => (n as string).split(",")[0].trim());
 }

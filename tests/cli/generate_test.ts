@@ -440,8 +440,8 @@ Deno.test("generate errors: one error line naming the flag or file, exit 2 for u
   const cases: Case[] = [
     { name: "class id out of range", args: ["--class", "10"], code: 2, says: ["--class 10 is out of range", "classes 0..9"] },
     { name: "class id out of range (pixel)", model: PIXEL, args: ["--class", "3", "--class", "5"], code: 2, says: ["--class 5 is out of range", "classes 0..4"] },
-    { name: "non-numeric class", args: ["--class", "cat"], code: 2, says: ["--class", `"cat" is not a class id`] },
-    { name: "negative class", args: ["--class", "-1"], code: 2, says: ["--class", `"-1" is not a class id`] },
+    { name: "non-numeric class", args: ["--class", "cat"], code: 2, says: ["--class", `"cat" is not a class of this model`] },
+    { name: "negative class", args: ["--class", "-1"], code: 2, says: ["--class", `"-1" is not a class of this model`] },
     { name: "--steps 0", args: ["--steps", "0"], code: 2, says: ["--steps must be a whole number >= 1", `"0"`] },
     { name: "-N 0", args: ["-N", "0"], code: 2, says: ["--cache-interval must be a whole number >= 1", `"0"`] },
     { name: "-N larger than the steps", args: ["-N", "13"], code: 2, says: ["--cache-interval 13 is larger than --steps 12"] },
