@@ -13,6 +13,7 @@ import { FORA_VERSION } from "../lib/bundle/version.ts";
 import { convertCommand } from "./commands/convert.ts";
 import { infoCommand } from "./commands/info.ts";
 import { generateCommand } from "./commands/generate.ts";
+import { evalCommand } from "./commands/eval.ts";
 
 export const EXIT_ERROR = 1;
 export const EXIT_USAGE = 2;
@@ -33,6 +34,7 @@ export function buildProgram() {
   program.addCommand(convertCommand());
   program.addCommand(infoCommand());
   program.addCommand(generateCommand());
+  program.addCommand(evalCommand());
   program.addHelpText(
     "after",
     `

@@ -14,14 +14,22 @@ import {
 import type { EventSink, ForaEvent } from "./types.ts";
 
 export function ndjsonSink(out: SyncWriter = Deno.stdout): EventSink {
+  const lines = ndjsonWriter<ForaEvent>(out);
+  return { kind: "ndjson", emit: lines.write, close() {} };
+}
+
+/**
+ * One JSON object per line on `out`, for any record type (the generate events above,
+ * or the records of commands such as `fora eval`), with the same closed-pipe handling.
+ */
+export function ndjsonWriter<T extends object>(out: SyncWriter = Deno.stdout): { write(record: T): void } {
   const encoder = new TextEncoder();
   let closed = false;
   return {
-    kind: "ndjson",
-    emit(event: ForaEvent) {
+    write(record: T) {
       if (closed) throw new OutputClosed();
       try {
-        writeAllSync(out, encoder.encode(JSON.stringify(event) + "\n"));
+        writeAllSync(out, encoder.encode(JSON.stringify(record) + "\n"));
       } catch (e) {
         if (isBrokenPipe(e)) {
           closed = true;
@@ -35,6 +43,5 @@ export function ndjsonSink(out: SyncWriter = Deno.stdout): EventSink {
         );
       }
     },
-    close() {},
   };
 }

@@ -1,0 +1,98 @@
+/**
+ * The options every sampling command shares (generate, eval, sample, profile, ...):
+ * typed commander Options, their parsers, and the check that turns them into the
+ * generator's settings. One definition, so the commands agree on names and defaults.
+ */
+import { InvalidArgumentError, Option } from "@commander-js/extra-typings";
+import { ForaError } from "../lib/errors.ts";
+import { DEFAULT_MODEL } from "../lib/defaults.ts";
+import { defaultSteps, isSamplerName, type SamplerName, samplerNames } from "../lib/samplers/mod.ts";
+import { type CachePlan, staticIntervalPlan } from "../lib/fora/policy.ts";
+import type { GeneratorSettings } from "../lib/generator.ts";
+
+export const modelOption = () =>
+  new Option("-m, --model <bundle>", "bundle folder (from fora convert)").default(DEFAULT_MODEL, "the shipped Fashion-MNIST DiT");
+export const samplerOption = () => new Option("--sampler <name>", `sampler: ${samplerNames.join(", ")}`).default("ddpm");
+export const stepsOption = () =>
+  new Option("--steps <n>", "sampling steps (default: ddpm 250, ddim 50, dpm-solver++ 20, iddpm 100)").argParser(positiveInt("--steps"));
+export const cfgOption = () =>
+  new Option("--cfg <scale>", "classifier-free guidance scale; 1 disables guidance (and halves the work). The paper's FID protocol uses 1.5")
+    .argParser(parseCfg).default(4);
+export const cfgChannelsOption = () =>
+  new Option("--cfg-channels <which>", "guided channels: ref (DiT's reference: eps channels 0..2) or all (diffusers)")
+    .choices(["ref", "all"] as const).default("ref" as const);
+export const seedOption = () =>
+  new Option("--seed <n>", "run seed (0 .. 2^53-1); sample i uses a generator derived from it and i").argParser(parseSeed).default(0);
+export const intervalOption = () =>
+  new Option("-N, --cache-interval <n>", "FORA interval N: full step when i == S-1 or i % N == 0 (i counts down); 1 disables caching")
+    .argParser(positiveInt("--cache-interval")).default(3);
+export const precisionOption = () =>
+  new Option("--precision <p>", "graph precision: fp32 (CPU) or fp16").choices(["fp32", "fp16"] as const).default("fp32" as const);
+export const threadsOption = () =>
+  new Option("--threads <n>", "ONNX Runtime intra-op threads (default: all cores)").argParser(positiveInt("--threads"));
+
+export interface SamplingFlags {
+  model?: string;
+  sampler: string;
+  steps?: number;
+  cfg: number;
+  cfgChannels: "ref" | "all";
+  cacheInterval: number;
+  precision: "fp32" | "fp16";
+  threads?: number;
+}
+
+/** Validates flag combinations and resolves defaults; `plan` replaces the static interval. */
+export async function samplingSettings(flags: SamplingFlags, plan?: CachePlan): Promise<GeneratorSettings & { sampler: SamplerName }> {
+  if (!isSamplerName(flags.sampler)) {
+    throw new ForaError("usage", `--sampler "${flags.sampler}" is unknown; use one of ${samplerNames.join(", ")}`);
+  }
+  const steps = flags.steps ?? defaultSteps[flags.sampler];
+  if (flags.cacheInterval > steps) {
+    throw new ForaError("usage", `--cache-interval ${flags.cacheInterval} is larger than --steps ${steps}; use 1..${steps}`);
+  }
+  const model = flags.model ?? DEFAULT_MODEL;
+  if (model === DEFAULT_MODEL && !(await exists(DEFAULT_MODEL))) {
+    throw new ForaError("usage", `no default model in this checkout (${DEFAULT_MODEL}); pass --model BUNDLE (make one with fora convert)`);
+  }
+  return {
+    model,
+    sampler: flags.sampler,
+    steps,
+    cfg: flags.cfg,
+    cfgChannels: flags.cfgChannels,
+    plan: plan ?? staticIntervalPlan(steps, flags.cacheInterval),
+    precision: flags.precision,
+    threads: flags.threads,
+  };
+}
+
+export function positiveInt(flag: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!/^\d+$/.test(value) || n < 1 || !Number.isSafeInteger(n)) {
+      throw new InvalidArgumentError(`${flag} must be a whole number >= 1, got "${value}"`);
+    }
+    return n;
+  };
+}
+
+export function parseCfg(value: string): number {
+  const s = Number(value);
+  if (value.trim() === "" || !Number.isFinite(s) || s < 1) {
+    throw new InvalidArgumentError(`"${value}" is not a guidance scale: use a number >= 1 (1 disables guidance)`);
+  }
+  return s;
+}
+
+export function parseSeed(value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(n)) {
+    throw new InvalidArgumentError(`"${value}" is not a seed: use a whole number from 0 to 2^53-1`);
+  }
+  return n;
+}
+
+async function exists(path: string): Promise<boolean> {
+  return await Deno.stat(path).then(() => true, () => false);
+}
