@@ -35,7 +35,10 @@ export interface DitGraphOptions {
   /** Classifier-free guidance inside the graph (batch doubled with the null class). */
   cfg: boolean;
   attention?: AttentionKind;
+  residualForm?: ResidualForm;
 }
+
+export type ResidualForm = "matmul" | "accumulate";
 
 export { detectNaming } from "./weights.ts";
 
@@ -72,7 +75,7 @@ function buildFull(w: DitWeights, cfg: DitConfig, opts: DitGraphOptions): GraphD
     })
   );
   io.finish(x);
-  g.scope("residuals", () => g.output(reuseResiduals(g, w, cfg, reuseT, io.labelEmb, cached), "residuals"));
+  g.scope("residuals", () => g.output(reuseResiduals(g, w, cfg, reuseT, io.labelEmb, cached, opts.residualForm ?? "matmul"), "residuals"));
   return g.data();
 }
 
@@ -180,12 +183,8 @@ function ditBlock(g: GraphBuilder, x: Value, c: Value, b: DitBlockWeights, cfg: 
 
 /**
  * R_j for each upcoming reuse timestep: [J, 2B, T, D]. Only the gate rows of each
- * block's adaLN are evaluated (2 of its 6 chunks).
- *
- * R[j,b,t,d] = sum_k G[k,j,b,d] F[k,b,t,d] over the 2L cached tensors F (A_k and M_k)
- * is evaluated as one batched MatMul over (b, d) rather than as J x 2L broadcast
- * multiply-adds: those would stream J x 2L activation-sized tensors through memory,
- * which at N = 10 costs more than a tenth of a full step; this reads F once.
+ * block's adaLN are evaluated (2 of its 6 chunks). Skipped (an empty output) when no
+ * reuse step follows: N = 1, and the last full step of a run.
  */
 function reuseResiduals(
   g: GraphBuilder,
@@ -194,20 +193,52 @@ function reuseResiduals(
   reuseT: Value,
   labelEmb: Value,
   cached: { attn: Value; mlp: Value }[],
+  form: ResidualForm,
 ): Value {
+  const J = g.node("Shape", [reuseT], [{ dtype: "int64", shape: [1] }])[0];
+  const none = g.node("Equal", [g.reshape(J, []), g.scalar(0, "int64")], [{ dtype: "bool", shape: [] }])[0];
+  const [r] = g.ifElse(
+    none,
+    (s) => [s.slice(s.unsqueeze(cached[0].attn, [0]), 0, 0, 0)],
+    (s) => [form === "matmul" ? residualsByMatmul(s, w, cfg, reuseT, labelEmb, cached) : residualsByAccumulation(s, w, cfg, reuseT, labelEmb, cached)],
+  );
+  return r;
+}
+
+function reuseGates(g: GraphBuilder, w: DitWeights, cfg: DitConfig, reuseT: Value, labelEmb: Value) {
   const cj = g.add(g.unsqueeze(timestepEmbedding(g, reuseT, tEmbedder(g, w), cfg.freqDivisor), [1]), g.unsqueeze(labelEmb, [0]));
   const act = silu(g, cj);
-  const gates: Value[] = [], features: Value[] = [];
-  w.blocks.forEach((b, k) =>
-    g.scope(`blocks.${k}`, () => {
-      gates.push(g.unsqueeze(linear(g, act, lin(g, linearRows(b.adaLN, 2, 6))), [0]));
-      gates.push(g.unsqueeze(linear(g, act, lin(g, linearRows(b.adaLN, 5, 6))), [0]));
-      features.push(g.unsqueeze(cached[k].attn, [0]), g.unsqueeze(cached[k].mlp, [0]));
-    })
+  return w.blocks.map((b, k) =>
+    g.scope(`blocks.${k}`, () => ({
+      msa: linear(g, act, lin(g, linearRows(b.adaLN, 2, 6))),
+      mlp: linear(g, act, lin(g, linearRows(b.adaLN, 5, 6))),
+    }))
   );
+}
+
+/**
+ * R[j,b,t,d] = sum_k G[k,j,b,d] F[k,b,t,d] over the 2L cached tensors F (A_k and M_k)
+ * as one batched MatMul over (b, d): reads F once, but needs F transposed.
+ */
+function residualsByMatmul(g: GraphBuilder, w: DitWeights, cfg: DitConfig, reuseT: Value, labelEmb: Value, cached: { attn: Value; mlp: Value }[]): Value {
+  const gates: Value[] = [], features: Value[] = [];
+  reuseGates(g, w, cfg, reuseT, labelEmb).forEach((gk, k) => {
+    gates.push(g.unsqueeze(gk.msa, [0]), g.unsqueeze(gk.mlp, [0]));
+    features.push(g.unsqueeze(cached[k].attn, [0]), g.unsqueeze(cached[k].mlp, [0]));
+  });
   const G = g.transpose(g.concat(gates, 0), [2, 3, 1, 0]); // [2B, D, J, 2L]
   const F = g.transpose(g.concat(features, 0), [1, 3, 0, 2]); // [2B, D, 2L, T]
   return g.transpose(g.matmul(G, F), [2, 0, 3, 1]); // [2B, D, J, T] -> [J, 2B, T, D]
+}
+
+/** The same sum as broadcast multiply-adds, block by block: streams J x 2L activation-sized products. */
+function residualsByAccumulation(g: GraphBuilder, w: DitWeights, cfg: DitConfig, reuseT: Value, labelEmb: Value, cached: { attn: Value; mlp: Value }[]): Value {
+  let sum: Value | null = null;
+  reuseGates(g, w, cfg, reuseT, labelEmb).forEach((gk, k) => {
+    const term = g.add(g.mul(g.unsqueeze(gk.msa, [-2]), cached[k].attn), g.mul(g.unsqueeze(gk.mlp, [-2]), cached[k].mlp));
+    sum = sum ? g.add(sum, term) : term;
+  });
+  return sum!;
 }
 
 /** cond + mask (s - 1)(cond - uncond) on the [cond; uncond] batch. */
