@@ -14,9 +14,17 @@ How the official FORA code (prathebaselva/FORA, DiT only) samples, on the CPU:
 Random weights (seeded, std 1/sqrt(fan_in)); only the sampling loop is timed, per N, after
 one warm-up model call. Everything but the result goes to stderr.
 
+On a GPU (--device cuda, torch >= 2): attention through F.scaled_dot_product_attention (what
+timm's Attention, which DiT's models.py imports, runs by default), the GPU synchronised
+before each clock read; --tf32 allows TF32 matmuls and convolutions as DiT's sample.py does
+(the official FORA code samples that way, fp32 with TF32); --dtype float16 runs the model in
+half precision. Per-step times are not split on a GPU (that would need a sync per step).
+
     OMP_NUM_THREADS=2 /usr/bin/python3 bench/torch_sampling.py --preset S/2-256 --steps 20 --intervals 1,2,3
     /usr/bin/python3 bench/torch_sampling.py --preset XL/2-256 --steps 10 --intervals 1,2 --json
     /usr/bin/python3 bench/torch_sampling.py --self-test
+    python3 bench/torch_sampling.py --device cuda --tf32 --intervals 1,3 --repeats 3 --json
+    python3 bench/torch_sampling.py --device cuda --dtype float16 --intervals 1,3 --repeats 3 --json
 """
 import argparse
 import json
@@ -127,6 +135,39 @@ def random_dit(preset, dtype, seed=0):
     return model.to(dtype).eval()
 
 
+def use_sdpa_attention():
+    """Routes dit.Attention through F.scaled_dot_product_attention (fused kernels on a GPU)."""
+    import dit
+    import torch.nn.functional as F
+
+    def forward(self, x):
+        n, t, d = x.shape
+        q, k, v = self.qkv(x).reshape(n, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        return self.proj(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(n, t, d))
+
+    dit.Attention.forward = forward
+
+
+def use_device_sinusoid():
+    """dit.timestep_sinusoid builds its frequencies on the CPU; on a GPU, build them where t is."""
+    import dit
+
+    def timestep_sinusoid(t, dim=dit.FREQ_DIM, convention="original", max_period=10000.0):
+        half = dim // 2
+        denom = half if convention == "original" else half - 1
+        k = torch.arange(half, dtype=torch.float64, device=t.device)
+        freqs = torch.exp(-math.log(max_period) * k / denom).to(t.dtype)
+        args = t[:, None] * freqs[None]
+        return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+
+    dit.timestep_sinusoid = timestep_sinusoid
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def fora_forward(model, x, t, y, full, cache):
     """One model call over the CFG batch. Full: run every block, store (A_k, M_k) ungated.
     Reuse: per block only adaLN from the current c, x += gate_msa*A_k + gate_mlp*M_k."""
@@ -153,6 +194,7 @@ def forward_with_cfg(model, x, t, y, full, cache, scale):
 
 
 def p_sample_loop(model, z, y, sched, interval, gen, step_times=None):
+    """step_times: per-step (full, seconds), CPU only (a GPU would need a sync per step)."""
     """DDPM ancestral sampling with learned-range variance over the respaced steps."""
     steps = len(sched["timestep"])
     cache = [None] * len(model.blocks)
@@ -162,7 +204,7 @@ def p_sample_loop(model, z, y, sched, interval, gen, step_times=None):
         t0 = time.perf_counter()
         full = is_full_step(i, steps, interval)
         full_steps += full
-        t = torch.tensor([float(sched["timestep"][i])], dtype=x.dtype)
+        t = torch.tensor([float(sched["timestep"][i])], dtype=x.dtype, device=x.device)
         out = forward_with_cfg(model, x, t, y, full, cache, CFG_SCALE)
         eps, v = out[:, :C], out[:, C:]
         frac = (v + 1) / 2
@@ -170,7 +212,7 @@ def p_sample_loop(model, z, y, sched, interval, gen, step_times=None):
         x0 = sched["sqrt_recip_abar"][i] * x - sched["sqrt_recipm1_abar"][i] * eps
         mean = sched["coef1"][i] * x0 + sched["coef2"][i] * x
         if i > 0:
-            noise = torch.randn(x.shape, generator=gen, dtype=x.dtype)
+            noise = torch.randn(x.shape, generator=gen, dtype=x.dtype, device=x.device)
             x = mean + torch.exp(0.5 * log_var) * noise
         else:
             x = mean
@@ -207,6 +249,14 @@ def cpu_name():
     except OSError:
         pass
     return platform.processor() or "unknown CPU"
+
+
+def gpu_report(device):
+    if device.type != "cuda":
+        return None
+    p = torch.cuda.get_device_properties(device)
+    return {"name": p.name, "capability": f"{p.major}.{p.minor}", "memory_gib": round(p.total_memory / 2**30, 1),
+            "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version()}
 
 
 # ---------------------------------------------------------------- self-test
@@ -254,7 +304,10 @@ def main():
     ap.add_argument("--steps", type=int, default=250)
     ap.add_argument("--intervals", default="1,2,3,5,7,10")
     ap.add_argument("--repeats", type=int, default=1)
-    ap.add_argument("--dtype", default="float32", choices=["float32", "float64", "bfloat16"])
+    ap.add_argument("--dtype", default="float32", choices=["float32", "float64", "bfloat16", "float16"])
+    ap.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
+    ap.add_argument("--tf32", action="store_true", help="allow TF32 matmuls and convolutions (CUDA), as DiT's sample.py")
+    ap.add_argument("--attention", choices=["explicit", "sdpa"], help="default: sdpa on CUDA, explicit on the CPU")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     ap.add_argument("--self-test", action="store_true", help="check counts, respacing and the cached path; exit")
@@ -271,6 +324,15 @@ def main():
             if n in FULL_STEPS_250:
                 assert count_full_steps(250, n) == FULL_STEPS_250[n]
 
+    device = torch.device(args.device)
+    attention = args.attention or ("sdpa" if device.type == "cuda" else "explicit")
+    if attention == "sdpa":
+        use_sdpa_attention()
+    if device.type != "cpu":
+        use_device_sinusoid()
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = args.tf32
+        torch.backends.cudnn.allow_tf32 = args.tf32
     blas, cfg_text = blas_report()
     log(f"torch {torch.__version__}, threads {torch.get_num_threads()}, {blas}, "
         f"OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}, OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}")
@@ -281,24 +343,26 @@ def main():
 
     dtype = getattr(torch, args.dtype)
     t_build = time.perf_counter()
-    model = random_dit(args.preset, dtype, args.seed)
+    model = random_dit(args.preset, dtype, args.seed).to(device)
     nparams = sum(p.numel() for p in model.parameters())
     log(f"DiT-{args.preset}: {nparams / 1e6:.1f}M params, {args.dtype}, built in {time.perf_counter() - t_build:.1f}s")
     sched = ddpm_schedule(args.steps)
 
     results = []
     with torch.inference_mode():
-        gen = torch.Generator().manual_seed(args.seed + 1)
-        z = torch.randn(1, 4, 32, 32, generator=gen).to(dtype)
-        y = torch.tensor([CLASS_LABEL, 1000])  # [y; null]
+        gen = torch.Generator(device=device).manual_seed(args.seed + 1)
+        z = torch.randn(1, 4, 32, 32, generator=gen, device=device).to(dtype)
+        y = torch.tensor([CLASS_LABEL, 1000], device=device)  # [y; null]
         zz = torch.cat([z, z])
         for n in intervals:
-            fora_forward(model, zz, torch.tensor([999.0], dtype=dtype), y, True, [None] * len(model.blocks))  # warm-up
+            fora_forward(model, zz, torch.tensor([999.0], dtype=dtype, device=device), y, True, [None] * len(model.blocks))  # warm-up
             runs, step_times, full_steps, finite = [], [], 0, True
             for _ in range(args.repeats):
                 gen.manual_seed(args.seed + 2)
+                sync(device)
                 t0 = time.perf_counter()
-                sample, full_steps = p_sample_loop(model, zz, y, sched, n, gen, step_times)
+                sample, full_steps = p_sample_loop(model, zz, y, sched, n, gen, step_times if device.type == "cpu" else None)
+                sync(device)
                 runs.append(time.perf_counter() - t0)
                 finite = finite and bool(torch.isfinite(sample).all())
             assert full_steps == count_full_steps(args.steps, n)
@@ -316,8 +380,8 @@ def main():
                 "finite": finite,
             }
             results.append(r)
-            log(f"N={n}: {r['seconds']:.2f} s/image, {full_steps} full + {r['reuse_steps']} reuse steps, "
-                f"median full step {r['full_step_ms']:.1f} ms"
+            log(f"N={n}: {r['seconds']:.3f} s/image, {full_steps} full + {r['reuse_steps']} reuse steps"
+                + (f", median full step {r['full_step_ms']:.1f} ms" if full_ms else "")
                 + (f", reuse step {r['reuse_step_ms']:.2f} ms" if reuse_ms else "")
                 + ("" if finite else "  (non-finite sample!)"))
 
@@ -333,6 +397,10 @@ def main():
         "preset": args.preset,
         "steps": args.steps,
         "dtype": args.dtype,
+        "device": str(device),
+        "tf32": bool(args.tf32) if device.type == "cuda" else None,
+        "attention": attention,
+        "gpu": gpu_report(device),
         "batch": 1,
         "cfg_scale": CFG_SCALE,
         "sampler": "ddpm-learned-range",
@@ -349,8 +417,9 @@ def main():
     for r in results:
         reuse = f"{r['reuse_step_ms']:.2f}" if r["reuse_step_ms"] is not None else "-"
         sp = f"{r['speedup_vs_n1']:.2f}x" if r["speedup_vs_n1"] else "-"
+        full = f"{r['full_step_ms']:.1f}" if r["full_step_ms"] is not None else "-"
         print(f"| {r['interval']} | {r['full_steps']} | {r['reuse_steps']} | {r['seconds']:.2f} | "
-              f"{r['full_step_ms']:.1f} | {reuse} | {sp} |")
+              f"{full} | {reuse} | {sp} |")
 
 
 if __name__ == "__main__":

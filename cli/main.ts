@@ -13,7 +13,11 @@ import { FORA_VERSION } from "../lib/bundle/version.ts";
 import { convertCommand } from "./commands/convert.ts";
 import { infoCommand } from "./commands/info.ts";
 import { generateCommand } from "./commands/generate.ts";
+import { sampleCommand } from "./commands/sample.ts";
+import { mergeCommand } from "./commands/merge.ts";
 import { evalCommand } from "./commands/eval.ts";
+import { profileCommand } from "./commands/profile.ts";
+import { similarityCommand } from "./commands/similarity.ts";
 
 export const EXIT_ERROR = 1;
 export const EXIT_USAGE = 2;
@@ -34,7 +38,11 @@ export function buildProgram() {
   program.addCommand(convertCommand());
   program.addCommand(infoCommand());
   program.addCommand(generateCommand());
+  program.addCommand(sampleCommand());
+  program.addCommand(mergeCommand());
   program.addCommand(evalCommand());
+  program.addCommand(profileCommand());
+  program.addCommand(similarityCommand());
   program.addHelpText(
     "after",
     `

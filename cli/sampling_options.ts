@@ -9,6 +9,7 @@ import { DEFAULT_MODEL } from "../lib/defaults.ts";
 import { defaultSteps, isSamplerName, type SamplerName, samplerNames } from "../lib/samplers/mod.ts";
 import { type CachePlan, staticIntervalPlan } from "../lib/fora/policy.ts";
 import type { GeneratorSettings } from "../lib/generator.ts";
+import { DEVICE_CHOICES, type DeviceChoice, resolveDevice } from "../lib/runtime/devices.ts";
 
 export const modelOption = () =>
   new Option("-m, --model <bundle>", "bundle folder (from fora convert)").default(DEFAULT_MODEL, "the shipped Fashion-MNIST DiT");
@@ -28,6 +29,9 @@ export const intervalOption = () =>
     .argParser(positiveInt("--cache-interval")).default(3);
 export const precisionOption = () =>
   new Option("--precision <p>", "graph precision: fp32 (CPU) or fp16").choices(["fp32", "fp16"] as const).default("fp32" as const);
+export const deviceOption = () =>
+  new Option("--device <name>", "execution provider: cpu, cuda, webgpu, or auto (the best available: cuda, then webgpu, then cpu)")
+    .choices(DEVICE_CHOICES).default("auto" as DeviceChoice);
 export const threadsOption = () =>
   new Option("--threads <n>", "ONNX Runtime intra-op threads (default: all cores)").argParser(positiveInt("--threads"));
 
@@ -40,6 +44,8 @@ export interface SamplingFlags {
   cacheInterval: number;
   precision: "fp32" | "fp16";
   threads?: number;
+  /** Absent in commands without --device: the CPU. */
+  device?: DeviceChoice;
 }
 
 /** Validates flag combinations and resolves defaults; `plan` replaces the static interval. */
@@ -64,6 +70,7 @@ export async function samplingSettings(flags: SamplingFlags, plan?: CachePlan): 
     plan: plan ?? staticIntervalPlan(steps, flags.cacheInterval),
     precision: flags.precision,
     threads: flags.threads,
+    device: await resolveDevice(flags.device ?? "cpu"),
   };
 }
 

@@ -10,6 +10,7 @@ import { type CachePlan, staticIntervalPlan } from "./fora/policy.ts";
 import type { StepReport } from "./fora/denoiser.ts";
 import type { SamplerName } from "./samplers/mod.ts";
 import { openGenerator } from "./generator.ts";
+import { openPixartGenerator } from "./models/pixart/generator.ts";
 import { readNpy, writeNpy } from "./io/npy.ts";
 import { writePng } from "./io/png.ts";
 import { makeGrid } from "./io/image.ts";
@@ -21,8 +22,16 @@ import type { EmitEvent, JsonValue, RunTotals } from "./events/types.ts";
 export interface GenerateOptions {
   /** Bundle folder made by `fora convert`. */
   model: string;
-  /** Class ids, one per sample. */
+  /** Class ids, one per sample (class-conditional models; ignored with `prompts`). */
   classes: number[];
+  /** Text prompts, one per sample: a PixArt-alpha bundle. */
+  prompts?: string[];
+  /** PixArt: clean captions as the reference does (default true); false: lower-case and strip only. */
+  cleanCaption?: boolean;
+  /** PixArt: cache cross-attention outputs like self-attention (default true), or recompute them on reuse steps. */
+  cacheCrossAttention?: boolean;
+  /** PixArt: folder of the text embeddings cache. */
+  embeddingsCache?: string;
   sampler: SamplerName;
   steps: number;
   cfg: number;
@@ -39,6 +48,8 @@ export interface GenerateOptions {
   threads?: number;
   /** A cache plan that replaces the static interval (e.g. a schedule file). */
   plan?: CachePlan;
+  /** The schedule file `plan` was read from (reported in run_start's flags). */
+  schedule?: string;
   /** Aborted with "SIGINT" or "SIGTERM" as reason: stop at the next step boundary. */
   signal?: AbortSignal;
 }
@@ -48,8 +59,9 @@ export async function generate(opts: GenerateOptions, emit: EmitEvent): Promise<
   const plan = opts.plan ?? staticIntervalPlan(opts.steps, opts.cacheInterval);
   await checkOutput(opts.out);
   if (opts.latentsOut) await checkWritable("--latents-out", opts.latentsOut, dirname(opts.latentsOut));
-  const gen = await openGenerator({ ...opts, plan });
-  const B = opts.classes.length;
+  const prompts = opts.prompts;
+  const gen = prompts ? await openPixartGenerator({ ...opts, plan }) : await openGenerator({ ...opts, plan });
+  const B = prompts ? prompts.length : opts.classes.length;
   let xT: Float32Array | undefined;
   try {
     // Before run_start: a bad input means the run never started.
@@ -82,7 +94,7 @@ export async function generate(opts: GenerateOptions, emit: EmitEvent): Promise<
       events.emit({ event: "step", index: r.index, k: r.k, timestep: r.modelTime, kind: r.kind, ms: round(r.ms) });
       events.emit({ event: "cache", index: r.index, attn: hitString(r.attnHits), mlp: hitString(r.mlpHits) });
     };
-    const batch = await gen.sampleBatch({ classes: opts.classes, seed: opts.seed, firstIndex: 0, xT, signal: opts.signal }, onStep);
+    const batch = await gen.sampleBatch({ classes: opts.classes, prompts: prompts ?? [], seed: opts.seed, firstIndex: 0, xT, signal: opts.signal }, onStep);
     // A signal that arrives while decoding or writing stops the run before its images are written.
     if (opts.signal?.aborted) throw interrupted(opts.signal.reason === "SIGTERM" ? "SIGTERM" : "SIGINT");
     samplingMs = batch.samplingMs;
@@ -95,9 +107,9 @@ export async function generate(opts: GenerateOptions, emit: EmitEvent): Promise<
         event: "image",
         path: paths[b],
         seed: opts.seed,
-        class: opts.classes[b],
-        class_name: gen.manifest.dit.classNames?.[opts.classes[b]] ?? null,
-        prompt: null,
+        class: prompts ? null : opts.classes[b],
+        class_name: gen.manifest.architecture === "dit" ? gen.manifest.dit.classNames?.[opts.classes[b]] ?? null : null,
+        prompt: prompts ? prompts[b] : null,
         index: b,
         width: batch.images[b].width,
         height: batch.images[b].height,
@@ -142,7 +154,8 @@ function outputPaths(opts: GenerateOptions, B: number): string[] {
     const stem = opts.out.slice(0, -4);
     return Array.from({ length: B }, (_, b) => `${stem}-${b}.png`);
   }
-  return Array.from({ length: B }, (_, b) => join(opts.out, `fora-seed${opts.seed}-${b}-class${opts.classes[b]}.png`));
+  const what = (b: number) => (opts.prompts ? `prompt-${promptSlug(opts.prompts[b])}` : `class${opts.classes[b]}`);
+  return Array.from({ length: B }, (_, b) => join(opts.out, `fora-seed${opts.seed}-${b}-${what(b)}.png`));
 }
 
 function gridPath(opts: GenerateOptions, paths: string[]): string {
@@ -180,14 +193,30 @@ function flagsOf(opts: GenerateOptions): { [k: string]: JsonValue } {
     cfg: opts.cfg,
     cfg_channels: opts.cfgChannels,
     seed: opts.seed,
-    cache_interval: opts.cacheInterval,
+    cache_interval: opts.schedule ? null : opts.cacheInterval,
+    schedule: opts.schedule ?? null,
     out: opts.out,
     grid: opts.grid,
     latents_in: opts.latentsIn ?? null,
     latents_out: opts.latentsOut ?? null,
     precision: opts.precision ?? "fp32",
     device: opts.device ?? "cpu",
+    ...(opts.prompts
+      ? {
+        classes: null,
+        prompts: opts.prompts,
+        clean_caption: opts.cleanCaption ?? true,
+        cache_cross_attn: (opts.cacheCrossAttention ?? true) ? "on" : "off",
+        embeddings_cache: opts.embeddingsCache ?? null,
+      }
+      : {}),
   };
+}
+
+/** A file-name-safe word of a prompt: "A red fox, at dawn" -> "a-red-fox-at-dawn" (40 characters at most). */
+export function promptSlug(prompt: string): string {
+  const slug = prompt.toLowerCase().normalize("NFKD").replace(/[^a-z0-9]+/g, "-").replace(/^-+|-+$/g, "").slice(0, 40).replace(/-+$/, "");
+  return slug === "" ? "empty" : slug;
 }
 
 function round(ms: number): number {

@@ -127,7 +127,7 @@ export async function openGenerator(s: GeneratorSettings): Promise<Generator> {
 }
 
 /** Checks for a stop request before each model call: a step is never cut in half. */
-function stopOnAbort(denoiser: Denoiser, signal?: AbortSignal): Denoiser {
+export function stopOnAbort(denoiser: Denoiser, signal?: AbortSignal): Denoiser {
   if (!signal) return denoiser;
   return (x, step) => {
     if (signal.aborted) throw interrupted(signal.reason === "SIGTERM" ? "SIGTERM" : "SIGINT");

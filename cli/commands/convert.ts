@@ -1,6 +1,6 @@
 /** `fora convert SRC DST`: a DiT checkpoint folder in, a bundle out. */
 import { Command, InvalidArgumentError, Option } from "@commander-js/extra-typings";
-import { convertBundle } from "../../lib/bundle/convert.ts";
+import { convertAnyBundle } from "../../lib/bundle/convert.ts";
 import { bytes } from "../../lib/bundle/info.ts";
 import type { Precision } from "../../lib/bundle/manifest.ts";
 
@@ -15,8 +15,9 @@ export function convertCommand(): Command<[string, string], { force?: true; copy
     )
     .argument(
       "<src>",
-      "model folder: a diffusers DiT pipeline (model_index.json, transformer/, optional vae/) " +
-        "or an original-format DiT (config.json + model.safetensors)",
+      "model folder: a diffusers DiT pipeline (model_index.json, transformer/, optional vae/), " +
+        "an original-format DiT (config.json + model.safetensors), or a diffusers PixArt-alpha pipeline " +
+        "(transformer/, text_encoder/, tokenizer/ with tokenizer.json, vae/)",
     )
     .argument("<dst>", "bundle folder to create; must not exist or be empty (see --force)")
     .option("--force", "replace DST even if it is not empty")
@@ -33,6 +34,7 @@ export function convertCommand(): Command<[string, string], { force?: true; copy
 Examples:
   fora convert fixtures/dit-tiny/diffusers /tmp/tiny-bundle
   fora convert ./DiT-XL-2-256 ./bundles/dit-xl --precision fp16
+  fora convert fixtures/pixart-tiny/diffusers /tmp/pixart-tiny --precision fp32
 
 An original-format config.json holds: depth, hidden_size, num_heads, patch_size,
 input_size, in_channels, num_classes, learn_sigma. Add "space": "pixel" for a model
@@ -43,7 +45,7 @@ Then: fora info DST`,
     )
     .action(async (src, dst, opts) => {
       const log = opts.quiet ? undefined : (line: string) => console.error(line);
-      const r = await convertBundle(src, dst, {
+      const r = await convertAnyBundle(src, dst, {
         force: opts.force,
         copyWeights: opts.copyWeights,
         precisions: opts.precision,

@@ -6,6 +6,7 @@ import { ndjsonWriter } from "../../lib/events/ndjson.ts";
 import {
   cfgChannelsOption,
   cfgOption,
+  deviceOption,
   intervalOption,
   modelOption,
   positiveInt,
@@ -40,6 +41,7 @@ export function evalCommand() {
     .option("--json", "NDJSON: a line per batch, then a summary object")
     .addOption(precisionOption())
     .addOption(threadsOption())
+    .addOption(deviceOption())
     .addHelpText(
       "after",
       `

@@ -2,12 +2,15 @@
 import { Command, Option } from "@commander-js/extra-typings";
 import { ForaError } from "../../lib/errors.ts";
 import { generate } from "../../lib/generate.ts";
-import { readManifest } from "../../lib/bundle/manifest.ts";
+import { readAnyManifest } from "../../lib/bundle/pixart.ts";
+import type { Manifest } from "../../lib/bundle/manifest.ts";
 import { chooseSink } from "../../lib/events/sink.ts";
 import { stopOnSignals } from "../signals.ts";
+import { planOfSchedule, readScheduleFile, stepsForSchedule } from "../../lib/fora/schedule_file.ts";
 import {
   cfgChannelsOption,
   cfgOption,
+  deviceOption,
   intervalOption,
   modelOption,
   positiveInt,
@@ -21,7 +24,7 @@ import {
 
 export function generateCommand() {
   return new Command("generate")
-    .summary("sample images from a DiT bundle with FORA caching")
+    .summary("sample images from a DiT or PixArt-alpha bundle with FORA caching")
     .description(
       "Sample class-conditional images from a bundle made by `fora convert`, with FORA feature " +
         "caching: the model runs in full every N steps and reuses its cached attention and MLP " +
@@ -40,7 +43,18 @@ export function generateCommand() {
     .addOption(cfgChannelsOption())
     .addOption(seedOption())
     .addOption(intervalOption())
-    .option("--batch <n>", "samples per run; the --class list repeats to fill it", positiveInt("--batch"))
+    .addOption(
+      new Option("--schedule <file.json>", "run this recompute schedule (from fora similarity --suggest-schedule) instead of -N")
+        .conflicts("cacheInterval"),
+    )
+    .addOption(new Option("-p, --prompt <text>", "text prompt of a sample (PixArt-alpha bundles); repeat for several samples").argParser(collect).default([] as string[]))
+    .option("--no-clean-caption", "PixArt: do not clean prompts as the reference does (they are still lower-cased and stripped)")
+    .addOption(
+      new Option("--cache-cross-attn <on|off>", "PixArt: cache cross-attention outputs like self-attention (on), or recompute them on reuse steps (off)")
+        .choices(["on", "off"] as const).default("on" as const),
+    )
+    .option("--embeddings-cache <dir>", "PixArt: keep each prompt's T5 output in DIR, so the text encoder runs once per prompt across runs")
+    .option("--batch <n>", "samples per run; the --class (or --prompt) list repeats to fill it", positiveInt("--batch"))
     .option("-o, --out <dir|file.png>", "output folder, or a .png file name", "out")
     .option("--grid", "also write a grid of all samples")
     .option("--json", "NDJSON events on stdout (default when stdout is not a terminal)")
@@ -48,19 +62,40 @@ export function generateCommand() {
     .option("--latents-out <file.npy>", "write the final latent (before decoding)")
     .addOption(precisionOption())
     .addOption(threadsOption())
+    .addOption(deviceOption())
     .addHelpText(
       "after",
       `
 Examples:
   fora generate -m /tmp/tiny-bundle --class 3 --class 7 --steps 50 -N 3
   fora generate -m bundle --sampler ddim --steps 50 --cfg 1.5 --json | jq -c 'select(.event=="run_end")'
+  fora generate -m pixart-bundle --prompt "a small cactus with a happy face" -N 2
+
+PixArt-alpha bundles take --prompt instead of --class and default to DPM-Solver++
+(20 steps), --cfg 4.5 and --cfg-channels all, as PixArt's pipeline does.
 
 N=3 is FORA's recommended trade-off (the paper: 2.80x faster than N=1 on DiT-XL/2).`,
     )
-    .action(async (opts) => {
-      const settings = await samplingSettings(opts);
-      const manifest = await readManifest(settings.model);
-      const classes = resolveClasses(opts.class.length ? opts.class : ["0"], opts.batch, manifest.dit.config.numClasses, manifest.dit.classNames);
+    .action(async (opts, cmd) => {
+      const pixart = await isPixartBundle(opts.model);
+      if (pixart) {
+        if (opts.class.length) throw new ForaError("usage", "--class is for class-conditional models; this PixArt-alpha bundle takes --prompt TEXT");
+        if (!opts.prompt.length) throw new ForaError("usage", "this PixArt-alpha bundle needs --prompt TEXT (repeat for several samples)");
+        // PixArt's own defaults where the flag was not given.
+        const unset = (name: string) => cmd.getOptionValueSource(name) === "default";
+        if (unset("sampler")) opts.sampler = "dpm-solver++";
+        if (unset("cfg")) opts.cfg = 4.5;
+        if (unset("cfgChannels")) opts.cfgChannels = "all";
+      } else if (opts.prompt.length) {
+        throw new ForaError("usage", "--prompt needs a PixArt-alpha bundle; this bundle is class-conditional (use --class)");
+      }
+      const schedule = opts.schedule ? await readScheduleFile(opts.schedule) : undefined;
+      const settings = schedule
+        ? await samplingSettings({ ...opts, steps: stepsForSchedule(schedule, opts.schedule!, opts.steps), cacheInterval: 1 }, planOfSchedule(schedule))
+        : await samplingSettings(opts);
+      const manifest = pixart ? null : await readAnyManifest(settings.model) as Manifest;
+      const classes = manifest ? resolveClasses(opts.class.length ? opts.class : ["0"], opts.batch, manifest.dit.config.numClasses, manifest.dit.classNames) : [];
+      const prompts = pixart ? Array.from({ length: opts.batch ?? opts.prompt.length }, (_, i) => opts.prompt[i % opts.prompt.length]) : undefined;
       const sink = chooseSink({
         json: opts.json ?? false,
         stdoutIsTerminal: Deno.stdout.isTerminal(),
@@ -71,8 +106,13 @@ N=3 is FORA's recommended trade-off (the paper: 2.80x faster than N=1 on DiT-XL/
         await generate({
           ...settings,
           classes,
+          prompts,
+          cleanCaption: opts.cleanCaption,
+          cacheCrossAttention: opts.cacheCrossAttn === "on",
+          embeddingsCache: opts.embeddingsCache,
           seed: opts.seed,
           cacheInterval: opts.cacheInterval,
+          schedule: opts.schedule,
           out: opts.out,
           grid: opts.grid ?? false,
           latentsIn: opts.latentsIn,
@@ -105,6 +145,12 @@ export function classId(value: string, numClasses: number, names: string[] | nul
     throw new ForaError("usage", `--class "${value}" is not a class of this model; use 0..${numClasses - 1} or ${known}`);
   }
   return id;
+}
+
+/** Whether the bundle at `model` is a PixArt-alpha bundle (false when it cannot be read: later steps say why). */
+async function isPixartBundle(model: string | undefined): Promise<boolean> {
+  if (model === undefined) return false;
+  return await readAnyManifest(model).then((m) => m.architecture === "pixart", () => false);
 }
 
 function collect(value: string, previous: string[]): string[] {

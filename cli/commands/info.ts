@@ -1,6 +1,8 @@
 /** `fora info BUNDLE`: what a bundle holds. */
 import { Command } from "@commander-js/extra-typings";
 import { bundleInfo, formatInfo } from "../../lib/bundle/info.ts";
+import { readAnyManifest } from "../../lib/bundle/pixart.ts";
+import { formatPixartInfo, pixartInfo } from "../../lib/bundle/pixart_info.ts";
 
 export function infoCommand(): Command<[string], { json?: true; verify?: true }> {
   return new Command("info")
@@ -21,6 +23,12 @@ Examples:
   fora info /tmp/tiny-bundle --json | jq .parameters`,
     )
     .action(async (bundle, opts) => {
+      const m = await readAnyManifest(bundle);
+      if (m.architecture === "pixart") {
+        const info = await pixartInfo(bundle, m, { verify: opts.verify });
+        console.log(opts.json ? JSON.stringify(info, null, 2) : formatPixartInfo(info));
+        return;
+      }
       const info = await bundleInfo(bundle, { verify: opts.verify });
       console.log(opts.json ? JSON.stringify(info, null, 2) : formatInfo(info));
     });

@@ -35,6 +35,7 @@ import {
 } from "./manifest.ts";
 import { type ModelSource, readModelSource } from "./source.ts";
 import { FORA_VERSION } from "./version.ts";
+import { buildPixartBundle, describePixartSource, isPixartPipeline, type PixartManifest, readPixartSource } from "./pixart.ts";
 
 export interface ConvertOptions {
   /** Replace a non-empty DST. */
@@ -63,12 +64,45 @@ export interface ConvertResult {
 const COMPUTE_TYPE: Record<Precision, ComputeType> = { fp32: "float32", fp16: "float16" };
 
 export async function convertBundle(src: string, dst: string, opts: ConvertOptions = {}): Promise<ConvertResult> {
-  const log = opts.log ?? (() => {});
   const precisions = checkPrecisions(opts.precisions ?? PRECISIONS);
   const source = await readModelSource(src);
+  return await convertInto(source.root, dst, opts, describeSource(source), (work, log) => build(source, work, precisions, opts.copyWeights ?? false, log));
+}
+
+/** `fora convert`: a DiT folder (convertBundle) or a diffusers PixArt-alpha pipeline. */
+export async function convertAnyBundle(
+  src: string,
+  dst: string,
+  opts: ConvertOptions = {},
+): Promise<{ dir: string; manifest: Manifest | PixartManifest; linked: number; copied: number }> {
+  const root = resolve(src);
+  if (!(await isPixartPipeline(root))) return await convertBundle(src, dst, opts);
+  const precisions = checkPrecisions(opts.precisions ?? PRECISIONS);
+  const source = await readPixartSource(root);
+  return await convertInto(root, dst, opts, describePixartSource(source), async (work, log) => {
+    const stats = { linked: 0, copied: 0 };
+    const manifest = await buildPixartBundle(source, work, precisions, {
+      placeWeights: (ckpt, w, folder) => placeWeights(ckpt, w, folder, opts.copyWeights ?? false, stats),
+      weightsEntry,
+      listFiles,
+    }, log);
+    await writeManifest(work, manifest);
+    return { manifest, ...stats };
+  });
+}
+
+/** Builds in a hidden folder next to DST and renames it into place when complete. */
+async function convertInto<T>(
+  sourceRoot: string,
+  dst: string,
+  opts: ConvertOptions,
+  description: string,
+  buildIn: (work: string, log: (line: string) => void) => Promise<T>,
+): Promise<{ dir: string } & T> {
+  const log = opts.log ?? (() => {});
   const target = resolve(dst);
-  const existing = await checkTarget(target, source.root, opts.force ?? false);
-  log(describeSource(source));
+  const existing = await checkTarget(target, sourceRoot, opts.force ?? false);
+  log(description);
 
   const parent = dirname(target);
   await Deno.mkdir(parent, { recursive: true }).catch((e) => {
@@ -78,9 +112,9 @@ export async function convertBundle(src: string, dst: string, opts: ConvertOptio
   await Deno.mkdir(work).catch((e) => {
     throw new ForaError("io", `${parent}: cannot create a folder here: ${(e as Error).message}`);
   });
-  let result: Omit<ConvertResult, "dir">;
+  let result: T;
   try {
-    result = await build(source, work, precisions, opts.copyWeights ?? false, log);
+    result = await buildIn(work, log);
   } catch (e) {
     await Deno.remove(work, { recursive: true }).catch(() => {});
     throw e;
@@ -294,7 +328,7 @@ async function listFiles(root: string): Promise<FileEntry[]> {
   return files;
 }
 
-async function writeManifest(work: string, manifest: Manifest): Promise<void> {
+async function writeManifest(work: string, manifest: Manifest | PixartManifest): Promise<void> {
   const path = join(work, MANIFEST_FILE);
   const tmp = `${path}.tmp-${randomTag()}`;
   await Deno.writeTextFile(tmp, JSON.stringify(manifest, null, 2) + "\n");

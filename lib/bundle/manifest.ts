@@ -170,6 +170,14 @@ export function isSafeRelativePath(p: string): boolean {
 
 /** Reads `dir/manifest.json`, checks its structure, and checks every file it lists. */
 export async function readManifest(dir: string): Promise<Manifest> {
+  const { root, path, json } = await readManifestJson(dir);
+  const manifest = checkManifest(json, path);
+  await checkFiles(root, manifest);
+  return manifest;
+}
+
+/** `dir/manifest.json` parsed, not yet checked (shared by the DiT and PixArt readers). */
+export async function readManifestJson(dir: string): Promise<{ root: string; path: string; json: unknown }> {
   const root = resolve(dir);
   const info = await Deno.stat(root).catch((e) => {
     if (e instanceof Deno.errors.NotFound) throw bundleError(root, "no such folder");
@@ -195,13 +203,11 @@ export async function readManifest(dir: string): Promise<Manifest> {
   } catch (e) {
     throw bundleError(path, `not valid JSON (${(e as Error).message})`);
   }
-  const manifest = checkManifest(json, path);
-  await checkFiles(root, manifest);
-  return manifest;
+  return { root, path, json };
 }
 
 /** Re-hashes every file and compares with the manifest; returns the paths that differ. */
-export async function verifyBundle(dir: string, m: Manifest): Promise<string[]> {
+export async function verifyBundle(dir: string, m: { files: FileEntry[] }): Promise<string[]> {
   const root = resolve(dir);
   const bad: string[] = [];
   for (const f of m.files) {
@@ -211,10 +217,15 @@ export async function verifyBundle(dir: string, m: Manifest): Promise<string[]> 
 }
 
 function bundleError(where: string, message: string): ForaError {
-  return new ForaError("bundle", `${where}: ${message}`);
+  // Messages may quote the manifest's text (JSON.parse does): escape its control characters
+  // (newlines, terminal escape sequences) so that the error stays one printable line.
+  // deno-lint-ignore no-control-regex
+  const printable = message.replace(/[\u0000-\u001f\u007f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+  return new ForaError("bundle", `${where}: ${printable}`);
 }
 
-async function checkFiles(root: string, m: Manifest): Promise<void> {
+/** Every listed file is there, a regular file inside the folder, of the recorded size. */
+export async function checkFiles(root: string, m: { files: FileEntry[] }): Promise<void> {
   const realRoot = await Deno.realPath(root);
   for (const f of m.files) {
     const abs = join(root, ...f.path.split("/"));
@@ -297,7 +308,8 @@ export function checkManifest(json: unknown, where: string): Manifest {
     fail("formatVersion", `is ${version}, newer than this fora reads (${BUNDLE_FORMAT_VERSION}); upgrade fora`);
   }
   const foraVersion = str(m, "foraVersion", "foraVersion");
-  if (m.architecture !== "dit") fail("architecture", `is ${JSON.stringify(m.architecture)}; this fora reads only "dit"`);
+  if (m.architecture === "pixart") fail("architecture", `is "pixart": a PixArt-alpha bundle, which only fora generate and fora info read`);
+  if (m.architecture !== "dit") fail("architecture", `is ${JSON.stringify(m.architecture)}; this fora reads "dit" and "pixart" bundles`);
   const sourceObj = obj(m.source, "source");
   const source = {
     layout: oneOf(sourceObj, "layout", "source.layout", ["diffusers", "original"] as const),

@@ -3,14 +3,15 @@
  *
  *   [#########...............]  18/50  reuse  4.07 steps/s  ETA 0:08  cache 64% hits
  *
- * a "saved <path>" line per image, and at run end a newline and one summary line.
+ * a "saved <path>" line per image (`fora sample`: a line per batch, with the shard's images
+ * done so far), and at run end a newline and one summary line.
  * The ETA weights the steps left in the plan by the measured mean time of their
  * kind (full or reuse). It never writes to stdout, and a failing stderr only turns
  * the display off. With `redraw: false` (stderr is not a terminal) there is no bar,
  * only the "saved" and summary lines.
  */
 import { type SyncWriter, writeAllSync } from "./output.ts";
-import type { EventSink, ForaEvent, RunEndEvent, StepKind } from "./types.ts";
+import type { BatchEvent, EventSink, ForaEvent, RunEndEvent, StepKind } from "./types.ts";
 
 export interface ProgressOptions {
   /** Default Deno.stderr. */
@@ -70,8 +71,23 @@ export function updateProgress(state: ProgressState, e: ForaEvent): void {
       }
       break;
     case "image":
+    case "batch":
     case "run_end":
       break;
+  }
+}
+
+/** The line for a `fora sample` batch event. */
+export function batchLine(e: BatchEvent): string {
+  const last = e.first + e.count - 1;
+  const images = `images ${e.first}..${last}`;
+  switch (e.status) {
+    case "written":
+      return `saved ${e.path} (${images}; ${e.done}/${e.total} done)`;
+    case "verified":
+      return `kept ${e.path} from an earlier run (${images}, checked; ${e.done}/${e.total} done)`;
+    case "invalid":
+      return `resampling ${images}: ${e.reason ?? "its files fail their check"}`;
   }
 }
 
@@ -167,6 +183,10 @@ export function progressSink(options: ProgressOptions = {}): EventSink {
           break; // Shown with the next step's redraw.
         case "image":
           printLine(`saved ${e.path}`);
+          draw();
+          break;
+        case "batch":
+          printLine(batchLine(e));
           draw();
           break;
         case "run_end":

@@ -1,5 +1,5 @@
 /**
- * The events of one `fora generate` (later `fora sample`) run. They leave the run
+ * The events of one `fora generate` or `fora sample` run. They leave the run
  * through one callback (`EmitEvent`), where the NDJSON stream (ndjson.ts) or the
  * terminal progress display (progress.ts) attaches.
  *
@@ -103,6 +103,32 @@ export interface ImageEvent extends EventBase {
   height: number;
 }
 
+/**
+ * One batch of a `fora sample` shard: its .npz file written, or found complete from an
+ * earlier run and checked, or found damaged and about to be sampled again.
+ */
+export interface BatchEvent extends EventBase {
+  event: "batch";
+  /** Path of the batch's .npz file. */
+  path: string;
+  /** Index, in the whole run, of the batch's first image. */
+  first: number;
+  /** Images in the batch. */
+  count: number;
+  /**
+   * "written": sampled and saved by this run; "verified": recorded by an earlier run, its
+   * files checked against their sha256s and kept; "invalid": recorded earlier but its files
+   * fail that check, so it is sampled again (a "written" event follows).
+   */
+  status: "written" | "verified" | "invalid";
+  /** What failed the check of an "invalid" batch; null otherwise. */
+  reason: string | null;
+  /** Images of this shard complete so far. */
+  done: number;
+  /** Images of this shard in all. */
+  total: number;
+}
+
 export type RunStatus = "ok" | "error" | "interrupted";
 
 export interface RunTotals {
@@ -139,6 +165,7 @@ export type ForaEvent =
   | StepEvent
   | CacheEvent
   | ImageEvent
+  | BatchEvent
   | RunEndEvent;
 
 export type EventName = ForaEvent["event"];

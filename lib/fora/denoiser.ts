@@ -31,7 +31,7 @@ export interface StepReport {
 export type StepListener = (r: StepReport) => void;
 
 export function residualDenoiser(model: StepModel, plan: CachePlan, modelTimes: number[], onStep?: StepListener): Denoiser {
-  const S = plan.kinds.length, size = model.featureSize;
+  const S = plan.kinds.length;
   let residuals: Float32Array = new Float32Array(0);
   let lastFull = -1;
   return async (x, step) => {
@@ -47,7 +47,7 @@ export function residualDenoiser(model: StepModel, plan: CachePlan, modelTimes: 
       out = r.out;
     } else {
       const j = k - lastFull - 1;
-      out = await model.reuse(x, step.modelTime, residuals.subarray(j * size, (j + 1) * size));
+      out = await model.reuse(x, step.modelTime, residuals, j);
     }
     onStep?.(report(k, step, kind, performance.now() - t0, model.depth));
     return out;
@@ -58,13 +58,15 @@ export function literalDenoiser(model: StepModel, plan: CachePlan, onStep?: Step
   const S = plan.kinds.length, L = model.depth;
   let attn: Float32Array = new Float32Array(L * model.featureSize);
   let mlp: Float32Array = new Float32Array(L * model.featureSize);
+  let cross: Float32Array | undefined = model.crossAttention ? new Float32Array(L * model.featureSize) : undefined;
   return async (x, step) => {
     const k = S - 1 - step.index;
     const kind = plan.kinds[k];
     const t0 = performance.now();
-    const r = await model.blocks(x, step.modelTime, Array(L).fill(kind === "reuse"), attn, mlp);
+    const r = await model.blocks(x, step.modelTime, Array(L).fill(kind === "reuse"), attn, mlp, cross);
     attn = r.attn;
     mlp = r.mlp;
+    cross = r.cross ?? cross;
     onStep?.(report(k, step, kind, performance.now() - t0, L));
     return r.out;
   };

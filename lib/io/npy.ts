@@ -322,5 +322,9 @@ async function readInto(
 }
 
 function fail(path: string, message: string): never {
-  throw new ForaError("io", `${path}: ${message}`);
+  // Messages quote header text from the file: escape its control characters (newlines,
+  // terminal escape sequences) so that the error stays one printable line.
+  // deno-lint-ignore no-control-regex
+  const printable = message.replace(/[\u0000-\u001f\u007f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+  throw new ForaError("io", `${path}: ${printable}`);
 }

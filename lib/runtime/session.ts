@@ -3,7 +3,9 @@
  * rest of the code sees sessions that take and return plain host tensors.
  */
 import * as ort from "onnxruntime-node";
+import { basename, dirname, join, resolve } from "node:path";
 import { ForaError } from "../errors.ts";
+import { prepareDevice, sessionLoadError } from "./devices.ts";
 
 export type Device = "cpu" | "cuda" | "webgpu";
 
@@ -18,7 +20,10 @@ export interface SessionOptions {
   device?: Device;
   /** Intra-op threads; 0 lets ONNX Runtime choose. */
   threads?: number;
-  /** When set, ONNX Runtime writes a chrome-trace profile with this file prefix. */
+  /**
+   * When set, ONNX Runtime profiles every run and writes a chrome-trace JSON file named
+   * `<prefix>_<date>_<time>.json` (the prefix may hold a folder; relative to the cwd).
+   */
   profilePrefix?: string;
 }
 
@@ -27,7 +32,10 @@ export interface Session {
   readonly inputNames: readonly string[];
   readonly outputNames: readonly string[];
   run(feeds: Record<string, HostTensor>, outputs?: string[]): Promise<Record<string, HostTensor>>;
-  /** Ends profiling (if on) and returns the trace file ONNX Runtime wrote. */
+  /**
+   * Ends profiling (if on) and returns the path of the trace file ONNX Runtime wrote;
+   * undefined when profiling is off. Release ends it too, so no trace is ever lost.
+   */
   endProfiling(): string | undefined;
   release(): Promise<void>;
 }
@@ -43,21 +51,71 @@ export function i64(shape: number[], values: number[]): HostTensor {
   return { dtype: "int64", shape, data: BigInt64Array.from(values, (v) => BigInt(v)) };
 }
 
+/** A session opened inside `withProfiling`: its graph and, once ended, its trace file. */
+export interface ProfiledSession {
+  graph: string;
+  trace?: string;
+}
+
+interface ProfilingScope {
+  folder: string;
+  sessions: { record: ProfiledSession; end: () => void }[];
+}
+
+let profiling: ProfilingScope | null = null;
+
+/**
+ * Runs `fn` with profiling on for every session opened meanwhile, by whatever code opens
+ * it (fora profile wraps a whole generation this way): each writes its trace into
+ * `folder`. Returns fn's result and one record per session, in opening order; sessions
+ * still open when fn returns are ended here.
+ */
+export async function withProfiling<T>(folder: string, fn: () => Promise<T>): Promise<{ result: T; sessions: ProfiledSession[] }> {
+  if (profiling) throw new Error("withProfiling: already profiling");
+  const state: ProfilingScope = { folder: resolve(folder), sessions: [] };
+  profiling = state;
+  try {
+    const result = await fn();
+    for (const s of state.sessions) s.end();
+    return { result, sessions: state.sessions.map((s) => s.record) };
+  } finally {
+    profiling = null;
+  }
+}
+
 export async function openSession(path: string, opts: SessionOptions = {}): Promise<Session> {
   const device = opts.device ?? "cpu";
+  // Missing CUDA/WebGPU pieces fail here, with a message that names them (devices.ts).
+  await prepareDevice(device);
+  const scoped: ProfilingScope | null = profiling;
+  const profilePrefix = opts.profilePrefix ??
+    (scoped ? join(scoped.folder, `${scoped.sessions.length}-${basename(path).replace(/\.onnx$/, "")}`) : undefined);
+  const before = profilePrefix === undefined ? new Set<string>() : traceFiles(profilePrefix);
   const options: ort.InferenceSession.SessionOptions = {
     executionProviders: [device],
     graphOptimizationLevel: "all",
     intraOpNumThreads: opts.threads ?? 0,
-    enableProfiling: opts.profilePrefix !== undefined,
-    profileFilePrefix: opts.profilePrefix,
+    enableProfiling: profilePrefix !== undefined,
+    profileFilePrefix: profilePrefix,
   };
   let session: ort.InferenceSession;
   try {
     session = await ort.InferenceSession.create(path, options);
   } catch (e) {
-    throw new ForaError("runtime", `ONNX Runtime cannot load ${path} on ${device}: ${(e as Error).message}`);
+    throw sessionLoadError(device, path, e);
   }
+  let trace: string | undefined, ended = profilePrefix === undefined;
+  const endProfiling = (): string | undefined => {
+    if (ended) return trace;
+    ended = true;
+    // onnxruntime-node's endProfiling returns nothing: the new file with the prefix is the trace.
+    session.endProfiling();
+    trace = [...traceFiles(profilePrefix!)].filter((f) => !before.has(f)).sort().at(-1);
+    if (record) record.trace = trace;
+    return trace;
+  };
+  const record: ProfiledSession | undefined = scoped ? { graph: path } : undefined;
+  if (scoped && record) scoped.sessions.push({ record, end: endProfiling });
   return {
     path,
     inputNames: session.inputNames,
@@ -82,11 +140,22 @@ export async function openSession(path: string, opts: SessionOptions = {}): Prom
       }
       return out;
     },
-    endProfiling() {
-      // onnxruntime-node's endProfiling returns nothing; the trace is found by prefix.
-      session.endProfiling();
-      return undefined;
+    endProfiling,
+    async release() {
+      endProfiling();
+      await session.release();
     },
-    release: () => session.release(),
   };
+}
+
+/** Trace files ONNX Runtime may have written for `prefix`: `<prefix>_<date>_<time>.json`. */
+function traceFiles(prefix: string): Set<string> {
+  const dir = dirname(resolve(prefix)), stem = `${basename(prefix)}_`;
+  const found = new Set<string>();
+  try {
+    for (const e of Deno.readDirSync(dir)) {
+      if (e.isFile && e.name.startsWith(stem) && e.name.endsWith(".json")) found.add(join(dir, e.name));
+    }
+  } catch { /* no folder yet: no files */ }
+  return found;
 }

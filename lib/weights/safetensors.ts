@@ -177,6 +177,12 @@ function failTensor(path: string, name: string, message: string): never {
   fail(path, `tensor ${JSON.stringify(name)}: ${message}`);
 }
 
+/** `text` with control characters (newlines, escape sequences) written as \uXXXX. */
+function printable(text: string): string {
+  // deno-lint-ignore no-control-regex
+  return text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+}
+
 function errorText(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
@@ -266,7 +272,8 @@ function parseHeaderJson(
   try {
     value = JSON.parse(text);
   } catch (e) {
-    fail(path, `header is not valid JSON (${errorText(e)})`);
+    // JSON.parse quotes the bad text: escape its control bytes, so the error stays one printable line.
+    fail(path, `header is not valid JSON (${printable(errorText(e))})`);
   }
   if (!isPlainObject(value)) fail(path, "header is not a JSON object");
   return value;

@@ -2,6 +2,7 @@
 import { stamper } from "../../lib/events/stamp.ts";
 import { type StepTime, summarizeSteps } from "../../lib/events/totals.ts";
 import {
+  type BatchEvent,
   type CacheEvent,
   type EmitEvent,
   type ForaEvent,
@@ -70,6 +71,18 @@ export const EXAMPLES = {
     width: 256,
     height: 256,
   },
+  batch: {
+    event: "batch",
+    ...id,
+    time_ms: 2550,
+    path: "samples/shard-0/samples-000016-000031.npz",
+    first: 16,
+    count: 16,
+    status: "invalid",
+    reason: "samples/shard-0/samples-000016-000031.npz does not match its recorded sha256",
+    done: 16,
+    total: 48,
+  },
   run_end: {
     event: "run_end",
     ...id,
@@ -91,6 +104,7 @@ export const EXAMPLES = {
   step: Required<StepEvent>;
   cache: Required<CacheEvent>;
   image: Required<ImageEvent>;
+  batch: Required<BatchEvent>;
   run_end: Required<RunEndEvent>;
 };
 

@@ -26,13 +26,20 @@ export interface StepModel {
   readonly modelBatch: number;
   /** Elements of one block's cached tensor: modelBatch * T * D. */
   readonly featureSize: number;
+  /** True when each block also has a cross-attention branch (PixArt): the literal path then caches X_k too. */
+  readonly crossAttention?: boolean;
   full(x: Float32Array, t: number, reuseTimes: number[]): Promise<{ out: Float32Array; residuals: Float32Array }>;
-  reuse(x: Float32Array, t: number, residual: Float32Array): Promise<Float32Array>;
-  /** Literal path: blocks flagged in `reuse` take their A_k/M_k from the cache arrays. */
-  blocks(x: Float32Array, t: number, reuse: boolean[], cachedAttn: Float32Array, cachedMlp: Float32Array): Promise<{
+  /**
+   * Reuse step j (0-based) of the cycle the last full step opened, given that step's `residuals`
+   * (DiT: R_j is its j-th slice of featureSize values; a single R may be passed alone with j = 0).
+   */
+  reuse(x: Float32Array, t: number, residuals: Float32Array, j?: number): Promise<Float32Array>;
+  /** Literal path: blocks flagged in `reuse` take their A_k/M_k (and X_k) from the cache arrays. */
+  blocks(x: Float32Array, t: number, reuse: boolean[], cachedAttn: Float32Array, cachedMlp: Float32Array, cachedCross?: Float32Array): Promise<{
     out: Float32Array;
     attn: Float32Array;
     mlp: Float32Array;
+    cross?: Float32Array;
   }>;
 }
 
@@ -98,7 +105,9 @@ export async function openDitStepModel(
           const out = await (await session("full")).run({ ...stepFeeds(x, t), reuse_timesteps: f32([reuseTimes.length], reuseTimes) });
           return { out: out.model_out.data as Float32Array, residuals: out.residuals.data as Float32Array };
         },
-        async reuse(x, t, residual) {
+        async reuse(x, t, residuals, j = 0) {
+          const size = modelBatch * T * D;
+          const residual = residuals.subarray(j * size, (j + 1) * size);
           const out = await (await session("reuse")).run({ ...stepFeeds(x, t), residual: f32([modelBatch, T, D], residual) });
           return out.model_out.data as Float32Array;
         },

@@ -1,0 +1,296 @@
+/**
+ * PixArt-alpha as ONNX graphs shaped for FORA (DESIGN §3), one run per denoising step, plus a
+ * text graph run once per prompt:
+ *
+ * - text:     caption features (T5 output) [b, n, Dc] -> caption projection -> every block's
+ *             cross-attention keys and values, text_k / text_v [L, b, n, D].
+ * - full:     the whole model; also emits, for each upcoming reuse timestep t_j, the summed
+ *             residual R_j = sum_k gate_msa_k(t_j) A_k + X_k + gate_mlp_k(t_j) M_k, where X_k
+ *             is block k's (ungated) cross-attention output: cross-attention cached.
+ * - reuse:    patch embedding, x_L = x_0 + R_j, final layer.
+ * - full-xr:  the whole model; emits the per-block A_k and M_k as `features` [2, L, 2B, T, D]
+ *             (for cross-attention recomputed on reuse steps).
+ * - reuse-xr: per block x += gate_msa_k(t) A_k; x += cross_attn_k(x); x += gate_mlp_k(t) M_k:
+ *             the cached self-attention and MLP, the cross-attention computed afresh.
+ * - blocks:   the literal per-block path; `reuse` (self-attention and MLP) and `reuse_cross`
+ *             flags per block choose between computing and the cache inputs (an `If` each);
+ *             all A_k, X_k, M_k are returned.
+ *
+ * Conditioning is the timestep alone (adaLN-single), so every gate is one D-vector per step,
+ * shared by the batch. Captions enter as keys and values of the real tokens only: no padding,
+ * no mask (what lets the fused attention kernels run). With `cfg` the batch is doubled
+ * [cond; uncond] inside; each half attends to its own caption (cond_k/v, uncond_k/v: the two
+ * lengths may differ), and out = cond + mask (s - 1)(cond - uncond), per output channel.
+ */
+import { type ComputeType, GraphBuilder, type GraphData, type Value } from "../../onnx/builder.ts";
+import type { WeightSource } from "../../weights/source.ts";
+import { type AttentionKind, selfAttention } from "../../../kernels/attention.ts";
+import { geluTanh } from "../../../kernels/activations.ts";
+import { guideCondUncond } from "../../../kernels/guidance.ts";
+import { finalModulation, tableModulation, tBlock } from "../../../kernels/adaln_single.ts";
+import { attendText, textKeysValues } from "../../../kernels/cross_attention.ts";
+import { linear, type LinearWeights } from "../../../kernels/linear.ts";
+import { mlp } from "../../../kernels/mlp.ts";
+import { gatedResidual, layerNormModulate } from "../../../kernels/modulation.ts";
+import { patchEmbedding, unpatchify } from "../../../kernels/patch_embedding.ts";
+import { sinCosPositionEmbedding2d } from "../../../kernels/position_embedding.ts";
+import { timestepEmbedding } from "../../../kernels/timestep_embedding.ts";
+import { PIXART_FREQ_DIVISOR, PIXART_NORM_EPS, type PixartConfig, pixartGrid, pixartOutChannels, pixartTokens } from "./config.ts";
+import { type Linear, type PixartBlockWeights, type PixartWeights, loadPixartWeights } from "./weights.ts";
+
+export type PixartGraphKind = "text" | "full" | "reuse" | "full-xr" | "reuse-xr" | "blocks";
+export const PIXART_STEP_KINDS = ["full", "reuse", "full-xr", "reuse-xr", "blocks"] as const;
+
+export interface PixartGraphOptions {
+  computeType: ComputeType;
+  /** Classifier-free guidance inside the graph (batch doubled [cond; uncond]). */
+  cfg: boolean;
+  attention?: AttentionKind;
+}
+
+export function buildPixartGraphs(src: WeightSource, cfg: PixartConfig, opts: PixartGraphOptions): Record<PixartGraphKind, GraphData> {
+  const w = loadPixartWeights(src, cfg);
+  return {
+    text: buildText(w, cfg, opts),
+    full: buildFull(w, cfg, opts, true),
+    reuse: buildReuse(w, cfg, opts),
+    "full-xr": buildFull(w, cfg, opts, false),
+    "reuse-xr": buildReuseRecomputeCross(w, cfg, opts),
+    blocks: buildBlocks(w, cfg, opts),
+  };
+}
+
+/** Output channels guided: "all" eps channels (diffusers, PixArt's default) or "ref" (0..2). */
+export function pixartGuidanceMask(cfg: PixartConfig, mode: "ref" | "all"): Float32Array {
+  const mask = new Float32Array(pixartOutChannels(cfg));
+  mask.fill(1, 0, mode === "all" ? cfg.inChannels : Math.min(3, cfg.inChannels));
+  return mask;
+}
+
+// ---- the graphs ------------------------------------------------------------------
+
+function buildText(w: PixartWeights, cfg: PixartConfig, opts: PixartGraphOptions): GraphData {
+  const g = new GraphBuilder("pixart_text", opts.computeType);
+  const caption = g.input("caption", "float32", ["batch", "tokens", cfg.captionChannels]);
+  const y = g.scope("y_embedder", () => linear(g, geluTanh(g, linear(g, caption, lin(g, w.captionFc1))), lin(g, w.captionFc2)));
+  const ks: Value[] = [], vs: Value[] = [];
+  w.blocks.forEach((b, k) =>
+    g.scope(`blocks.${k}/cross_attn`, () => {
+      const [kk, vv] = textKeysValues(g, y, lin(g, b.crossK), lin(g, b.crossV));
+      ks.push(g.unsqueeze(kk, [0]));
+      vs.push(g.unsqueeze(vv, [0]));
+    })
+  );
+  g.output(g.concat(ks, 0), "text_k");
+  g.output(g.concat(vs, 0), "text_v");
+  return g.data();
+}
+
+function buildFull(w: PixartWeights, cfg: PixartConfig, opts: PixartGraphOptions, cacheCross: boolean): GraphData {
+  const g = new GraphBuilder(cacheCross ? "pixart_full" : "pixart_full_xr", opts.computeType);
+  const io = stepInputs(g, w, cfg, opts);
+  const reuseT = cacheCross ? g.input("reuse_timesteps", "float32", ["reuse"], { keepFloat32: true }) : null;
+  let x = io.tokens;
+  const attn: Value[] = [], cross: Value[] = [], mlps: Value[] = [];
+  w.blocks.forEach((b, k) =>
+    g.scope(`blocks.${k}`, () => {
+      const r = pixartBlock(g, x, io, b, k, cfg, opts);
+      x = r.x;
+      attn.push(r.attn), cross.push(r.cross), mlps.push(r.mlp);
+    })
+  );
+  io.finish(x);
+  if (reuseT) {
+    g.scope("residuals", () => g.output(reuseResiduals(g, w, reuseT, attn, cross, mlps), "residuals"));
+  } else {
+    g.output(g.concat([g.unsqueeze(stack(g, attn), [0]), g.unsqueeze(stack(g, mlps), [0])], 0), "features");
+  }
+  return g.data();
+}
+
+function buildReuse(w: PixartWeights, cfg: PixartConfig, opts: PixartGraphOptions): GraphData {
+  const g = new GraphBuilder("pixart_reuse", opts.computeType);
+  const io = stepInputs(g, w, cfg, opts);
+  const residual = g.input("residual", "float32", [io.batch2, pixartTokens(cfg), cfg.hiddenSize]);
+  io.finish(g.add(io.tokens, residual));
+  return g.data();
+}
+
+function buildReuseRecomputeCross(w: PixartWeights, cfg: PixartConfig, opts: PixartGraphOptions): GraphData {
+  const g = new GraphBuilder("pixart_reuse_xr", opts.computeType);
+  const io = stepInputs(g, w, cfg, opts);
+  const features = g.input("features", "float32", [2, cfg.depth, io.batch2, pixartTokens(cfg), cfg.hiddenSize]);
+  const cachedAttn = layer(g, features, 0), cachedMlp = layer(g, features, 1);
+  let x = io.tokens;
+  w.blocks.forEach((b, k) =>
+    g.scope(`blocks.${k}`, () => {
+      const [, , gateMsa, , , gateMlp] = tableModulation(g, io.t0, g.weight(b.table));
+      const x1 = gatedResidual(g, x, gateMsa, layer(g, cachedAttn, k));
+      const x2 = g.add(x1, g.scope("cross_attn", () => io.crossAttention(g, x1, b, k)));
+      x = gatedResidual(g, x2, gateMlp, layer(g, cachedMlp, k));
+    })
+  );
+  io.finish(x);
+  return g.data();
+}
+
+function buildBlocks(w: PixartWeights, cfg: PixartConfig, opts: PixartGraphOptions): GraphData {
+  const g = new GraphBuilder("pixart_blocks", opts.computeType);
+  const io = stepInputs(g, w, cfg, opts);
+  const L = cfg.depth, shape = [L, io.batch2, pixartTokens(cfg), cfg.hiddenSize];
+  const reuse = g.input("reuse", "bool", [L]);
+  const reuseCross = g.input("reuse_cross", "bool", [L]);
+  const cachedAttn = g.input("cached_attn", "float32", shape);
+  const cachedCross = g.input("cached_cross", "float32", shape);
+  const cachedMlp = g.input("cached_mlp", "float32", shape);
+  const flag = (f: Value, k: number) => g.reshape(g.slice(f, 0, k, k + 1), []);
+  const cachedOr = (f: Value, cache: Value, k: number, compute: (s: GraphBuilder) => Value) =>
+    g.ifElse(flag(f, k), (s) => [s.reshape(s.slice(cache, 0, k, k + 1), [-1, ...(shape.slice(2) as number[])])], (s) => [compute(s)])[0];
+  let x = io.tokens;
+  const attn: Value[] = [], cross: Value[] = [], mlps: Value[] = [];
+  w.blocks.forEach((b, k) =>
+    g.scope(`blocks.${k}`, () => {
+      const m = tableModulation(g, io.t0, g.weight(b.table));
+      const x0 = x;
+      const a = cachedOr(reuse, cachedAttn, k, (s) => selfAttentionOf(s, x0, m, b, cfg, opts));
+      const x1 = gatedResidual(g, x0, m[2], a);
+      const xc = cachedOr(reuseCross, cachedCross, k, (s) => io.crossAttention(s, x1, b, k));
+      const x2 = g.add(x1, xc);
+      const f = cachedOr(reuse, cachedMlp, k, (s) => mlpOf(s, x2, m, b));
+      x = gatedResidual(g, x2, m[5], f);
+      attn.push(a), cross.push(xc), mlps.push(f);
+    })
+  );
+  io.finish(x);
+  g.output(stack(g, attn), "attn");
+  g.output(stack(g, cross), "cross");
+  g.output(stack(g, mlps), "mlp");
+  return g.data();
+}
+
+// ---- shared parts ----------------------------------------------------------------
+
+interface StepIO {
+  /** 2B with guidance, B without. */
+  batch2: string;
+  tokens: Value;
+  /** Timestep embedding [1, D] and t_block output [1, 6D]. */
+  tEmb: Value;
+  t0: Value;
+  /** Block k's cross-attention of x [2B or B, T, D] to the captions (output projection included). */
+  crossAttention(gb: GraphBuilder, x: Value, b: PixartBlockWeights, k: number): Value;
+  /** Final layer, unpatchify, guidance and the `model_out` output. */
+  finish(x: Value): void;
+}
+
+function stepInputs(g: GraphBuilder, w: PixartWeights, cfg: PixartConfig, opts: PixartGraphOptions): StepIO {
+  const C = cfg.inChannels, S = cfg.inputSize, D = cfg.hiddenSize, L = cfg.depth, T = pixartTokens(cfg);
+  const latent = g.input("latent", "float32", ["batch", C, S, S]);
+  const t = g.input("timestep", "float32", [1], { keepFloat32: true });
+  const condK = g.input("cond_k", "float32", [L, "batch", "cond_tokens", D]);
+  const condV = g.input("cond_v", "float32", [L, "batch", "cond_tokens", D]);
+  const uncondK = opts.cfg ? g.input("uncond_k", "float32", [L, "batch", "uncond_tokens", D]) : null;
+  const uncondV = opts.cfg ? g.input("uncond_v", "float32", [L, "batch", "uncond_tokens", D]) : null;
+  const scale = opts.cfg ? g.input("guidance_scale", "float32", [1]) : null;
+  const mask = opts.cfg ? g.input("guidance_mask", "float32", [pixartOutChannels(cfg)]) : null;
+  const x = opts.cfg ? g.concat([latent, latent], 0) : latent;
+  const pos = g.constant(sinCosPositionEmbedding2d(D, pixartGrid(cfg)), [1, T, D]);
+  const tokens = patchEmbedding(g, x, { weight: g.weight(w.patch.weight), bias: g.weight(w.patch.bias) }, cfg.patchSize, pos);
+  const tEmb = timestepEmbedding(g, t, tEmbedder(g, w), PIXART_FREQ_DIVISOR);
+  const t0 = tBlock(g, tEmb, lin(g, w.tBlock));
+  const kind = opts.attention ?? "portable";
+  return {
+    batch2: opts.cfg ? "batch2" : "batch",
+    tokens,
+    tEmb,
+    t0,
+    crossAttention(gb, xin, b, k) {
+      const q = linear(gb, xin, lin(gb, b.crossQ));
+      let core: Value;
+      if (uncondK && uncondV) {
+        const halves = gb.reshape(q, [2, -1, T, D]);
+        const qc = gb.gather(halves, gb.scalar(0, "int64"), 0), qu = gb.gather(halves, gb.scalar(1, "int64"), 0);
+        core = gb.concat([
+          attendText(gb, qc, layer(gb, condK, k), layer(gb, condV, k), cfg.numHeads, kind),
+          attendText(gb, qu, layer(gb, uncondK, k), layer(gb, uncondV, k), cfg.numHeads, kind),
+        ], 0);
+      } else {
+        core = attendText(gb, q, layer(gb, condK, k), layer(gb, condV, k), cfg.numHeads, kind);
+      }
+      return linear(gb, core, lin(gb, b.crossProj));
+    },
+    finish(xL) {
+      const out = g.scope("final_layer", () => {
+        const [shift, scale_] = finalModulation(g, tEmb, g.weight(w.finalTable));
+        const y = linear(g, layerNormModulate(g, xL, shift, scale_, PIXART_NORM_EPS), lin(g, w.finalLinear));
+        return unpatchify(g, y, pixartGrid(cfg), cfg.patchSize, pixartOutChannels(cfg));
+      });
+      g.output(scale && mask ? g.scope("guidance", () => guideCondUncond(g, out, scale, mask, pixartOutChannels(cfg))) : out, "model_out");
+    },
+  };
+}
+
+function selfAttentionOf(g: GraphBuilder, x: Value, m: Value[], b: PixartBlockWeights, cfg: PixartConfig, opts: PixartGraphOptions): Value {
+  return selfAttention(g, layerNormModulate(g, x, m[0], m[1], PIXART_NORM_EPS), {
+    q: lin(g, b.q),
+    k: lin(g, b.k),
+    v: lin(g, b.v),
+    out: lin(g, b.proj),
+  }, cfg.numHeads, opts.attention ?? "portable");
+}
+
+function mlpOf(g: GraphBuilder, x: Value, m: Value[], b: PixartBlockWeights): Value {
+  return mlp(g, layerNormModulate(g, x, m[3], m[4], PIXART_NORM_EPS), { fc1: lin(g, b.fc1), fc2: lin(g, b.fc2) });
+}
+
+/** One PixArt block; also returns A_k, X_k and M_k (before gating). */
+function pixartBlock(g: GraphBuilder, x: Value, io: StepIO, b: PixartBlockWeights, k: number, cfg: PixartConfig, opts: PixartGraphOptions) {
+  const m = tableModulation(g, io.t0, g.weight(b.table));
+  const attn = g.scope("attn", () => selfAttentionOf(g, x, m, b, cfg, opts));
+  const x1 = gatedResidual(g, x, m[2], attn);
+  const cross = g.scope("cross_attn", () => io.crossAttention(g, x1, b, k));
+  const x2 = g.add(x1, cross);
+  const f = g.scope("mlp", () => mlpOf(g, x2, m, b));
+  return { x: gatedResidual(g, x2, m[5], f), attn, cross, mlp: f };
+}
+
+/**
+ * R_j for each upcoming reuse timestep: [J, 2B, T, D]. The gates of step j are one D-vector per
+ * block and branch (adaLN-single: they depend on t_j only), so the sum over the 2L gated tensors
+ * is one batched MatMul over (d, b), [D, 1, J, 2L] x [D, 2B, 2L, T]; the cross-attention outputs are
+ * ungated and add the same sum to every R_j.
+ */
+function reuseResiduals(g: GraphBuilder, w: PixartWeights, reuseT: Value, attn: Value[], cross: Value[], mlps: Value[]): Value {
+  const t0 = tBlock(g, timestepEmbedding(g, reuseT, tEmbedder(g, w), PIXART_FREQ_DIVISOR), lin(g, w.tBlock)); // [J, 6D]
+  const gates: Value[] = [], features: Value[] = [];
+  w.blocks.forEach((b, k) =>
+    g.scope(`blocks.${k}`, () => {
+      const m = tableModulation(g, t0, g.weight(b.table)); // 6 x [J, D]
+      gates.push(g.unsqueeze(m[2], [0]), g.unsqueeze(m[5], [0]));
+      features.push(g.unsqueeze(attn[k], [0]), g.unsqueeze(mlps[k], [0]));
+    })
+  );
+  // No reshape merges a dynamic dim: J is 0 when no reuse step follows.
+  const G = g.unsqueeze(g.transpose(g.concat(gates, 0), [2, 1, 0]), [1]); // [D, 1, J, 2L]
+  const F = g.transpose(g.concat(features, 0), [3, 1, 0, 2]); // [D, 2B, 2L, T]
+  const R = g.transpose(g.matmul(G, F), [2, 1, 3, 0]); // [D, 2B, J, T] -> [J, 2B, T, D]
+  const crossSum = cross.reduce((acc, c) => g.add(acc, c));
+  return g.add(R, crossSum);
+}
+
+/** Layer k of a stacked [L, ...] value. */
+function layer(g: GraphBuilder, stacked: Value, k: number): Value {
+  return g.gather(stacked, g.scalar(k, "int64"), 0);
+}
+
+function stack(g: GraphBuilder, xs: Value[]): Value {
+  return g.concat(xs.map((x) => g.unsqueeze(x, [0])), 0);
+}
+
+function lin(g: GraphBuilder, l: Linear): LinearWeights {
+  return { weight: g.weight(l.weight), bias: g.weight(l.bias) };
+}
+
+function tEmbedder(g: GraphBuilder, w: PixartWeights) {
+  return { fc1: lin(g, w.tFc1), fc2: lin(g, w.tFc2) };
+}

@@ -1,0 +1,133 @@
+/**
+ * PixArt-alpha weights in one canonical structure, read from either naming scheme. The
+ * original layout packs self-attention Q/K/V into `attn.qkv` and cross-attention K/V into
+ * `cross_attn.kv_linear` (K rows first); each part is a byte range of the same file.
+ */
+import type { ExternalTensor } from "../../onnx/builder.ts";
+import type { WeightSource } from "../../weights/source.ts";
+import { ForaError } from "../../errors.ts";
+import { TIMESTEP_FREQ_DIM } from "../dit/config.ts";
+import { type PixartConfig, type PixartNaming, pixartOutChannels } from "./config.ts";
+
+export interface Linear {
+  weight: ExternalTensor;
+  bias: ExternalTensor;
+}
+
+export interface PixartBlockWeights {
+  /** [6, D]: shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp offsets. */
+  table: ExternalTensor;
+  q: Linear;
+  k: Linear;
+  v: Linear;
+  proj: Linear;
+  crossQ: Linear;
+  crossK: Linear;
+  crossV: Linear;
+  crossProj: Linear;
+  fc1: Linear;
+  fc2: Linear;
+}
+
+export interface PixartWeights {
+  patch: Linear;
+  tFc1: Linear;
+  tFc2: Linear;
+  /** adaLN-single: SiLU -> Linear(D, 6D), shared by every block. */
+  tBlock: Linear;
+  captionFc1: Linear;
+  captionFc2: Linear;
+  /** The learned null caption [maxTokens, captionChannels]; original checkpoints only. */
+  nullCaption: ExternalTensor | null;
+  blocks: PixartBlockWeights[];
+  /** [2, D]: shift, scale offsets of the final layer (added to the timestep embedding). */
+  finalTable: ExternalTensor;
+  finalLinear: Linear;
+}
+
+/** Which scheme a PixArt checkpoint uses, from its tensor names (undefined: not PixArt). */
+export function detectPixartNaming(names: Iterable<string>): PixartNaming | undefined {
+  for (const n of names) {
+    if (n.startsWith("t_block.") || n.startsWith("y_embedder.y_proj.")) return "original";
+    if (n.startsWith("adaln_single.") || n.startsWith("caption_projection.")) return "diffusers";
+  }
+  return undefined;
+}
+
+export function loadPixartWeights(src: WeightSource, cfg: PixartConfig): PixartWeights {
+  const D = cfg.hiddenSize, p = cfg.patchSize, C = cfg.inChannels, Dc = cfg.captionChannels;
+  const lin = (prefix: string, out: number, inp: number): Linear => ({
+    weight: src.get(`${prefix}.weight`, [out, inp]),
+    bias: src.get(`${prefix}.bias`, [out]),
+  });
+  const rows = (prefix: string, total: number, part: number): Linear => {
+    src.get(`${prefix}.weight`, [total * D, D]);
+    src.get(`${prefix}.bias`, [total * D]);
+    return { weight: src.rows(`${prefix}.weight`, part * D, D), bias: src.rows(`${prefix}.bias`, part * D, D) };
+  };
+  const patch = (prefix: string): Linear => ({ weight: src.get(`${prefix}.weight`, [D, C, p, p]), bias: src.get(`${prefix}.bias`, [D]) });
+  const final = p * p * pixartOutChannels(cfg);
+  if (cfg.naming === "original") {
+    return {
+      patch: patch("x_embedder.proj"),
+      tFc1: lin("t_embedder.mlp.0", D, TIMESTEP_FREQ_DIM),
+      tFc2: lin("t_embedder.mlp.2", D, D),
+      tBlock: lin("t_block.1", 6 * D, D),
+      captionFc1: lin("y_embedder.y_proj.fc1", D, Dc),
+      captionFc2: lin("y_embedder.y_proj.fc2", D, D),
+      nullCaption: src.has("y_embedder.y_embedding") ? src.get("y_embedder.y_embedding", [cfg.maxTokens, Dc]) : null,
+      blocks: Array.from({ length: cfg.depth }, (_, i) => {
+        const b = `blocks.${i}`;
+        return {
+          table: src.get(`${b}.scale_shift_table`, [6, D]),
+          q: rows(`${b}.attn.qkv`, 3, 0),
+          k: rows(`${b}.attn.qkv`, 3, 1),
+          v: rows(`${b}.attn.qkv`, 3, 2),
+          proj: lin(`${b}.attn.proj`, D, D),
+          crossQ: lin(`${b}.cross_attn.q_linear`, D, D),
+          crossK: rows(`${b}.cross_attn.kv_linear`, 2, 0),
+          crossV: rows(`${b}.cross_attn.kv_linear`, 2, 1),
+          crossProj: lin(`${b}.cross_attn.proj`, D, D),
+          fc1: lin(`${b}.mlp.fc1`, 4 * D, D),
+          fc2: lin(`${b}.mlp.fc2`, D, 4 * D),
+        };
+      }),
+      finalTable: src.get("final_layer.scale_shift_table", [2, D]),
+      finalLinear: lin("final_layer.linear", final, D),
+    };
+  }
+  return {
+    patch: patch("pos_embed.proj"),
+    tFc1: lin("adaln_single.emb.timestep_embedder.linear_1", D, TIMESTEP_FREQ_DIM),
+    tFc2: lin("adaln_single.emb.timestep_embedder.linear_2", D, D),
+    tBlock: lin("adaln_single.linear", 6 * D, D),
+    captionFc1: lin("caption_projection.linear_1", D, Dc),
+    captionFc2: lin("caption_projection.linear_2", D, D),
+    nullCaption: null,
+    blocks: Array.from({ length: cfg.depth }, (_, i) => {
+      const b = `transformer_blocks.${i}`;
+      return {
+        table: src.get(`${b}.scale_shift_table`, [6, D]),
+        q: lin(`${b}.attn1.to_q`, D, D),
+        k: lin(`${b}.attn1.to_k`, D, D),
+        v: lin(`${b}.attn1.to_v`, D, D),
+        proj: lin(`${b}.attn1.to_out.0`, D, D),
+        crossQ: lin(`${b}.attn2.to_q`, D, D),
+        crossK: lin(`${b}.attn2.to_k`, D, D),
+        crossV: lin(`${b}.attn2.to_v`, D, D),
+        crossProj: lin(`${b}.attn2.to_out.0`, D, D),
+        fc1: lin(`${b}.ff.net.0.proj`, 4 * D, D),
+        fc2: lin(`${b}.ff.net.2`, D, 4 * D),
+      };
+    }),
+    finalTable: src.get("scale_shift_table", [2, D]),
+    finalLinear: lin("proj_out", final, D),
+  };
+}
+
+export function assertPixartNaming(naming: PixartNaming | undefined, origin: string): PixartNaming {
+  if (!naming) {
+    throw new ForaError("weights", `${origin}: no PixArt tensors found (expected "t_block.*" or "adaln_single.*" names)`);
+  }
+  return naming;
+}

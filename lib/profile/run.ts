@@ -1,0 +1,100 @@
+/**
+ * `fora profile` as a library function: one generation (lib/generator.ts, the same code
+ * `fora generate` runs) with ONNX Runtime's profiler on for every session it opens, then
+ * each session's trace attributed to model parts. Full steps, reuse steps and the VAE
+ * decode run in separate graphs, so each gets its own breakdown.
+ */
+import { basename } from "node:path";
+import type { Precision } from "../bundle/manifest.ts";
+import type { CachePlan } from "../fora/policy.ts";
+import { openGenerator } from "../generator.ts";
+import type { SamplerName } from "../samplers/mod.ts";
+import { type Device, withProfiling } from "../runtime/session.ts";
+import { ForaError } from "../errors.ts";
+import { type Attribution, attribute, type TimeStat } from "./attribute.ts";
+import { graphParts } from "./parts.ts";
+import { readTrace } from "./trace.ts";
+
+export interface ProfileOptions {
+  model: string;
+  classes: number[];
+  sampler: SamplerName;
+  steps: number;
+  cfg: number;
+  cfgChannels: "ref" | "all";
+  seed: number;
+  plan: CachePlan;
+  precision?: Precision;
+  device?: Device;
+  threads?: number;
+  /** Keep the first run of each graph (by default left out as warm-up when it ran twice or more). */
+  includeWarmup?: boolean;
+  /** Kernel time statistic (attribute.ts): median per kernel over runs (default), or the sum. */
+  stat?: TimeStat;
+  /** Write ONNX Runtime's raw traces into this folder (kept); default: a temp folder, removed. */
+  traceDir?: string;
+  signal?: AbortSignal;
+}
+
+/** Which work a graph does: full steps, reuse steps, the VAE decode, the literal per-block path. */
+export type Phase = "full" | "reuse" | "decode" | "literal";
+
+export interface PhaseProfile extends Attribution {
+  phase: Phase;
+  /** The graph file, e.g. dit-full-cfg.fp32.onnx. */
+  graph: string;
+  /** Trace file, when kept. */
+  trace: string | null;
+}
+
+export interface ProfileReport {
+  model: string;
+  plan: CachePlan;
+  steps: number;
+  /** One per graph that ran, in the order full, reuse, decode, literal. */
+  phases: PhaseProfile[];
+  samplingMs: number;
+  decodeMs: number;
+}
+
+export async function profileRun(opts: ProfileOptions): Promise<ProfileReport> {
+  const dir = opts.traceDir ?? await Deno.makeTempDir({ prefix: "fora-profile-" });
+  if (opts.traceDir) {
+    try {
+      await Deno.mkdir(opts.traceDir, { recursive: true });
+    } catch (e) {
+      throw new ForaError("io", `--trace-dir ${opts.traceDir}: cannot create the folder (${(e as Error).message})`);
+    }
+  }
+  try {
+    const { result, sessions } = await withProfiling(dir, async () => {
+      const gen = await openGenerator({ ...opts });
+      try {
+        return await gen.sampleBatch({ classes: opts.classes, seed: opts.seed, firstIndex: 0, signal: opts.signal });
+      } finally {
+        await gen.release();
+      }
+    });
+    const phases: PhaseProfile[] = [];
+    for (const s of sessions) {
+      if (!s.trace) throw new ForaError("runtime", `ONNX Runtime wrote no profile for ${s.graph} into ${dir}`);
+      const trace = await readTrace(s.trace);
+      if (trace.runs.length === 0) continue;
+      const a = attribute(trace, await graphParts(s.graph), { skipRuns: opts.includeWarmup ? 0 : 1, stat: opts.stat });
+      phases.push({ ...a, phase: phaseOf(s.graph), graph: basename(s.graph), trace: opts.traceDir ? s.trace : null });
+    }
+    const order: Phase[] = ["full", "reuse", "decode", "literal"];
+    phases.sort((a, b) => order.indexOf(a.phase) - order.indexOf(b.phase));
+    return { model: opts.model, plan: opts.plan, steps: opts.steps, phases, samplingMs: result.samplingMs, decodeMs: result.decodeMs };
+  } finally {
+    if (!opts.traceDir) await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+}
+
+function phaseOf(graph: string): Phase {
+  const name = basename(graph);
+  if (name.startsWith("dit-full")) return "full";
+  if (name.startsWith("dit-reuse")) return "reuse";
+  if (name.startsWith("dit-blocks")) return "literal";
+  return "decode";
+}

@@ -1,0 +1,193 @@
+/**
+ * `fora similarity` as a library function: one generation through the literal per-block
+ * graph with every step computed in full (no caching, as in the paper's Figure 2), and,
+ * for each chosen layer and branch, the cosine similarity between the features of every
+ * pair of steps.
+ *
+ * A feature vector is a block's attention output A_k (after its output projection) or
+ * MLP output M_k (after fc2), before gating, for the whole batch the model computes: with
+ * guidance, the conditional and unconditional halves together. That is exactly the
+ * tensor FORA caches and reuses, so its similarity across steps is what caching relies on.
+ */
+import { join } from "node:path";
+import { ForaError, interrupted } from "../errors.ts";
+import { type Precision, readManifest, vaeGraphFile } from "../bundle/manifest.ts";
+import { numTokens } from "../models/dit/config.ts";
+import { openDitStepModel } from "../models/dit/step_model.ts";
+import { type Denoiser, makeSampler, type SamplerName } from "../samplers/mod.ts";
+import { batchNormals, sampleRngs } from "../random/mod.ts";
+import { type Device, f32, openSession } from "../runtime/session.ts";
+import { type Image, toUint8Image } from "../io/image.ts";
+import { MIN_VISIBLE_SIDE } from "../generator.ts";
+import { countSketch, exactTrack, type GramTrack, sketchTrack, trackBytes } from "./gram.ts";
+
+export type Branch = "attn" | "mlp";
+export const BRANCHES: readonly Branch[] = ["attn", "mlp"];
+
+export interface SimilarityOptions {
+  model: string;
+  classes: number[];
+  sampler: SamplerName;
+  steps: number;
+  cfg: number;
+  cfgChannels: "ref" | "all";
+  seed: number;
+  precision?: Precision;
+  device?: Device;
+  threads?: number;
+  /** Block indices; default all. */
+  layers?: number[];
+  branches?: readonly Branch[];
+  /** Bytes the feature store may use; exact when it fits, else the sketch. */
+  maxMemory: number;
+  sketchDim: number;
+  sketchSeed: number;
+  signal?: AbortSignal;
+  /** After each step k (0-based, execution order). */
+  onStep?: (k: number, steps: number) => void;
+}
+
+export interface Track {
+  layer: number;
+  branch: Branch;
+  /** S x S cosine similarities, row-major; entry (i, j) compares steps k = i and k = j. */
+  matrix: Float64Array;
+}
+
+export interface MemoryPlan {
+  mode: "exact" | "sketch";
+  /** Values per feature vector (modelBatch x tokens x hidden). */
+  featureSize: number;
+  /** k, with the sketch. */
+  sketchDim: number | null;
+  /** Bytes kept for all tracks (vectors or sketches, plus the sketch's hash table). */
+  storeBytes: number;
+  /** Bytes held per step regardless of mode: the per-block graph's inputs and outputs. */
+  stepBytes: number;
+  /** What exact storage would have needed. */
+  exactBytes: number;
+}
+
+export interface SimilarityResult {
+  model: string;
+  steps: number;
+  /** Model timestep of each step k. */
+  modelTimes: number[];
+  layers: number[];
+  branches: Branch[];
+  depth: number;
+  memory: MemoryPlan;
+  sketchSeed: number | null;
+  tracks: Track[];
+  /** The generated samples (empty when the bundle cannot decode). */
+  images: Image[];
+}
+
+/** Decides exact or sketch storage before anything runs. */
+export function planMemory(
+  o: { steps: number; featureSize: number; depth: number; tracks: number; maxMemory: number; sketchDim: number },
+): MemoryPlan {
+  const stepBytes = 4 * o.depth * o.featureSize * 4; // cached_attn, cached_mlp inputs; attn, mlp outputs
+  const exactBytes = o.tracks * trackBytes(o.steps, o.featureSize);
+  if (exactBytes + stepBytes <= o.maxMemory) {
+    return { mode: "exact", featureSize: o.featureSize, sketchDim: null, storeBytes: exactBytes, stepBytes, exactBytes };
+  }
+  if (o.sketchDim >= o.featureSize) {
+    throw new ForaError(
+      "usage",
+      `--max-memory ${mib(o.maxMemory)} is too small for exact similarities (${mib(exactBytes + stepBytes)} needed) and ` +
+        `--sketch-dim ${o.sketchDim} is not below the feature size ${o.featureSize}; raise --max-memory or lower --sketch-dim`,
+    );
+  }
+  const storeBytes = o.tracks * trackBytes(o.steps, o.featureSize, o.sketchDim) + 4 * o.featureSize;
+  if (storeBytes + stepBytes > o.maxMemory) {
+    throw new ForaError(
+      "usage",
+      `--max-memory ${mib(o.maxMemory)} is too small even for the ${o.sketchDim}-dimension sketch (${mib(storeBytes + stepBytes)} needed); ` +
+        `raise --max-memory, or lower --sketch-dim, --steps or the number of --layers`,
+    );
+  }
+  return { mode: "sketch", featureSize: o.featureSize, sketchDim: o.sketchDim, storeBytes, stepBytes, exactBytes };
+}
+
+export async function similarityRun(opts: SimilarityOptions): Promise<SimilarityResult> {
+  const manifest = await readManifest(opts.model);
+  const cfg = manifest.dit.config;
+  const L = cfg.depth;
+  const layers = opts.layers ?? Array.from({ length: L }, (_, i) => i);
+  for (const l of layers) {
+    if (!Number.isInteger(l) || l < 0 || l >= L) throw new ForaError("usage", `--layers: block ${l} does not exist; this model has blocks 0..${L - 1}`);
+  }
+  const branches = [...(opts.branches ?? BRANCHES)];
+  const B = opts.classes.length, guided = opts.cfg !== 1;
+  const featureSize = (guided ? 2 * B : B) * numTokens(cfg) * cfg.hiddenSize;
+  const S = opts.steps;
+  const memory = planMemory({ steps: S, featureSize, depth: L, tracks: layers.length * branches.length, maxMemory: opts.maxMemory, sketchDim: opts.sketchDim });
+  const sketch = memory.mode === "sketch" ? countSketch(featureSize, memory.sketchDim!, opts.sketchSeed) : null;
+  const grams = new Map<string, GramTrack>();
+  for (const l of layers) for (const b of branches) grams.set(`${l}.${b}`, sketch ? sketchTrack(S, sketch) : exactTrack(S, featureSize));
+
+  const sampler = makeSampler(opts.sampler, S, { learnSigma: cfg.learnSigma });
+  const model = await openDitStepModel(opts.model, manifest, { cfgScale: opts.cfg, cfgChannels: opts.cfgChannels }, opts);
+  let x0: Float32Array;
+  try {
+    const step = model.bind(opts.classes);
+    const computeAll = Array<boolean>(L).fill(false);
+    const noCache = new Float32Array(L * featureSize);
+    let k = 0;
+    const denoiser: Denoiser = async (x, st) => {
+      if (opts.signal?.aborted) throw interrupted(opts.signal.reason === "SIGTERM" ? "SIGTERM" : "SIGINT");
+      const r = await step.blocks(x, st.modelTime, computeAll, noCache, noCache);
+      for (const l of layers) {
+        for (const b of branches) {
+          const all = b === "attn" ? r.attn : r.mlp;
+          grams.get(`${l}.${b}`)!.add(all.subarray(l * featureSize, (l + 1) * featureSize));
+        }
+      }
+      opts.onStep?.(k++, S);
+      return r.out;
+    };
+    const C = cfg.inChannels, H = cfg.inputSize, perSample = C * H * H;
+    const noise = sampleRngs(opts.seed, B, 0);
+    const xT = batchNormals(noise, perSample);
+    x0 = await sampler.sample(denoiser, xT, { batch: B, channels: C, height: H, width: H }, noise);
+  } finally {
+    await model.release();
+  }
+  const tracks: Track[] = [];
+  for (const l of layers) for (const b of branches) tracks.push({ layer: l, branch: b, matrix: grams.get(`${l}.${b}`)!.cosine() });
+  return {
+    model: opts.model,
+    steps: S,
+    modelTimes: sampler.plan.modelTimes,
+    layers,
+    branches,
+    depth: L,
+    memory,
+    sketchSeed: sketch ? opts.sketchSeed : null,
+    tracks,
+    images: await decode(opts, manifest, x0),
+  };
+}
+
+/** The samples as images, for the report: VAE-decoded, or pixel-space enlarged. */
+async function decode(opts: SimilarityOptions, manifest: Awaited<ReturnType<typeof readManifest>>, x0: Float32Array): Promise<Image[]> {
+  const cfg = manifest.dit.config, B = opts.classes.length, C = cfg.inChannels, H = cfg.inputSize;
+  if (manifest.vae) {
+    const vae = await openSession(join(opts.model, vaeGraphFile(opts.precision ?? "fp32")), opts);
+    try {
+      const out = await vae.run({ latent: f32([B, C, H, H], x0) });
+      const [, oc, oh, ow] = out.image.shape, n = oc * oh * ow, data = out.image.data as Float32Array;
+      return Array.from({ length: B }, (_, b) => toUint8Image(data.subarray(b * n, (b + 1) * n), [oc, oh, ow], Math.max(1, Math.floor(128 / oh))));
+    } finally {
+      await vae.release();
+    }
+  }
+  if (C !== 1 && C !== 3) return [];
+  const up = Math.max(1, Math.floor(MIN_VISIBLE_SIDE / 2 / H));
+  return Array.from({ length: B }, (_, b) => toUint8Image(x0.subarray(b * C * H * H, (b + 1) * C * H * H), [C, H, H], up));
+}
+
+export function mib(bytes: number): string {
+  return bytes >= 1 << 30 ? `${(bytes / (1 << 30)).toFixed(2)} GiB` : `${(bytes / (1 << 20)).toFixed(1)} MiB`;
+}

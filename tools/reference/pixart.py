@@ -1,0 +1,274 @@
+"""PixArt-alpha transformer reference (PyTorch), written from the published architecture, for goldens.
+
+Module and parameter names follow the original PixArt-alpha checkpoints (`blocks.{i}.attn.qkv`,
+`blocks.{i}.cross_attn.q_linear/kv_linear/proj`, `t_block.1`, `y_embedder.y_proj.fc1/fc2`,
+`y_embedder.y_embedding`, `final_layer.scale_shift_table`); `to_diffusers` maps them to
+diffusers' PixArtTransformer2DModel names. Both layouts compute the same function (timestep
+frequencies exp(-ln(1e4) k/128) and LayerNorm eps 1e-6 in both).
+
+Captions are lists of per-sample token features of any length (no padding, no mask): masked
+attention over padded captions equals attention over the real tokens alone.
+
+FORA (per block k): A_k self-attention output after proj, X_k cross-attention output (ungated),
+M_k MLP output after fc2, all before gating. Gates depend on the timestep only (adaLN-single).
+"""
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from dit import pos_embed_2d, timestep_sinusoid, unpatchify
+
+FREQ_DIM = 256
+
+
+@dataclass
+class PixArtConfig:
+    depth: int
+    hidden_size: int
+    num_heads: int
+    patch_size: int
+    input_size: int
+    in_channels: int
+    caption_channels: int
+    learn_sigma: bool = True
+    max_tokens: int = 120
+
+    @property
+    def out_channels(self):
+        return self.in_channels * (2 if self.learn_sigma else 1)
+
+    @property
+    def grid(self):
+        return self.input_size // self.patch_size
+
+
+def layer_norm(x):
+    return F.layer_norm(x, x.shape[-1:], eps=1e-6)
+
+
+def t2i_modulate(x, shift, scale):
+    return x * (1 + scale) + shift
+
+
+def attention(q, k, v, heads):
+    """q [Tq, D], k/v [Tk, D] -> [Tq, D]."""
+    tq, d = q.shape
+    hd = d // heads
+    sp = lambda t: t.reshape(-1, heads, hd).transpose(0, 1)
+    w = torch.softmax(sp(q) @ sp(k).transpose(-1, -2) / math.sqrt(hd), dim=-1)
+    return (w @ sp(v)).transpose(0, 1).reshape(tq, d)
+
+
+class Mlp(nn.Module):
+    def __init__(self, din, dhid, dout):
+        super().__init__()
+        self.fc1 = nn.Linear(din, dhid)
+        self.fc2 = nn.Linear(dhid, dout)
+
+    def forward(self, x):
+        return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, d, heads):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(d, 3 * d)
+        self.proj = nn.Linear(d, d)
+
+    def forward(self, x):
+        q, k, v = self.qkv(x).chunk(3, dim=-1)
+        return self.proj(torch.stack([attention(q[b], k[b], v[b], self.heads) for b in range(x.shape[0])]))
+
+
+class CrossAttention(nn.Module):
+    def __init__(self, d, heads):
+        super().__init__()
+        self.heads = heads
+        self.q_linear = nn.Linear(d, d)
+        self.kv_linear = nn.Linear(d, 2 * d)  # rows: K then V
+        self.proj = nn.Linear(d, d)
+
+    def kv(self, y):
+        return self.kv_linear(y).chunk(2, dim=-1)
+
+    def forward(self, x, ys):
+        """x [B, T, D]; ys: B caption token tensors [n_b, D] (already projected)."""
+        q = self.q_linear(x)
+        outs = []
+        for b, y in enumerate(ys):
+            k, v = self.kv(y)
+            outs.append(attention(q[b], k, v, self.heads))
+        return self.proj(torch.stack(outs))
+
+
+class PixArtBlock(nn.Module):
+    def __init__(self, d, heads):
+        super().__init__()
+        self.attn = SelfAttention(d, heads)
+        self.cross_attn = CrossAttention(d, heads)
+        self.mlp = Mlp(d, 4 * d, d)
+        self.scale_shift_table = nn.Parameter(torch.randn(6, d) / d ** 0.5)
+
+    def mods(self, t0):
+        """t0 [N, 6D] -> shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp, each [N, 1, D]."""
+        return (self.scale_shift_table[None] + t0.reshape(t0.shape[0], 6, -1)).chunk(6, dim=1)
+
+    def forward(self, x, ys, t0):
+        sh1, sc1, g1, sh2, sc2, g2 = self.mods(t0)
+        a = self.attn(t2i_modulate(layer_norm(x), sh1, sc1))
+        x = x + g1 * a
+        xc = self.cross_attn(x, ys)
+        x = x + xc
+        m = self.mlp(t2i_modulate(layer_norm(x), sh2, sc2))
+        return x + g2 * m, a, xc, m
+
+    def reuse(self, x, ys, t0, a, xc, m):
+        """FORA reuse: fresh gates; the cross-attention from the cache (xc given) or recomputed (xc None)."""
+        _, _, g1, _, _, g2 = self.mods(t0)
+        x = x + g1 * a
+        x = x + (xc if xc is not None else self.cross_attn(x, ys))
+        return x + g2 * m
+
+
+class PixArt(nn.Module):
+    def __init__(self, cfg: PixArtConfig):
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.hidden_size
+        self.x_embedder = nn.Module()
+        self.x_embedder.proj = nn.Conv2d(cfg.in_channels, d, cfg.patch_size, cfg.patch_size)
+        self.t_embedder = nn.Module()
+        self.t_embedder.mlp = nn.Sequential(nn.Linear(FREQ_DIM, d), nn.SiLU(), nn.Linear(d, d))
+        self.t_block = nn.Sequential(nn.SiLU(), nn.Linear(d, 6 * d))
+        self.y_embedder = nn.Module()
+        self.y_embedder.y_proj = Mlp(cfg.caption_channels, d, d)
+        self.y_embedder.y_embedding = nn.Parameter(torch.randn(cfg.max_tokens, cfg.caption_channels) / cfg.caption_channels ** 0.5)
+        self.register_buffer("pos_embed", pos_embed_2d(d, cfg.grid)[None], persistent=False)
+        self.blocks = nn.ModuleList([PixArtBlock(d, cfg.num_heads) for _ in range(cfg.depth)])
+        self.final_layer = nn.Module()
+        self.final_layer.linear = nn.Linear(d, cfg.patch_size ** 2 * cfg.out_channels)
+        self.final_layer.scale_shift_table = nn.Parameter(torch.randn(2, d) / d ** 0.5)
+
+    # ---- pieces
+    def t_emb(self, t, n):
+        """t [1] -> timestep embedding [n, D] (the same for every sample)."""
+        s = timestep_sinusoid(t.to(self.pos_embed.dtype).expand(n), FREQ_DIM, "original")
+        return self.t_embedder.mlp(s)
+
+    def captions(self, feats):
+        """Caption features (T5 output) per sample -> projected caption tokens per sample."""
+        return [self.y_embedder.y_proj(f) for f in feats]
+
+    def null_caption(self, n):
+        """The learned null caption, truncated to n tokens (the reference reuses the prompt's mask)."""
+        return self.y_embedder.y_embedding[:n]
+
+    def tokens(self, x):
+        return self.x_embedder.proj(x).flatten(2).transpose(1, 2) + self.pos_embed
+
+    def final(self, h, te):
+        shift, scale = (self.final_layer.scale_shift_table[None] + te[:, None]).chunk(2, dim=1)
+        y = self.final_layer.linear(t2i_modulate(layer_norm(h), shift, scale))
+        return unpatchify(y, self.cfg.patch_size, self.cfg.out_channels)
+
+    # ---- steps
+    def forward_full(self, x, t, feats):
+        n = x.shape[0]
+        te = self.t_emb(t, n)
+        t0 = self.t_block(te)
+        ys = self.captions(feats)
+        x0 = h = self.tokens(x)
+        attn, cross, mlp = [], [], []
+        for blk in self.blocks:
+            h, a, xc, m = blk(h, ys, t0)
+            attn.append(a), cross.append(xc), mlp.append(m)
+        return self.final(h, te), {"t0": t0, "tokens": x0, "attn": attn, "cross": cross, "mlp": mlp, "ys": ys}
+
+    def forward_reuse(self, x, t, feats, attn, cross, mlp, cache_cross=True):
+        n = x.shape[0]
+        te = self.t_emb(t, n)
+        t0 = self.t_block(te)
+        ys = self.captions(feats)
+        h = self.tokens(x)
+        for k, blk in enumerate(self.blocks):
+            h = blk.reuse(h, ys, t0, attn[k], cross[k] if cache_cross else None, mlp[k])
+        return self.final(h, te)
+
+    def residual(self, t, n, attn, cross, mlp):
+        """R = sum_k gate_msa_k(t) A_k + X_k + gate_mlp_k(t) M_k."""
+        t0 = self.t_block(self.t_emb(t, n))
+        r = 0
+        for blk, a, xc, m in zip(self.blocks, attn, cross, mlp):
+            _, _, g1, _, _, g2 = blk.mods(t0)
+            r = r + g1 * a + xc + g2 * m
+        return r
+
+
+def guide(model_out, in_channels, scale, mode="all"):
+    """[cond; uncond] raw output -> B guided outputs; eps channels :C ("all") or :min(C,3) ("ref")."""
+    b = model_out.shape[0] // 2
+    cond, uncond = model_out[:b], model_out[b:]
+    n = in_channels if mode == "all" else min(in_channels, 3)
+    mask = torch.zeros(model_out.shape[1], dtype=model_out.dtype)
+    mask[:n] = 1
+    return cond + mask[None, :, None, None] * (scale - 1) * (cond - uncond)
+
+
+# ---------------------------------------------------------------- diffusers names
+
+def to_diffusers(sd, depth):
+    """Original state dict -> PixArtTransformer2DModel state dict (the null caption has no diffusers name)."""
+    out = {
+        "pos_embed.proj.weight": sd["x_embedder.proj.weight"], "pos_embed.proj.bias": sd["x_embedder.proj.bias"],
+        "scale_shift_table": sd["final_layer.scale_shift_table"],
+        "proj_out.weight": sd["final_layer.linear.weight"], "proj_out.bias": sd["final_layer.linear.bias"],
+    }
+    for wb in ("weight", "bias"):
+        out[f"adaln_single.emb.timestep_embedder.linear_1.{wb}"] = sd[f"t_embedder.mlp.0.{wb}"]
+        out[f"adaln_single.emb.timestep_embedder.linear_2.{wb}"] = sd[f"t_embedder.mlp.2.{wb}"]
+        out[f"adaln_single.linear.{wb}"] = sd[f"t_block.1.{wb}"]
+        out[f"caption_projection.linear_1.{wb}"] = sd[f"y_embedder.y_proj.fc1.{wb}"]
+        out[f"caption_projection.linear_2.{wb}"] = sd[f"y_embedder.y_proj.fc2.{wb}"]
+    for i in range(depth):
+        o, b = f"blocks.{i}.", f"transformer_blocks.{i}."
+        out[b + "scale_shift_table"] = sd[o + "scale_shift_table"]
+        for wb in ("weight", "bias"):
+            q, k, v = sd[o + f"attn.qkv.{wb}"].chunk(3, dim=0)
+            out[b + f"attn1.to_q.{wb}"], out[b + f"attn1.to_k.{wb}"], out[b + f"attn1.to_v.{wb}"] = q, k, v
+            out[b + f"attn1.to_out.0.{wb}"] = sd[o + f"attn.proj.{wb}"]
+            out[b + f"attn2.to_q.{wb}"] = sd[o + f"cross_attn.q_linear.{wb}"]
+            k2, v2 = sd[o + f"cross_attn.kv_linear.{wb}"].chunk(2, dim=0)
+            out[b + f"attn2.to_k.{wb}"], out[b + f"attn2.to_v.{wb}"] = k2, v2
+            out[b + f"attn2.to_out.0.{wb}"] = sd[o + f"cross_attn.proj.{wb}"]
+            out[b + f"ff.net.0.proj.{wb}"] = sd[o + f"mlp.fc1.{wb}"]
+            out[b + f"ff.net.2.{wb}"] = sd[o + f"mlp.fc2.{wb}"]
+    return {k: v.clone() for k, v in out.items()}
+
+
+def diffusers_config(cfg: PixArtConfig):
+    return {
+        "_class_name": "PixArtTransformer2DModel",
+        "activation_fn": "gelu-approximate",
+        "attention_bias": True,
+        "attention_head_dim": cfg.hidden_size // cfg.num_heads,
+        "caption_channels": cfg.caption_channels,
+        "cross_attention_dim": cfg.hidden_size,
+        "dropout": 0.0,
+        "in_channels": cfg.in_channels,
+        "interpolation_scale": None,
+        "norm_elementwise_affine": False,
+        "norm_eps": 1e-6,
+        "norm_type": "ada_norm_single",
+        "num_attention_heads": cfg.num_heads,
+        "num_embeds_ada_norm": 1000,
+        "num_layers": cfg.depth,
+        "out_channels": cfg.out_channels,
+        "patch_size": cfg.patch_size,
+        "sample_size": cfg.input_size,
+        "upcast_attention": False,
+        "use_additional_conditions": False,
+    }
