@@ -35,10 +35,7 @@ export interface DitGraphOptions {
   /** Classifier-free guidance inside the graph (batch doubled with the null class). */
   cfg: boolean;
   attention?: AttentionKind;
-  residualForm?: ResidualForm;
 }
-
-export type ResidualForm = "matmul" | "accumulate";
 
 export { detectNaming } from "./weights.ts";
 
@@ -75,7 +72,7 @@ function buildFull(w: DitWeights, cfg: DitConfig, opts: DitGraphOptions): GraphD
     })
   );
   io.finish(x);
-  g.scope("residuals", () => g.output(reuseResiduals(g, w, cfg, reuseT, io.labelEmb, cached, opts.residualForm ?? "matmul"), "residuals"));
+  g.scope("residuals", () => g.output(reuseResiduals(g, w, cfg, reuseT, io.labelEmb, cached), "residuals"));
   return g.data();
 }
 
@@ -183,8 +180,10 @@ function ditBlock(g: GraphBuilder, x: Value, c: Value, b: DitBlockWeights, cfg: 
 
 /**
  * R_j for each upcoming reuse timestep: [J, 2B, T, D]. Only the gate rows of each
- * block's adaLN are evaluated (2 of its 6 chunks). Skipped (an empty output) when no
- * reuse step follows: N = 1, and the last full step of a run.
+ * block's adaLN are evaluated (2 of its 6 chunks). The sum takes the cheaper of two
+ * exact forms for the J at hand (measured on DiT-S/2 and XL/2, bench/RESULTS.md):
+ * none when no reuse step follows (N = 1, the last full step), broadcast
+ * multiply-adds for a few steps, one batched MatMul for many.
  */
 function reuseResiduals(
   g: GraphBuilder,
@@ -193,17 +192,24 @@ function reuseResiduals(
   reuseT: Value,
   labelEmb: Value,
   cached: { attn: Value; mlp: Value }[],
-  form: ResidualForm,
 ): Value {
-  const J = g.node("Shape", [reuseT], [{ dtype: "int64", shape: [1] }])[0];
-  const none = g.node("Equal", [g.reshape(J, []), g.scalar(0, "int64")], [{ dtype: "bool", shape: [] }])[0];
+  const J = g.reshape(g.node("Shape", [reuseT], [{ dtype: "int64", shape: [1] }])[0], []);
+  const none = g.node("Equal", [J, g.scalar(0, "int64")], [{ dtype: "bool", shape: [] }])[0];
+  const few = g.node("LessOrEqual", [J, g.scalar(MAX_J_FOR_ACCUMULATION, "int64")], [{ dtype: "bool", shape: [] }])[0];
   const [r] = g.ifElse(
     none,
     (s) => [s.slice(s.unsqueeze(cached[0].attn, [0]), 0, 0, 0)],
-    (s) => [form === "matmul" ? residualsByMatmul(s, w, cfg, reuseT, labelEmb, cached) : residualsByAccumulation(s, w, cfg, reuseT, labelEmb, cached)],
+    (s) => s.ifElse(
+      few,
+      (a) => [residualsByAccumulation(a, w, cfg, reuseT, labelEmb, cached)],
+      (m) => [residualsByMatmul(m, w, cfg, reuseT, labelEmb, cached)],
+    ),
   );
   return r;
 }
+
+/** Above this many reuse steps the MatMul form is faster than the multiply-adds. */
+const MAX_J_FOR_ACCUMULATION = 3;
 
 function reuseGates(g: GraphBuilder, w: DitWeights, cfg: DitConfig, reuseT: Value, labelEmb: Value) {
   const cj = g.add(g.unsqueeze(timestepEmbedding(g, reuseT, tEmbedder(g, w), cfg.freqDivisor), [1]), g.unsqueeze(labelEmb, [0]));
@@ -224,10 +230,12 @@ function residualsByMatmul(g: GraphBuilder, w: DitWeights, cfg: DitConfig, reuse
   const gates: Value[] = [], features: Value[] = [];
   reuseGates(g, w, cfg, reuseT, labelEmb).forEach((gk, k) => {
     gates.push(g.unsqueeze(gk.msa, [0]), g.unsqueeze(gk.mlp, [0]));
-    features.push(g.unsqueeze(cached[k].attn, [0]), g.unsqueeze(cached[k].mlp, [0]));
+    features.push(cached[k].attn, cached[k].mlp);
   });
   const G = g.transpose(g.concat(gates, 0), [2, 3, 1, 0]); // [2B, D, J, 2L]
-  const F = g.transpose(g.concat(features, 0), [1, 3, 0, 2]); // [2B, D, 2L, T]
+  // Each F_k is transposed on its own ([2B, T, D] -> [2B, D, T], a plain 2-D transpose
+  // per sample) and stacked along a new axis: far faster than one 4-D transpose.
+  const F = g.concat(features.map((f) => g.unsqueeze(g.transpose(g.reshape(f, [0, 0, 0]), [0, 2, 1]), [2])), 2); // [2B, D, 2L, T]
   return g.transpose(g.matmul(G, F), [2, 0, 3, 1]); // [2B, D, J, T] -> [J, 2B, T, D]
 }
 
