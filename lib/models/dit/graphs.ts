@@ -18,6 +18,7 @@ import type { WeightSource } from "../../weights/source.ts";
 import type { AttentionKind } from "../../../kernels/attention.ts";
 import { selfAttention } from "../../../kernels/attention.ts";
 import { silu } from "../../../kernels/activations.ts";
+import { gatedResidualSum } from "../../../kernels/residual_sum.ts";
 import { labelEmbedding, nullLabels } from "../../../kernels/label_embedding.ts";
 import { linear } from "../../../kernels/linear.ts";
 import { mlp } from "../../../kernels/mlp.ts";
@@ -179,11 +180,8 @@ function ditBlock(g: GraphBuilder, x: Value, c: Value, b: DitBlockWeights, cfg: 
 }
 
 /**
- * R_j for each upcoming reuse timestep: [J, 2B, T, D]. Only the gate rows of each
- * block's adaLN are evaluated (2 of its 6 chunks). The sum takes the cheaper of two
- * exact forms for the J at hand (measured on DiT-S/2 and XL/2, bench/RESULTS.md):
- * none when no reuse step follows (N = 1, the last full step), broadcast
- * multiply-adds for a few steps, one batched MatMul for many.
+ * R_j for each upcoming reuse timestep: [J, 2B, T, D] (kernels/residual_sum.ts). Only
+ * the gate rows of each block's adaLN are evaluated (2 of its 6 chunks).
  */
 function reuseResiduals(
   g: GraphBuilder,
@@ -193,60 +191,16 @@ function reuseResiduals(
   labelEmb: Value,
   cached: { attn: Value; mlp: Value }[],
 ): Value {
-  const J = g.reshape(g.node("Shape", [reuseT], [{ dtype: "int64", shape: [1] }])[0], []);
-  const none = g.node("Equal", [J, g.scalar(0, "int64")], [{ dtype: "bool", shape: [] }])[0];
-  const few = g.node("LessOrEqual", [J, g.scalar(MAX_J_FOR_ACCUMULATION, "int64")], [{ dtype: "bool", shape: [] }])[0];
-  const [r] = g.ifElse(
-    none,
-    (s) => [s.slice(s.unsqueeze(cached[0].attn, [0]), 0, 0, 0)],
-    (s) => s.ifElse(
-      few,
-      (a) => [residualsByAccumulation(a, w, cfg, reuseT, labelEmb, cached)],
-      (m) => [residualsByMatmul(m, w, cfg, reuseT, labelEmb, cached)],
-    ),
-  );
-  return r;
-}
-
-/** Above this many reuse steps the MatMul form is faster than the multiply-adds. */
-const MAX_J_FOR_ACCUMULATION = 3;
-
-function reuseGates(g: GraphBuilder, w: DitWeights, cfg: DitConfig, reuseT: Value, labelEmb: Value) {
   const cj = g.add(g.unsqueeze(timestepEmbedding(g, reuseT, tEmbedder(g, w), cfg.freqDivisor), [1]), g.unsqueeze(labelEmb, [0]));
   const act = silu(g, cj);
-  return w.blocks.map((b, k) =>
-    g.scope(`blocks.${k}`, () => ({
-      msa: linear(g, act, lin(g, linearRows(b.adaLN, 2, 6))),
-      mlp: linear(g, act, lin(g, linearRows(b.adaLN, 5, 6))),
-    }))
-  );
-}
-
-/**
- * R[j,b,t,d] = sum_k G[k,j,b,d] F[k,b,t,d] over the 2L cached tensors F (A_k and M_k)
- * as one batched MatMul over (b, d): reads F once, but needs F transposed.
- */
-function residualsByMatmul(g: GraphBuilder, w: DitWeights, cfg: DitConfig, reuseT: Value, labelEmb: Value, cached: { attn: Value; mlp: Value }[]): Value {
   const gates: Value[] = [], features: Value[] = [];
-  reuseGates(g, w, cfg, reuseT, labelEmb).forEach((gk, k) => {
-    gates.push(g.unsqueeze(gk.msa, [0]), g.unsqueeze(gk.mlp, [0]));
-    features.push(cached[k].attn, cached[k].mlp);
-  });
-  const G = g.transpose(g.concat(gates, 0), [2, 3, 1, 0]); // [2B, D, J, 2L]
-  // Each F_k is transposed on its own ([2B, T, D] -> [2B, D, T], a plain 2-D transpose
-  // per sample) and stacked along a new axis: far faster than one 4-D transpose.
-  const F = g.concat(features.map((f) => g.unsqueeze(g.transpose(g.reshape(f, [0, 0, 0]), [0, 2, 1]), [2])), 2); // [2B, D, 2L, T]
-  return g.transpose(g.matmul(G, F), [2, 0, 3, 1]); // [2B, D, J, T] -> [J, 2B, T, D]
-}
-
-/** The same sum as broadcast multiply-adds, block by block: streams J x 2L activation-sized products. */
-function residualsByAccumulation(g: GraphBuilder, w: DitWeights, cfg: DitConfig, reuseT: Value, labelEmb: Value, cached: { attn: Value; mlp: Value }[]): Value {
-  let sum: Value | null = null;
-  reuseGates(g, w, cfg, reuseT, labelEmb).forEach((gk, k) => {
-    const term = g.add(g.mul(g.unsqueeze(gk.msa, [-2]), cached[k].attn), g.mul(g.unsqueeze(gk.mlp, [-2]), cached[k].mlp));
-    sum = sum ? g.add(sum, term) : term;
-  });
-  return sum!;
+  w.blocks.forEach((b, k) =>
+    g.scope(`blocks.${k}`, () => {
+      gates.push(linear(g, act, lin(g, linearRows(b.adaLN, 2, 6))), linear(g, act, lin(g, linearRows(b.adaLN, 5, 6))));
+      features.push(cached[k].attn, cached[k].mlp);
+    })
+  );
+  return gatedResidualSum(g, reuseT, gates, features);
 }
 
 /** cond + mask (s - 1)(cond - uncond) on the [cond; uncond] batch. */

@@ -25,6 +25,7 @@
 import { type ComputeType, GraphBuilder, type GraphData, type Value } from "../../onnx/builder.ts";
 import type { WeightSource } from "../../weights/source.ts";
 import { type AttentionKind, selfAttention } from "../../../kernels/attention.ts";
+import { gatedResidualSum } from "../../../kernels/residual_sum.ts";
 import { geluTanh } from "../../../kernels/activations.ts";
 import { guideCondUncond } from "../../../kernels/guidance.ts";
 import { finalModulation, tableModulation, tBlock } from "../../../kernels/adaln_single.ts";
@@ -255,10 +256,9 @@ function pixartBlock(g: GraphBuilder, x: Value, io: StepIO, b: PixartBlockWeight
 }
 
 /**
- * R_j for each upcoming reuse timestep: [J, 2B, T, D]. The gates of step j are one D-vector per
- * block and branch (adaLN-single: they depend on t_j only), so the sum over the 2L gated tensors
- * is one batched MatMul over (d, b), [D, 1, J, 2L] x [D, 2B, 2L, T]; the cross-attention outputs are
- * ungated and add the same sum to every R_j.
+ * R_j for each upcoming reuse timestep: [J, 2B, T, D] (kernels/residual_sum.ts). The gates
+ * of step j are one D-vector per block and branch (adaLN-single: they depend on t_j only);
+ * the cross-attention outputs are ungated and add the same sum to every R_j.
  */
 function reuseResiduals(g: GraphBuilder, w: PixartWeights, reuseT: Value, attn: Value[], cross: Value[], mlps: Value[]): Value {
   const t0 = tBlock(g, timestepEmbedding(g, reuseT, tEmbedder(g, w), PIXART_FREQ_DIVISOR), lin(g, w.tBlock)); // [J, 6D]
@@ -266,16 +266,12 @@ function reuseResiduals(g: GraphBuilder, w: PixartWeights, reuseT: Value, attn: 
   w.blocks.forEach((b, k) =>
     g.scope(`blocks.${k}`, () => {
       const m = tableModulation(g, t0, g.weight(b.table)); // 6 x [J, D]
-      gates.push(g.unsqueeze(m[2], [0]), g.unsqueeze(m[5], [0]));
-      features.push(g.unsqueeze(attn[k], [0]), g.unsqueeze(mlps[k], [0]));
+      gates.push(g.unsqueeze(m[2], [1]), g.unsqueeze(m[5], [1])); // [J, 1, D]
+      features.push(attn[k], mlps[k]);
     })
   );
-  // No reshape merges a dynamic dim: J is 0 when no reuse step follows.
-  const G = g.unsqueeze(g.transpose(g.concat(gates, 0), [2, 1, 0]), [1]); // [D, 1, J, 2L]
-  const F = g.transpose(g.concat(features, 0), [3, 1, 0, 2]); // [D, 2B, 2L, T]
-  const R = g.transpose(g.matmul(G, F), [2, 1, 3, 0]); // [D, 2B, J, T] -> [J, 2B, T, D]
   const crossSum = cross.reduce((acc, c) => g.add(acc, c));
-  return g.add(R, crossSum);
+  return g.add(gatedResidualSum(g, reuseT, gates, features), crossSum);
 }
 
 /** Layer k of a stacked [L, ...] value. */
