@@ -3,6 +3,7 @@
  * caching (lib/generator.ts), written as PNGs, and reported through one event callback
  * where the NDJSON stream or the progress display attach.
  */
+import { emitStep, signalName } from "./events/steps.ts";
 import { dirname, extname, join } from "node:path";
 import { ForaError, interrupted, isInterrupted } from "./errors.ts";
 import type { Precision } from "./bundle/manifest.ts";
@@ -16,7 +17,7 @@ import { writePng } from "./io/png.ts";
 import { makeGrid } from "./io/image.ts";
 import type { Device } from "./runtime/session.ts";
 import { stamper } from "./events/stamp.ts";
-import { summarizeSteps } from "./events/totals.ts";
+import { runTotals } from "./events/totals.ts";
 import type { EmitEvent, JsonValue, RunTotals } from "./events/types.ts";
 
 export interface GenerateOptions {
@@ -91,12 +92,11 @@ export async function generate(opts: GenerateOptions, emit: EmitEvent): Promise<
     });
     const onStep = (r: StepReport) => {
       steps.push(r);
-      events.emit({ event: "step", index: r.index, k: r.k, timestep: r.modelTime, kind: r.kind, ms: round(r.ms) });
-      events.emit({ event: "cache", index: r.index, attn: hitString(r.attnHits), mlp: hitString(r.mlpHits) });
+      emitStep(events, r);
     };
     const batch = await gen.sampleBatch({ classes: opts.classes, prompts: prompts ?? [], seed: opts.seed, firstIndex: 0, xT, signal: opts.signal }, onStep);
     // A signal that arrives while decoding or writing stops the run before its images are written.
-    if (opts.signal?.aborted) throw interrupted(opts.signal.reason === "SIGTERM" ? "SIGTERM" : "SIGINT");
+    if (opts.signal?.aborted) throw interrupted(signalName(opts.signal));
     samplingMs = batch.samplingMs;
     decodeMs = batch.decodeMs;
     if (opts.latentsOut) await writeNpy(opts.latentsOut, { shape: gen.latentShape(B), data: batch.x0 });
@@ -128,16 +128,9 @@ export async function generate(opts: GenerateOptions, emit: EmitEvent): Promise<
   return result;
 
   function totals(): RunTotals {
-    const s = summarizeSteps(steps);
-    return {
-      full_steps: s.full_steps,
-      reuse_steps: s.reuse_steps,
-      sampling_ms: round(samplingMs),
-      decode_ms: round(decodeMs),
-      wall_ms: round(events.elapsedMs()),
-      speedup_estimate: s.speedup_estimate,
-    };
+    return runTotals(steps, samplingMs, decodeMs, events.elapsedMs());
   }
+
 }
 
 async function readLatents(path: string, want: number[]): Promise<Float32Array> {
@@ -180,9 +173,6 @@ async function checkWritable(flag: string, value: string, folder: string): Promi
   }
 }
 
-function hitString(hits: boolean[]): string {
-  return hits.map((h) => (h ? "H" : "M")).join("");
-}
 
 function flagsOf(opts: GenerateOptions): { [k: string]: JsonValue } {
   return {
@@ -219,6 +209,3 @@ export function promptSlug(prompt: string): string {
   return slug === "" ? "empty" : slug;
 }
 
-function round(ms: number): number {
-  return Math.round(ms * 1000) / 1000;
-}

@@ -6,6 +6,7 @@
  * The pieces stay apart: the sampler only sees a Denoiser; the planner (lib/fora)
  * turns the cache plan into that Denoiser over the step model.
  */
+import { signalName } from "./events/steps.ts";
 import { join } from "node:path";
 import { ForaError, interrupted } from "./errors.ts";
 import { type Manifest, type Precision, readManifest, vaeGraphFile } from "./bundle/manifest.ts";
@@ -130,7 +131,7 @@ export async function openGenerator(s: GeneratorSettings): Promise<Generator> {
 export function stopOnAbort(denoiser: Denoiser, signal?: AbortSignal): Denoiser {
   if (!signal) return denoiser;
   return (x, step) => {
-    if (signal.aborted) throw interrupted(signal.reason === "SIGTERM" ? "SIGTERM" : "SIGINT");
+    if (signal.aborted) throw interrupted(signalName(signal));
     return denoiser(x, step);
   };
 }

@@ -7,6 +7,7 @@
  * i.e. the time all S steps would have taken at the mean full-step cost, over the
  * time the planned mix takes at the measured means.
  */
+import { roundMs } from "./stamp.ts";
 import type { RunTotals, StepKind } from "./types.ts";
 
 export interface StepTime {
@@ -47,4 +48,17 @@ export function speedupEstimate(
   const planned = full * meanFull + reuse * meanReuse;
   const speedup = ((full + reuse) * meanFull) / planned;
   return Number.isFinite(speedup) ? speedup : null;
+}
+
+/** run_end totals from the steps seen so far and the measured phases. */
+export function runTotals(steps: readonly StepTime[], samplingMs: number, decodeMs: number, wallMs: number): RunTotals {
+  const s = summarizeSteps(steps);
+  return {
+    full_steps: s.full_steps,
+    reuse_steps: s.reuse_steps,
+    sampling_ms: roundMs(samplingMs),
+    decode_ms: roundMs(decodeMs),
+    wall_ms: roundMs(wallMs),
+    speedup_estimate: s.speedup_estimate,
+  };
 }

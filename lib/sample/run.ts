@@ -12,6 +12,7 @@
  * SIGTERM stops at the next step boundary (a batch whose sampling had finished is still
  * saved); run again with the same flags to go on.
  */
+import { emitStep, signalName } from "../events/steps.ts";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import * as fastPng from "fast-png";
@@ -25,7 +26,7 @@ import { type Image, toUint8Image } from "../io/image.ts";
 import type { Device } from "../runtime/session.ts";
 import type { SamplerName } from "../samplers/mod.ts";
 import { stamper } from "../events/stamp.ts";
-import { summarizeSteps } from "../events/totals.ts";
+import { runTotals } from "../events/totals.ts";
 import type { EmitEvent, JsonValue, RunTotals } from "../events/types.ts";
 import { ioReason, removeStaleTemps, sha256Hex, writeAtomicWith, writeBytesAtomic } from "./files.ts";
 import {
@@ -146,12 +147,11 @@ export async function sample(opts: SampleOptions, emit: EmitEvent): Promise<Samp
     }
     const onStep = (r: StepReport) => {
       steps.push(r);
-      events.emit({ event: "step", index: r.index, k: r.k, timestep: r.modelTime, kind: r.kind, ms: round(r.ms) });
-      events.emit({ event: "cache", index: r.index, attn: hitString(r.attnHits), mlp: hitString(r.mlpHits) });
+      emitStep(events, r);
     };
     for (let j = start; j < end; j++) {
       if (done.has(j)) continue;
-      if (opts.signal?.aborted) throw interrupted(opts.signal.reason === "SIGTERM" ? "SIGTERM" : "SIGINT");
+      if (opts.signal?.aborted) throw interrupted(signalName(opts.signal));
       gen ??= await openForSampling(opts, plan);
       const range = batchRange(settings.num, settings.batch, j);
       const classes = classesOf(settings.classes, settings.model.numClasses, settings.seed, range);
@@ -177,16 +177,9 @@ export async function sample(opts: SampleOptions, emit: EmitEvent): Promise<Samp
   return { totals: result, written, verified, total };
 
   function totals(): RunTotals {
-    const s = summarizeSteps(steps);
-    return {
-      full_steps: s.full_steps,
-      reuse_steps: s.reuse_steps,
-      sampling_ms: round(samplingMs),
-      decode_ms: round(decodeMs),
-      wall_ms: round(events.elapsedMs()),
-      speedup_estimate: s.speedup_estimate,
-    };
+    return runTotals(steps, samplingMs, decodeMs, events.elapsedMs());
   }
+
 }
 
 /** The run record of these options on this bundle; checks class ids against the model. */
@@ -353,10 +346,4 @@ function flagsOf(opts: SampleOptions): { [k: string]: JsonValue } {
   };
 }
 
-function hitString(hits: boolean[]): string {
-  return hits.map((h) => (h ? "H" : "M")).join("");
-}
 
-function round(ms: number): number {
-  return Math.round(ms * 1000) / 1000;
-}

@@ -9,6 +9,7 @@
  * guidance, the conditional and unconditional halves together. That is exactly the
  * tensor FORA caches and reuses, so its similarity across steps is what caching relies on.
  */
+import { signalName } from "../events/steps.ts";
 import { join } from "node:path";
 import { ForaError, interrupted } from "../errors.ts";
 import { type Precision, readManifest, vaeGraphFile } from "../bundle/manifest.ts";
@@ -136,7 +137,7 @@ export async function similarityRun(opts: SimilarityOptions): Promise<Similarity
     const noCache = new Float32Array(L * featureSize);
     let k = 0;
     const denoiser: Denoiser = async (x, st) => {
-      if (opts.signal?.aborted) throw interrupted(opts.signal.reason === "SIGTERM" ? "SIGTERM" : "SIGINT");
+      if (opts.signal?.aborted) throw interrupted(signalName(opts.signal));
       const r = await step.blocks(x, st.modelTime, computeAll, noCache, noCache);
       for (const l of layers) {
         for (const b of branches) {

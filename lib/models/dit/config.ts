@@ -3,6 +3,7 @@
  * (facebookresearch/DiT "original" and diffusers) compute slightly different
  * functions; a config records which one its weights come from so each stays faithful.
  */
+import { asObject, bool, checkTransformerShape, positiveInt } from "../config_fields.ts";
 import { ForaError } from "../../errors.ts";
 
 export type Naming = "original" | "diffusers";
@@ -60,7 +61,7 @@ export function ditPreset(name: string): DitConfig {
     throw new ForaError("usage", `unknown DiT preset "${name}"; use e.g. XL/2-256, L/2-512, B/4-256, S/8-256`);
   }
   const size = DIT_SIZES[m[1] as keyof typeof DIT_SIZES];
-  return checkConfig({
+  return checkTransformerShape({
     ...size,
     patchSize: Number(m[2]),
     inputSize: Number(m[3]) / 8,
@@ -75,14 +76,14 @@ export function ditPreset(name: string): DitConfig {
 /** `config.json` of an original-format folder. */
 export function parseOriginalConfig(json: unknown, where: string): DitConfig {
   const o = asObject(json, where);
-  return checkConfig({
-    depth: int(o, "depth", where),
-    hiddenSize: int(o, "hidden_size", where),
-    numHeads: int(o, "num_heads", where),
-    patchSize: int(o, "patch_size", where),
-    inputSize: int(o, "input_size", where),
-    inChannels: int(o, "in_channels", where),
-    numClasses: int(o, "num_classes", where),
+  return checkTransformerShape({
+    depth: positiveInt(o, "depth", where),
+    hiddenSize: positiveInt(o, "hidden_size", where),
+    numHeads: positiveInt(o, "num_heads", where),
+    patchSize: positiveInt(o, "patch_size", where),
+    inputSize: positiveInt(o, "input_size", where),
+    inChannels: positiveInt(o, "in_channels", where),
+    numClasses: positiveInt(o, "num_classes", where),
     learnSigma: bool(o, "learn_sigma", where, true),
     naming: "original",
     ...conventions("original"),
@@ -92,9 +93,9 @@ export function parseOriginalConfig(json: unknown, where: string): DitConfig {
 /** `transformer/config.json` of a diffusers DiT (Transformer2DModel / DiTTransformer2DModel). */
 export function parseDiffusersConfig(json: unknown, where: string): DitConfig {
   const o = asObject(json, where);
-  const heads = int(o, "num_attention_heads", where);
-  const inChannels = int(o, "in_channels", where);
-  const out = o["out_channels"] === undefined || o["out_channels"] === null ? inChannels : int(o, "out_channels", where);
+  const heads = positiveInt(o, "num_attention_heads", where);
+  const inChannels = positiveInt(o, "in_channels", where);
+  const out = o["out_channels"] === undefined || o["out_channels"] === null ? inChannels : positiveInt(o, "out_channels", where);
   if (out !== inChannels && out !== 2 * inChannels) {
     throw new ForaError("bundle", `${where}: out_channels ${out} must equal in_channels ${inChannels} or twice it`);
   }
@@ -102,47 +103,17 @@ export function parseDiffusersConfig(json: unknown, where: string): DitConfig {
   if (normType !== undefined && normType !== "ada_norm_zero") {
     throw new ForaError("bundle", `${where}: norm_type "${normType}" is not a DiT (expected "ada_norm_zero")`);
   }
-  return checkConfig({
-    depth: int(o, "num_layers", where),
-    hiddenSize: heads * int(o, "attention_head_dim", where),
+  return checkTransformerShape({
+    depth: positiveInt(o, "num_layers", where),
+    hiddenSize: heads * positiveInt(o, "attention_head_dim", where),
     numHeads: heads,
-    patchSize: int(o, "patch_size", where),
-    inputSize: int(o, "sample_size", where),
+    patchSize: positiveInt(o, "patch_size", where),
+    inputSize: positiveInt(o, "sample_size", where),
     inChannels,
-    numClasses: int(o, "num_embeds_ada_norm", where),
+    numClasses: positiveInt(o, "num_embeds_ada_norm", where),
     learnSigma: out === 2 * inChannels,
     naming: "diffusers",
     freqDivisor: 127,
     mlpNormEps: typeof o["norm_eps"] === "number" ? o["norm_eps"] as number : 1e-5,
   }, where);
-}
-
-function checkConfig(c: DitConfig, where: string): DitConfig {
-  const fail = (msg: string) => new ForaError("bundle", `${where}: ${msg}`);
-  if (c.hiddenSize % c.numHeads !== 0) throw fail(`hidden size ${c.hiddenSize} is not divisible by ${c.numHeads} heads`);
-  if (c.inputSize % c.patchSize !== 0) throw fail(`input size ${c.inputSize} is not divisible by patch size ${c.patchSize}`);
-  if (c.hiddenSize % 4 !== 0) throw fail(`hidden size ${c.hiddenSize} must be a multiple of 4 (2D sin-cos position embedding)`);
-  return c;
-}
-
-function asObject(json: unknown, where: string): Record<string, unknown> {
-  if (typeof json !== "object" || json === null || Array.isArray(json)) {
-    throw new ForaError("bundle", `${where}: expected a JSON object`);
-  }
-  return json as Record<string, unknown>;
-}
-
-function int(o: Record<string, unknown>, key: string, where: string): number {
-  const v = o[key];
-  if (typeof v !== "number" || !Number.isInteger(v) || v <= 0) {
-    throw new ForaError("bundle", `${where}: "${key}" must be a positive integer, found ${JSON.stringify(v)}`);
-  }
-  return v;
-}
-
-function bool(o: Record<string, unknown>, key: string, where: string, fallback: boolean): boolean {
-  const v = o[key];
-  if (v === undefined) return fallback;
-  if (typeof v !== "boolean") throw new ForaError("bundle", `${where}: "${key}" must be true or false`);
-  return v;
 }

@@ -2,6 +2,7 @@
  * PixArt-alpha's architecture (DESIGN §2). Unlike DiT, both weight layouts compute the same
  * function: timestep frequencies exp(-ln(1e4) k / 128), LayerNorm eps 1e-6 everywhere, no affine.
  */
+import { asObject, checkTransformerShape, positiveInt } from "../config_fields.ts";
 import { ForaError } from "../../errors.ts";
 
 export type PixartNaming = "original" | "diffusers";
@@ -40,7 +41,7 @@ export function pixartTokens(c: PixartConfig): number {
 export function pixartPreset(name: string): PixartConfig {
   const m = /^XL\/2-(256|512)$/.exec(name);
   if (!m) throw new ForaError("usage", `unknown PixArt preset "${name}"; use XL/2-256 or XL/2-512`);
-  return checkConfig({
+  return checkTransformerShape({
     depth: 28,
     hiddenSize: 1152,
     numHeads: 16,
@@ -60,27 +61,27 @@ export function parsePixartDiffusersConfig(json: unknown, where: string): Pixart
   if (o.norm_type !== "ada_norm_single") {
     throw new ForaError("bundle", `${where}: norm_type ${JSON.stringify(o.norm_type)} is not PixArt's "ada_norm_single"`);
   }
-  const sample = int(o, "sample_size", where);
+  const sample = positiveInt(o, "sample_size", where);
   const extra = o.use_additional_conditions ?? (sample === 128);
   if (extra) {
     throw new ForaError("bundle", `${where}: this is a 1024-MS model (resolution and aspect-ratio micro-conditions); fora runs the 256 and 512 PixArt-alpha models`);
   }
   const scale = o.interpolation_scale ?? Math.max(Math.floor(sample / 64), 1);
   if (scale !== 1) throw new ForaError("bundle", `${where}: interpolation_scale ${scale} is not supported (only 1: the 256 and 512 models)`);
-  const inChannels = int(o, "in_channels", where);
-  const out = o.out_channels === undefined || o.out_channels === null ? inChannels : int(o, "out_channels", where);
+  const inChannels = positiveInt(o, "in_channels", where);
+  const out = o.out_channels === undefined || o.out_channels === null ? inChannels : positiveInt(o, "out_channels", where);
   if (out !== inChannels && out !== 2 * inChannels) {
     throw new ForaError("bundle", `${where}: out_channels ${out} must equal in_channels ${inChannels} or twice it`);
   }
-  const heads = int(o, "num_attention_heads", where);
-  return checkConfig({
-    depth: int(o, "num_layers", where),
-    hiddenSize: heads * int(o, "attention_head_dim", where),
+  const heads = positiveInt(o, "num_attention_heads", where);
+  return checkTransformerShape({
+    depth: positiveInt(o, "num_layers", where),
+    hiddenSize: heads * positiveInt(o, "attention_head_dim", where),
     numHeads: heads,
-    patchSize: int(o, "patch_size", where),
+    patchSize: positiveInt(o, "patch_size", where),
     inputSize: sample,
     inChannels,
-    captionChannels: int(o, "caption_channels", where),
+    captionChannels: positiveInt(o, "caption_channels", where),
     learnSigma: out === 2 * inChannels,
     maxTokens: PIXART_MAX_TOKENS,
     naming: "diffusers",
@@ -90,37 +91,16 @@ export function parsePixartDiffusersConfig(json: unknown, where: string): Pixart
 /** config.json next to an original-layout checkpoint (`"architecture": "pixart"`, DiT-style keys). */
 export function parsePixartOriginalConfig(json: unknown, where: string): PixartConfig {
   const o = asObject(json, where);
-  return checkConfig({
-    depth: int(o, "depth", where),
-    hiddenSize: int(o, "hidden_size", where),
-    numHeads: int(o, "num_heads", where),
-    patchSize: int(o, "patch_size", where),
-    inputSize: int(o, "input_size", where),
-    inChannels: int(o, "in_channels", where),
-    captionChannels: int(o, "caption_channels", where),
+  return checkTransformerShape({
+    depth: positiveInt(o, "depth", where),
+    hiddenSize: positiveInt(o, "hidden_size", where),
+    numHeads: positiveInt(o, "num_heads", where),
+    patchSize: positiveInt(o, "patch_size", where),
+    inputSize: positiveInt(o, "input_size", where),
+    inChannels: positiveInt(o, "in_channels", where),
+    captionChannels: positiveInt(o, "caption_channels", where),
     learnSigma: o.learn_sigma === undefined ? true : o.learn_sigma === true,
-    maxTokens: o.max_tokens === undefined ? PIXART_MAX_TOKENS : int(o, "max_tokens", where),
+    maxTokens: o.max_tokens === undefined ? PIXART_MAX_TOKENS : positiveInt(o, "max_tokens", where),
     naming: "original",
   }, where);
-}
-
-function checkConfig(c: PixartConfig, where: string): PixartConfig {
-  const fail = (msg: string) => new ForaError("bundle", `${where}: ${msg}`);
-  if (c.hiddenSize % c.numHeads !== 0) throw fail(`hidden size ${c.hiddenSize} is not divisible by ${c.numHeads} heads`);
-  if (c.inputSize % c.patchSize !== 0) throw fail(`input size ${c.inputSize} is not divisible by patch size ${c.patchSize}`);
-  if (c.hiddenSize % 4 !== 0) throw fail(`hidden size ${c.hiddenSize} must be a multiple of 4 (2D sin-cos position embedding)`);
-  return c;
-}
-
-function asObject(json: unknown, where: string): Record<string, unknown> {
-  if (typeof json !== "object" || json === null || Array.isArray(json)) throw new ForaError("bundle", `${where}: expected a JSON object`);
-  return json as Record<string, unknown>;
-}
-
-function int(o: Record<string, unknown>, key: string, where: string): number {
-  const v = o[key];
-  if (typeof v !== "number" || !Number.isInteger(v) || v <= 0) {
-    throw new ForaError("bundle", `${where}: "${key}" must be a positive integer, found ${JSON.stringify(v)}`);
-  }
-  return v;
 }
