@@ -63,3 +63,15 @@ export {
   type Session,
   type SessionOptions,
 } from "./lib/runtime/session.ts";
+
+// Sampling with FORA caching: the generator core, the generate command, evaluation.
+export { type BatchRequest, type BatchResult, type Generator, type GeneratorSettings, openGenerator } from "./lib/generator.ts";
+export { generate, type GenerateOptions } from "./lib/generate.ts";
+export { type CachePlan, staticIntervalPlan, type StepKind } from "./lib/fora/policy.ts";
+export { literalDenoiser, residualDenoiser, type StepReport } from "./lib/fora/denoiser.ts";
+export { defaultSteps, makeSampler, type Sampler, type SamplerName, samplerNames } from "./lib/samplers/mod.ts";
+export { evaluate, type EvalOptions, type EvalSummary } from "./lib/eval/evaluate.ts";
+export { DEFAULT_CLASSIFIER, DEFAULT_MODEL } from "./lib/defaults.ts";
+
+// Events: the NDJSON stream's record types.
+export type { ForaEvent, RunTotals } from "./lib/events/types.ts";
