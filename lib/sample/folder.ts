@@ -20,7 +20,7 @@
 import { join } from "node:path";
 import { ForaError } from "../errors.ts";
 import { ioReason, printable, sha256Hex, writeAll, writeBytesAtomic } from "./files.ts";
-import { batchRange, classesOf, MAX_BATCH, MAX_NUM, MAX_SHARDS, type Shard, shardBatches } from "./plan.ts";
+import { batchRange, classesOf, MAX_BATCH, MAX_CLASSES, MAX_NUM, MAX_SHARDS, type Shard, shardBatches } from "./plan.ts";
 
 export const SAMPLE_FORMAT = "fora-samples";
 export const SAMPLE_FORMAT_VERSION = 1;
@@ -149,7 +149,7 @@ export function checkRunRecord(json: unknown, where: string): RunRecord {
   const m = obj(s.model, "settings.model");
   const fingerprint = str(m, "fingerprint", "settings.model.fingerprint");
   if (!/^[0-9a-f]{64}$/.test(fingerprint)) fail("settings.model.fingerprint", "must be 64 lowercase hex digits");
-  const numClasses = int(m, "numClasses", "settings.model.numClasses", 1);
+  const numClasses = int(m, "numClasses", "settings.model.numClasses", 1, MAX_CLASSES);
   const cfgChannels = s.cfgChannels;
   if (cfgChannels !== "ref" && cfgChannels !== "all") fail("settings.cfgChannels", `must be "ref" or "all"`);
   const precision = s.precision;

@@ -36,6 +36,8 @@ export interface ImageRange {
 export const MAX_NUM = 1_000_000_000;
 /** Largest --batch. */
 export const MAX_BATCH = 65_536;
+/** Class counts beyond this are not a real model (ImageNet has 1000); it also keeps classOf's draw finite. */
+export const MAX_CLASSES = 1_000_000;
 /** Largest shard count. */
 export const MAX_SHARDS = 1_000_000;
 /** The PCG32 stream of the class draws ("class" in ASCII); the noise uses DEFAULT_STREAM (54). */
@@ -84,6 +86,9 @@ export function shardImages(num: number, batch: number, shard: Shard): ImageRang
 /** Class of image `index`: from the list when given, else the seeded uniform draw. */
 export function classOf(classes: readonly number[] | "uniform", numClasses: number, seed: number, index: number): number {
   if (classes !== "uniform") return classes[index % classes.length];
+  if (!Number.isSafeInteger(numClasses) || numClasses < 1 || numClasses > MAX_CLASSES) {
+    throw new RangeError(`classOf: ${numClasses} classes; expected 1 to ${MAX_CLASSES}`);
+  }
   const rng = createRng(sampleSeed(seed, index), CLASS_STREAM);
   const reject = 2 ** 32 % numClasses;
   for (;;) {
