@@ -7,7 +7,7 @@ import { InvalidArgumentError, Option } from "@commander-js/extra-typings";
 import { ForaError } from "../lib/errors.ts";
 import { DEFAULT_MODEL } from "../lib/defaults.ts";
 import { defaultSteps, isSamplerName, type SamplerName, samplerNames } from "../lib/samplers/mod.ts";
-import { type CachePlan, staticIntervalPlan } from "../lib/fora/policy.ts";
+import { type CachePlan, type CachePolicy, makePolicy, POLICY_DEFAULTS, POLICY_NAMES, type PolicyName, staticIntervalPlan } from "../lib/fora/policy.ts";
 import type { GeneratorSettings } from "../lib/generator.ts";
 import { DEVICE_CHOICES, type DeviceChoice, resolveDevice } from "../lib/runtime/devices.ts";
 
@@ -102,4 +102,98 @@ export function parseSeed(value: string): number {
 
 async function exists(path: string): Promise<boolean> {
   return await Deno.stat(path).then(() => true, () => false);
+}
+
+// ---- cache policies (lib/fora/policy.ts) ----------------------------------------
+
+export const policyOption = () =>
+  new Option(
+    "--policy <name>",
+    "cache policy: static (FORA: full every N steps), schedule (a --schedule file), dynamic (decide each step " +
+      "from how much the model's input changed), partial (static, but the last --compute-last blocks run every step), " +
+      "forecast (static, reuse steps extrapolate from the last two full steps)",
+  ).choices(POLICY_NAMES).default("static" as PolicyName);
+export const thresholdOption = () =>
+  new Option(
+    "--threshold <x>",
+    `dynamic: reuse while the summed relative L1 change of block 0's modulated input since the last full step stays below X; ` +
+      `larger is faster and coarser, 0 never reuses (default ${POLICY_DEFAULTS.threshold})`,
+  ).argParser(parseThreshold);
+export const lookaheadOption = () =>
+  new Option(
+    "--lookahead <k>",
+    `dynamic: a full step prepares residuals for up to K following steps, so at most K reuse steps follow it; ` +
+      `a larger K costs more per full step (default: --max-reuse, else ${POLICY_DEFAULTS.lookahead})`,
+  ).argParser(positiveInt("--lookahead"));
+export const computeLastOption = () =>
+  new Option("--compute-last <b>", `partial: blocks at the end of the model computed on every step, 1 .. depth-1 (default ${POLICY_DEFAULTS.computeLast})`)
+    .argParser(positiveInt("--compute-last"));
+export const warmupOption = () =>
+  new Option("--warmup <w>", "any policy: the first W steps run in full").argParser(wholeNumber("--warmup")).default(0);
+export const cooldownOption = () =>
+  new Option("--cooldown <c>", "any policy: the last C steps run in full").argParser(wholeNumber("--cooldown")).default(0);
+export const maxReuseOption = () =>
+  new Option("--max-reuse <n>", "any policy: at most N reuse steps in a row, then a full step").argParser(positiveInt("--max-reuse"));
+
+export interface PolicyFlags {
+  policy: PolicyName;
+  threshold?: number;
+  lookahead?: number;
+  computeLast?: number;
+  warmup: number;
+  cooldown: number;
+  maxReuse?: number;
+  cacheInterval: number;
+  /** Whether -N was given on the command line (not its default). */
+  intervalGiven?: boolean;
+}
+
+/**
+ * The cache policy the flags describe, with the combinations that make no sense refused
+ * (each error names the flag and what to do). `schedule`: the plan of --schedule FILE;
+ * `depth`: the model's block count (DiT bundles; partial needs it).
+ */
+export function policyOf(flags: PolicyFlags, steps: number, opts: { schedule?: CachePlan; depth?: number } = {}): CachePolicy {
+  const name: PolicyName = opts.schedule && flags.policy === "static" ? "schedule" : flags.policy;
+  if (opts.schedule && name !== "schedule") throw new ForaError("usage", `--schedule runs the schedule policy; leave out --policy ${name} or --schedule`);
+  if (name === "schedule" && !opts.schedule) throw new ForaError("usage", "--policy schedule needs --schedule FILE.json (make one with fora similarity --suggest-schedule)");
+  const only = (flag: string, value: unknown, policy: PolicyName) => {
+    if (value !== undefined && name !== policy) throw new ForaError("usage", `${flag} applies to --policy ${policy} only (this run uses ${name})`);
+  };
+  only("--threshold", flags.threshold, "dynamic");
+  only("--lookahead", flags.lookahead, "dynamic");
+  only("--compute-last", flags.computeLast, "partial");
+  if (name === "dynamic" && flags.intervalGiven) throw new ForaError("usage", "--policy dynamic decides every step itself: leave out -N (use --threshold, --max-reuse)");
+  if (flags.warmup + flags.cooldown > steps) {
+    throw new ForaError("usage", `--warmup ${flags.warmup} and --cooldown ${flags.cooldown} cover more than the ${steps} steps`);
+  }
+  return makePolicy({
+    policy: name,
+    steps,
+    interval: flags.cacheInterval,
+    threshold: flags.threshold,
+    lookahead: flags.lookahead,
+    computeLast: flags.computeLast,
+    depth: opts.depth,
+    schedule: opts.schedule,
+    warmup: flags.warmup,
+    cooldown: flags.cooldown,
+    maxReuse: flags.maxReuse,
+  });
+}
+
+export function parseThreshold(value: string): number {
+  const x = Number(value);
+  if (value.trim() === "" || !Number.isFinite(x) || x < 0) {
+    throw new InvalidArgumentError(`"${value}" is not a threshold: use a number >= 0 (0 never reuses; try 0.05 .. 0.5)`);
+  }
+  return x;
+}
+
+export function wholeNumber(flag: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!/^\d+$/.test(value) || !Number.isSafeInteger(n)) throw new InvalidArgumentError(`${flag} must be a whole number >= 0, got "${value}"`);
+    return n;
+  };
 }

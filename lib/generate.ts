@@ -7,7 +7,7 @@ import { emitStep, signalName } from "./events/steps.ts";
 import { dirname, extname, join } from "node:path";
 import { ForaError, interrupted, isInterrupted } from "./errors.ts";
 import type { Precision } from "./bundle/manifest.ts";
-import { type CachePlan, staticIntervalPlan } from "./fora/policy.ts";
+import { type CachePlan, type CachePolicy, planOfPolicy, staticIntervalPlan } from "./fora/policy.ts";
 import type { StepReport } from "./fora/denoiser.ts";
 import type { SamplerName } from "./samplers/mod.ts";
 import { openGenerator } from "./generator.ts";
@@ -51,13 +51,16 @@ export interface GenerateOptions {
   plan?: CachePlan;
   /** The schedule file `plan` was read from (reported in run_start's flags). */
   schedule?: string;
+  /** A cache policy (lib/fora/policy.ts) that replaces `plan`; run_start reports its planned kinds, "decide" included. */
+  policy?: CachePolicy;
   /** Aborted with "SIGINT" or "SIGTERM" as reason: stop at the next step boundary. */
   signal?: AbortSignal;
 }
 
 export async function generate(opts: GenerateOptions, emit: EmitEvent): Promise<RunTotals> {
   const events = stamper(emit);
-  const plan = opts.plan ?? staticIntervalPlan(opts.steps, opts.cacheInterval);
+  const policy = opts.policy;
+  const plan = policy ? planOfPolicy(policy) : opts.plan ?? staticIntervalPlan(opts.steps, opts.cacheInterval);
   await checkOutput(opts.out);
   if (opts.latentsOut) await checkWritable("--latents-out", opts.latentsOut, dirname(opts.latentsOut));
   const prompts = opts.prompts;
@@ -84,8 +87,10 @@ export async function generate(opts: GenerateOptions, emit: EmitEvent): Promise<
       flags: flagsOf(opts),
       plan: {
         steps: opts.steps,
-        full: plan.kinds.flatMap((k, i) => (k === "full" ? [i] : [])),
-        kind: plan.kinds,
+        // A dynamic policy decides some steps as it runs: they are "decide" here, and their
+        // step events say what was decided.
+        full: (policy?.planned ?? plan.kinds).flatMap((k, i) => (k === "full" ? [i] : [])),
+        kind: policy?.planned ?? plan.kinds,
         policy: plan.policy,
       },
       schema_version: 1,
@@ -183,7 +188,8 @@ function flagsOf(opts: GenerateOptions): { [k: string]: JsonValue } {
     cfg: opts.cfg,
     cfg_channels: opts.cfgChannels,
     seed: opts.seed,
-    cache_interval: opts.schedule ? null : opts.cacheInterval,
+    cache_interval: opts.schedule || opts.policy?.name === "dynamic" ? null : opts.cacheInterval,
+    policy: opts.policy?.name ?? (opts.schedule ? "schedule" : "static"),
     schedule: opts.schedule ?? null,
     out: opts.out,
     grid: opts.grid,

@@ -13,6 +13,14 @@ import {
   deviceOption,
   intervalOption,
   modelOption,
+  computeLastOption,
+  cooldownOption,
+  lookaheadOption,
+  maxReuseOption,
+  policyOf,
+  policyOption,
+  thresholdOption,
+  warmupOption,
   positiveInt,
   precisionOption,
   samplerOption,
@@ -47,6 +55,13 @@ export function generateCommand() {
       new Option("--schedule <file.json>", "run this recompute schedule (from fora similarity --suggest-schedule) instead of -N")
         .conflicts("cacheInterval"),
     )
+    .addOption(policyOption())
+    .addOption(thresholdOption())
+    .addOption(lookaheadOption())
+    .addOption(computeLastOption())
+    .addOption(warmupOption())
+    .addOption(cooldownOption())
+    .addOption(maxReuseOption())
     .addOption(new Option("-p, --prompt <text>", "text prompt of a sample (PixArt-alpha bundles); repeat for several samples").argParser(collect).default([] as string[]))
     .option("--no-clean-caption", "PixArt: do not clean prompts as the reference does (they are still lower-cased and stripped)")
     .addOption(
@@ -74,7 +89,22 @@ Examples:
 PixArt-alpha bundles take --prompt instead of --class and default to DPM-Solver++
 (20 steps), --cfg 4.5 and --cfg-channels all, as PixArt's pipeline does.
 
-N=3 is FORA's recommended trade-off (the paper: 2.80x faster than N=1 on DiT-XL/2).`,
+N=3 is FORA's recommended trade-off (the paper: 2.80x faster than N=1 on DiT-XL/2).
+
+Cache policies (--policy; README "Cache policies" compares them):
+  static    full every N steps (-N), reuse in between: FORA itself
+  schedule  the full/reuse plan of a --schedule file
+  dynamic   each step reuses while the input has changed little since the last full
+            step (--threshold X, higher = faster); a full step prepares at most
+            --lookahead K reuse steps
+  partial   static, but the last --compute-last B blocks run on every step
+  forecast  static, but reuse steps extrapolate the cached features linearly from
+            the last two full steps (TaylorSeer, order 1)
+  Any policy takes --warmup W (first W steps full), --cooldown C (last C steps full)
+  and --max-reuse M (at most M reuse steps in a row). Examples:
+    fora generate --policy dynamic --threshold 0.1 --warmup 2 --max-reuse 4
+    fora generate --policy partial -N 3 --compute-last 2
+    fora generate --policy forecast -N 4 --cooldown 2`,
     )
     .action(async (opts, cmd) => {
       const pixart = await isPixartBundle(opts.model);
@@ -94,6 +124,11 @@ N=3 is FORA's recommended trade-off (the paper: 2.80x faster than N=1 on DiT-XL/
         ? await samplingSettings({ ...opts, steps: stepsForSchedule(schedule, opts.schedule!, opts.steps), cacheInterval: 1 }, planOfSchedule(schedule))
         : await samplingSettings(opts);
       const manifest = pixart ? null : await readAnyManifest(settings.model) as Manifest;
+      const policy = policyOf(
+        { ...opts, intervalGiven: cmd.getOptionValueSource("cacheInterval") === "cli" },
+        settings.steps,
+        { schedule: schedule ? planOfSchedule(schedule) : undefined, depth: manifest?.dit.config.depth },
+      );
       const classes = manifest ? resolveClasses(opts.class.length ? opts.class : ["0"], opts.batch, manifest.dit.config.numClasses, manifest.dit.classNames) : [];
       const prompts = pixart ? Array.from({ length: opts.batch ?? opts.prompt.length }, (_, i) => opts.prompt[i % opts.prompt.length]) : undefined;
       const sink = chooseSink({
@@ -113,6 +148,7 @@ N=3 is FORA's recommended trade-off (the paper: 2.80x faster than N=1 on DiT-XL/
           seed: opts.seed,
           cacheInterval: opts.cacheInterval,
           schedule: opts.schedule,
+          policy,
           out: opts.out,
           grid: opts.grid ?? false,
           latentsIn: opts.latentsIn,

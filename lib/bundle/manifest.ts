@@ -29,7 +29,7 @@ export type Guidance = "cfg" | "plain";
 export type Space = "latent" | "pixel";
 export type AttentionKind = "portable" | "fused";
 
-export const DIT_GRAPH_KINDS: readonly DitGraphKind[] = ["full", "reuse", "blocks"];
+export const DIT_GRAPH_KINDS: readonly DitGraphKind[] = ["full", "reuse", "blocks", "partial", "probe"];
 export const GUIDANCES: readonly Guidance[] = ["cfg", "plain"];
 export const PRECISIONS: readonly Precision[] = ["fp32", "fp16"];
 

@@ -55,12 +55,13 @@ export async function evaluate(opts: EvalOptions, onProgress?: (p: EvalProgress)
     const features = new Float32Array(opts.samples * classifier.featureSize);
     const correct = new Array<number>(K).fill(0), total = new Array<number>(K).fill(0);
     const steps: StepReport[] = [];
-    let samplingMs = 0;
+    let samplingMs = 0, batches = 0;
     for (let first = 0; first < opts.samples; first += opts.batch) {
       const n = Math.min(opts.batch, opts.samples - first);
       const classes = Array.from({ length: n }, (_, i) => (first + i) % K);
       const r = await gen.sampleBatch({ classes, seed: opts.seed, firstIndex: first }, (s) => steps.push(s));
       samplingMs += r.samplingMs;
+      batches++;
       const scored = await classifier.classify(r.x0.map((v) => Math.max(-1, Math.min(1, v))), n);
       features.set(scored.features, first * classifier.featureSize);
       scored.labels.forEach((label, i) => {
@@ -81,9 +82,10 @@ export async function evaluate(opts: EvalOptions, onProgress?: (p: EvalProgress)
       per_class_accuracy: correct.map((c, k) => (total[k] ? c / total[k] : null)),
       sampler: opts.sampler,
       steps: opts.steps,
-      policy: opts.plan.policy,
-      full_steps: countFull(opts.plan.kinds),
-      reuse_steps: opts.steps - countFull(opts.plan.kinds),
+      policy: opts.policy ? { name: opts.policy.name, params: opts.policy.params } : opts.plan.policy,
+      // A policy may decide per step (dynamic): then the mean over the batches as they ran.
+      full_steps: opts.policy ? s.full_steps / batches : countFull(opts.plan.kinds),
+      reuse_steps: opts.policy ? s.reuse_steps / batches : opts.steps - countFull(opts.plan.kinds),
       sampling_ms: Math.round(samplingMs),
       ms_per_image: Math.round((samplingMs / opts.samples) * 100) / 100,
       speedup_estimate: s.speedup_estimate,

@@ -56,7 +56,8 @@ export function updateProgress(state: ProgressState, e: ForaEvent): void {
   switch (e.event) {
     case "run_start":
       state.steps = e.plan.steps;
-      state.plan = e.plan.kind;
+      // Undecided steps (dynamic policy) count as full: the ETA errs long, not short.
+      state.plan = e.plan.kind.map((k) => (k === "decide" ? "full" : k));
       break;
     case "step":
       state.position = e.k + 1;

@@ -20,6 +20,9 @@ export const SCHEMA_VERSION = 1;
 /** Whether a step runs the whole transformer ("full") or reuses cached block outputs. */
 export type StepKind = "full" | "reuse";
 
+/** A step's kind as planned before the run: "decide" is left to a dynamic policy's indicator. */
+export type PlannedKind = StepKind | "decide";
+
 /** Any JSON value: the values of `flags` and policy `params`. */
 export type JsonValue =
   | null
@@ -51,8 +54,11 @@ export interface RunStartEvent extends EventBase {
     steps: number;
     /** Execution positions k (ascending) of the steps that compute the whole model. */
     full: number[];
-    /** Kind of each step in execution order: `kind[k]`, length `steps`. */
-    kind: StepKind[];
+    /**
+     * Kind of each step in execution order as planned: `kind[k]`, length `steps`. A dynamic
+     * policy leaves some steps to "decide"; their step events carry the decision.
+     */
+    kind: PlannedKind[];
     /** The caching policy that produced the plan, e.g. {name: "static", params: {interval: 3}}. */
     policy: { name: string; params: { [param: string]: JsonValue } };
   };

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { ForaError } from "../../lib/errors.ts";
 import { convertBundle } from "../../lib/bundle/convert.ts";
-import { readManifest } from "../../lib/bundle/manifest.ts";
+import { DIT_GRAPH_KINDS, readManifest } from "../../lib/bundle/manifest.ts";
 import { writeSafetensors } from "../../lib/weights/safetensors.ts";
 import { openSession } from "../../lib/runtime/session.ts";
 import {
@@ -35,7 +35,7 @@ Deno.test("convert a diffusers pipeline with a VAE: layout and manifest", async 
     const r = await convertBundle(TINY_DIFFUSERS, dst);
     assert.equal(r.dir, dst);
     const names = await listDir(dst);
-    for (const kind of ["full", "reuse", "blocks"]) {
+    for (const kind of DIT_GRAPH_KINDS) {
       for (const g of ["cfg", "plain"]) {
         for (const p of ["fp32", "fp16"]) assert.ok(names.includes(`dit-${kind}-${g}.${p}.onnx`), `${kind}-${g}.${p}`);
       }
@@ -54,7 +54,7 @@ Deno.test("convert a diffusers pipeline with a VAE: layout and manifest", async 
     assert.deepEqual(m.vae.graphs.map((g) => g.latentSize), [[8, 8], [8, 8]]);
     assert.deepEqual(
       m.dit.graphs.filter((g) => g.precision === "fp16").map((g) => g.attention),
-      Array(6).fill("fused"),
+      Array(2 * DIT_GRAPH_KINDS.length).fill("fused"),
     );
   });
 });

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { ForaError } from "../../lib/errors.ts";
 import { convertBundle } from "../../lib/bundle/convert.ts";
-import { isSafeRelativePath, type Manifest, readManifest, sha256File, verifyBundle } from "../../lib/bundle/manifest.ts";
+import { DIT_GRAPH_KINDS, isSafeRelativePath, type Manifest, readManifest, sha256File, verifyBundle } from "../../lib/bundle/manifest.ts";
 import { TINY_DIFFUSERS, TINY_ORIGINAL, withTempDir } from "./helpers.ts";
 
 /** A fresh fp32-only bundle of the tiny original fixture (12 ms of work). */
@@ -44,7 +44,7 @@ Deno.test("readManifest accepts a fresh bundle and records every file", async ()
     assert.equal(m.dit.config.depth, 2);
     assert.equal(m.dit.conventions.freqDivisor, 128);
     assert.equal(m.dit.conventions.nullClass, 10);
-    assert.equal(m.dit.graphs.length, 6);
+    assert.equal(m.dit.graphs.length, 2 * DIT_GRAPH_KINDS.length);
     assert.deepEqual(m.dit.weights.files, ["weights/dit/model.safetensors"]);
     assert.deepEqual(m.dit.weights.dtypes, ["F32"]);
     const paths = m.files.map((f) => f.path);

@@ -13,6 +13,7 @@ import {
   writeRaw,
 } from "../bundle/helpers.ts";
 import { lines, runFora } from "./run.ts";
+import { DIT_GRAPH_KINDS } from "../../lib/bundle/manifest.ts";
 
 for (const [label, src, naming, hasVae] of [
   ["original", TINY_ORIGINAL, "original", false],
@@ -42,7 +43,8 @@ for (const [label, src, naming, hasVae] of [
       assert.equal(info.naming, naming);
       assert.equal(info.space, "latent");
       assert.equal(info.config.depth, 2);
-      assert.equal(info.graphs.length, hasVae ? 14 : 12);
+      // 4 DiT graph files (cfg/plain x fp32/fp16) per kind, plus 2 VAE decoders.
+      assert.equal(info.graphs.length, 4 * DIT_GRAPH_KINDS.length + (hasVae ? 2 : 0));
       assert.equal(info.vae === null, !hasVae);
       assert.ok(info.parameters > 0);
       if (hasVae) assert.deepEqual(info.vae.imageShape, [3, 16, 16]);

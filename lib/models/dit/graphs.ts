@@ -4,6 +4,14 @@
  * - full:   the whole model; also emits, for each upcoming reuse timestep t_j, the
  *           summed residual R_j = sum_k gate_msa_k(c_j) A_k + gate_mlp_k(c_j) M_k.
  * - reuse:  patch embedding, x_L = x_0 + R_j, final layer: a cached step.
+ * - probe:  patch embedding and block 0's modulated input LN(x_0)(1 + scale_msa) + shift_msa
+ *           only: the dynamic policy's indicator (its relative L1 change between steps,
+ *           TeaCache-like), cheaper than a reuse step.
+ * - partial: both steps of partial reuse in one graph: x = x_0 + `residual`, then the
+ *           blocks flagged in `compute_blocks` [L] (an `If` per block), final layer, and
+ *           R_j over the blocks flagged in `residual_mask` [L]. Its full step passes a zero
+ *           residual, computes every block and masks the last B out of R_j; its reuse
+ *           step passes R_j, computes the last B and asks for no residuals (J = 0).
  * - blocks: the literal per-block path; each block either computes its attention and
  *           MLP outputs or takes them from the cache inputs (an `If` per block), and
  *           all of them are returned, for analysis and per-layer policies.
@@ -29,7 +37,7 @@ import { timestepEmbedding } from "../../../kernels/timestep_embedding.ts";
 import { type DitConfig, gridSize, NORM_EPS, numTokens, outChannels } from "./config.ts";
 import { type DitBlockWeights, type DitWeights, type Linear, linearRows, loadDitWeights } from "./weights.ts";
 
-export type DitGraphKind = "full" | "reuse" | "blocks";
+export type DitGraphKind = "full" | "reuse" | "blocks" | "partial" | "probe";
 
 export interface DitGraphOptions {
   computeType: ComputeType;
@@ -46,6 +54,8 @@ export function buildDitGraphs(src: WeightSource, cfg: DitConfig, opts: DitGraph
     full: buildFull(w, cfg, opts),
     reuse: buildReuse(w, cfg, opts),
     blocks: buildBlocks(w, cfg, opts),
+    partial: buildPartial(w, cfg, opts),
+    probe: buildProbe(w, cfg, opts),
   };
 }
 
@@ -77,11 +87,57 @@ function buildFull(w: DitWeights, cfg: DitConfig, opts: DitGraphOptions): GraphD
   return g.data();
 }
 
+/** Block 0's modulated attention input, the dynamic policy's indicator tensor (no final layer: no `model_out`). */
+function buildProbe(w: DitWeights, cfg: DitConfig, opts: DitGraphOptions): GraphData {
+  const g = new GraphBuilder("dit_probe", opts.computeType);
+  const io = stepInputs(g, w, cfg, opts);
+  g.scope("blocks.0", () => {
+    const [shift, scale] = adaLNModulation(g, io.c, lin(g, w.blocks[0].adaLN), 6);
+    g.output(layerNormModulate(g, io.tokens, shift, scale, NORM_EPS), "probe");
+  });
+  return g.data();
+}
+
+
 function buildReuse(w: DitWeights, cfg: DitConfig, opts: DitGraphOptions): GraphData {
   const g = new GraphBuilder("dit_reuse", opts.computeType);
   const io = stepInputs(g, w, cfg, opts);
   const residual = g.input("residual", "float32", [io.batch2, numTokens(cfg), cfg.hiddenSize]);
   io.finish(g.add(io.tokens, residual));
+  return g.data();
+}
+
+function buildPartial(w: DitWeights, cfg: DitConfig, opts: DitGraphOptions): GraphData {
+  const g = new GraphBuilder("dit_partial", opts.computeType);
+  const io = stepInputs(g, w, cfg, opts);
+  const reuseT = g.input("reuse_timesteps", "float32", ["reuse"], { keepFloat32: true });
+  const residual = g.input("residual", "float32", [io.batch2, numTokens(cfg), cfg.hiddenSize]);
+  const compute = g.input("compute_blocks", "bool", [cfg.depth]);
+  const mask = g.input("residual_mask", "float32", [cfg.depth]);
+  let x = g.add(io.tokens, residual);
+  const cached: { attn: Value; mlp: Value }[] = [];
+  w.blocks.forEach((b, k) =>
+    g.scope(`blocks.${k}`, () => {
+      const flag = g.reshape(g.slice(compute, 0, k, k + 1), []);
+      const xin = x;
+      const [xk, attn, mlpK] = g.ifElse(
+        flag,
+        (s) => {
+          const r = ditBlock(s, xin, io.c, b, cfg, opts);
+          return [r.x, r.attn, r.mlp];
+        },
+        (s) => {
+          // Not computed: x passes through; zeros stand for its (masked-out) features.
+          const zero = s.mul(xin, s.scalar(0));
+          return [s.node("Identity", [xin], [{ dtype: xin.dtype, shape: xin.shape }])[0], zero, s.node("Identity", [zero], [{ dtype: zero.dtype, shape: zero.shape }])[0]];
+        },
+      );
+      x = xk;
+      cached.push({ attn, mlp: mlpK });
+    })
+  );
+  io.finish(x);
+  g.scope("residuals", () => g.output(reuseResiduals(g, w, cfg, reuseT, io.labelEmb, cached, mask), "residuals"));
   return g.data();
 }
 
@@ -190,13 +246,19 @@ function reuseResiduals(
   reuseT: Value,
   labelEmb: Value,
   cached: { attn: Value; mlp: Value }[],
+  mask?: Value,
 ): Value {
   const cj = g.add(g.unsqueeze(timestepEmbedding(g, reuseT, tEmbedder(g, w), cfg.freqDivisor), [1]), g.unsqueeze(labelEmb, [0]));
   const act = silu(g, cj);
   const gates: Value[] = [], features: Value[] = [];
   w.blocks.forEach((b, k) =>
     g.scope(`blocks.${k}`, () => {
-      gates.push(linear(g, act, lin(g, linearRows(b.adaLN, 2, 6))), linear(g, act, lin(g, linearRows(b.adaLN, 5, 6))));
+      // Partial graph: residual_mask[k] (1, or 0 for a block computed every step) scales both gates.
+      const gate = (chunk: number) => {
+        const v = linear(g, act, lin(g, linearRows(b.adaLN, chunk, 6)));
+        return mask ? g.mul(v, g.slice(mask, 0, k, k + 1)) : v;
+      };
+      gates.push(gate(2), gate(5));
       features.push(cached[k].attn, cached[k].mlp);
     })
   );

@@ -7,7 +7,7 @@ import { ForaError } from "../../errors.ts";
 import { type Device, f32, type HostTensor, i64, openSession, type Session } from "../../runtime/session.ts";
 import { ditGraphPath, type Manifest, type Precision } from "../../bundle/manifest.ts";
 import { type DitConfig, numTokens, outChannels } from "./config.ts";
-import { guidanceMask } from "./graphs.ts";
+import { type DitGraphKind, guidanceMask } from "./graphs.ts";
 
 export interface GuidanceOptions {
   /** 1 disables guidance (and halves the batch the model computes). */
@@ -34,6 +34,15 @@ export interface StepModel {
    * (DiT: R_j is its j-th slice of featureSize values; a single R may be passed alone with j = 0).
    */
   reuse(x: Float32Array, t: number, residuals: Float32Array, j?: number): Promise<Float32Array>;
+  /**
+   * Partial reuse (absent on models without it, e.g. PixArt): a full step whose residuals
+   * cover only the first `residualBlocks` blocks, and a reuse step from one such residual
+   * that computes the last `computeLast` blocks on top of it.
+   */
+  partialFull?(x: Float32Array, t: number, reuseTimes: number[], residualBlocks: number): Promise<{ out: Float32Array; residuals: Float32Array }>;
+  partialReuse?(x: Float32Array, t: number, residual: Float32Array, computeLast: number): Promise<Float32Array>;
+  /** The dynamic policy's indicator tensor for this step's input (block 0's modulated input). */
+  probe?(x: Float32Array, t: number): Promise<Float32Array>;
   /** Literal path: blocks flagged in `reuse` take their A_k/M_k (and X_k) from the cache arrays. */
   blocks(x: Float32Array, t: number, reuse: boolean[], cachedAttn: Float32Array, cachedMlp: Float32Array, cachedCross?: Float32Array): Promise<{
     out: Float32Array;
@@ -56,6 +65,10 @@ export interface StepModelOptions {
   threads?: number;
 }
 
+function bools(n: number, f: (k: number) => boolean): HostTensor {
+  return { dtype: "bool", shape: [n], data: Uint8Array.from({ length: n }, (_, k) => (f(k) ? 1 : 0)) };
+}
+
 export async function openDitStepModel(
   dir: string,
   manifest: Manifest,
@@ -67,7 +80,7 @@ export async function openDitStepModel(
   const precision = opts.precision ?? "fp32";
   const C = cfg.inChannels, S = cfg.inputSize, T = numTokens(cfg), D = cfg.hiddenSize, L = cfg.depth;
   const sessions = new Map<string, Session>();
-  const session = async (kind: "full" | "reuse" | "blocks") => {
+  const session = async (kind: DitGraphKind) => {
     let s = sessions.get(kind);
     if (!s) {
       const path = ditGraphPath(dir, manifest, { kind, guidance: guided ? "cfg" : "plain", precision });
@@ -104,6 +117,30 @@ export async function openDitStepModel(
         async full(x, t, reuseTimes) {
           const out = await (await session("full")).run({ ...stepFeeds(x, t), reuse_timesteps: f32([reuseTimes.length], reuseTimes) });
           return { out: out.model_out.data as Float32Array, residuals: out.residuals.data as Float32Array };
+        },
+        async partialFull(x, t, reuseTimes, residualBlocks) {
+          const out = await (await session("partial")).run({
+            ...stepFeeds(x, t),
+            reuse_timesteps: f32([reuseTimes.length], reuseTimes),
+            residual: f32([modelBatch, T, D]),
+            compute_blocks: bools(L, () => true),
+            residual_mask: f32([L], Float32Array.from({ length: L }, (_, k) => (k < residualBlocks ? 1 : 0))),
+          });
+          return { out: out.model_out.data as Float32Array, residuals: out.residuals.data as Float32Array };
+        },
+        async partialReuse(x, t, residual, computeLast) {
+          const out = await (await session("partial")).run({
+            ...stepFeeds(x, t),
+            reuse_timesteps: f32([0], []),
+            residual: f32([modelBatch, T, D], residual),
+            compute_blocks: bools(L, (k) => k >= L - computeLast),
+            residual_mask: f32([L]),
+          }, ["model_out"]);
+          return out.model_out.data as Float32Array;
+        },
+        async probe(x, t) {
+          const out = await (await session("probe")).run(stepFeeds(x, t));
+          return out.probe.data as Float32Array;
         },
         async reuse(x, t, residuals, j = 0) {
           const size = modelBatch * T * D;

@@ -16,7 +16,7 @@ import { stopOnAbort } from "../../generator.ts";
 import type { Precision } from "../../bundle/manifest.ts";
 import { type PixartManifest, pixartGraphPath, readPixartManifest, t5GraphPath } from "../../bundle/pixart.ts";
 import { vaeGraphFile } from "../../bundle/manifest.ts";
-import type { CachePlan } from "../../fora/policy.ts";
+import type { CachePlan, CachePolicy } from "../../fora/policy.ts";
 import { residualDenoiser, type StepListener } from "../../fora/denoiser.ts";
 import { makeSampler, type Sampler, type SamplerName } from "../../samplers/mod.ts";
 import { batchNormals, sampleRngs } from "../../random/mod.ts";
@@ -35,6 +35,11 @@ export interface PixartGeneratorSettings {
   cfg: number;
   cfgChannels: "ref" | "all";
   plan: CachePlan;
+  /**
+   * The cache policy the denoiser runs (lib/fora/policy.ts); absent: `plan` as it is.
+   * With a policy, `plan` is only its summary (see planOfPolicy).
+   */
+  policy?: CachePolicy;
   /** Caption cleaning before tokenizing (the reference's default); off: lower-case and strip only. */
   cleanCaption?: boolean;
   /** Cross-attention cached like self-attention on reuse steps (default), or recomputed. */
@@ -153,7 +158,7 @@ export async function openPixartGenerator(s: PixartGeneratorSettings): Promise<P
         const bound = await step.bind(G, { cond, condTokens: n, uncond: uncond.features, uncondTokens: uncond.tokens }, { cacheCross });
         const xg = new Float32Array(G * perSample);
         group.forEach((i, g) => xg.set(xT.subarray(i * perSample, (i + 1) * perSample), g * perSample));
-        const denoiser = stopOnAbort(residualDenoiser(bound, s.plan, sampler.plan.modelTimes, onStep), req.signal);
+        const denoiser = stopOnAbort(residualDenoiser(bound, s.policy ?? s.plan, sampler.plan.modelTimes, onStep), req.signal);
         const out = await sampler.sample(denoiser, xg, { batch: G, channels: C, height: S, width: S }, group.map((i) => noise[i]));
         group.forEach((i, g) => x0.set(out.subarray(g * perSample, (g + 1) * perSample), i * perSample));
       }

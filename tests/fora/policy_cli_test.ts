@@ -1,0 +1,72 @@
+/**
+ * `fora generate --policy ...` end to end on the tiny DiT: every policy's NDJSON stream
+ * is valid against the event schema, run_start names the policy and its parameters,
+ * the step and cache events show each decision as static FORA's do, and flag
+ * combinations that make no sense are refused with a message naming the flag.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { Ajv2020 } from "ajv/dist/2020.js";
+import schema from "../../lib/events/schema.json" with { type: "json" };
+import type { CacheEvent, ForaEvent, RunStartEvent, StepEvent } from "../../lib/events/types.ts";
+import { TINY_DIFFUSERS } from "../bundle/helpers.ts";
+import { lines, runFora } from "../cli/run.ts";
+
+const validate = new Ajv2020({ allErrors: true, strict: false }).compile(schema);
+
+Deno.test("generate --policy: valid events for every policy, decisions in step and cache events, refused combinations", async (t) => {
+  const work = await Deno.makeTempDir({ prefix: "fora-policy-cli-" });
+  try {
+    const bundle = join(work, "bundle");
+    const c = await runFora("convert", TINY_DIFFUSERS, bundle, "-q");
+    assert.equal(c.code, 0, c.stderr);
+    const gen = async (...flags: string[]) => {
+      const r = await runFora("generate", "-m", bundle, "--sampler", "ddim", "--steps", "12", "--json", "-o", join(work, "out"), ...flags);
+      assert.equal(r.code, 0, r.stderr);
+      const events = lines(r.stdout).map((l) => JSON.parse(l) as ForaEvent);
+      for (const e of events) assert.ok(validate(e), `${JSON.stringify(validate.errors)} in ${JSON.stringify(e)}`);
+      return {
+        start: events.find((e) => e.event === "run_start") as RunStartEvent,
+        steps: events.filter((e) => e.event === "step") as StepEvent[],
+        cache: events.filter((e) => e.event === "cache") as CacheEvent[],
+      };
+    };
+    await t.step("dynamic: undecided steps planned as \"decide\", decisions in the step events", async () => {
+      const r = await gen("--policy", "dynamic", "--threshold", "0.5", "--warmup", "2", "--cooldown", "1", "--max-reuse", "3");
+      assert.equal(r.start.plan.policy.name, "dynamic");
+      assert.deepEqual(r.start.plan.policy.params, { threshold: 0.5, lookahead: 3, warmup: 2, cooldown: 1, max_reuse: 3 });
+      assert.deepEqual(r.start.plan.kind.slice(0, 2), ["full", "full"]);
+      assert.equal(r.start.plan.kind[11], "full");
+      assert.ok(r.start.plan.kind.slice(2, 11).every((k) => k === "decide"));
+      assert.equal(r.start.flags.policy, "dynamic");
+      assert.equal(r.steps.length, 12);
+      assert.ok(r.steps.some((s) => s.kind === "reuse"), "some steps reused");
+      for (const [i, s] of r.steps.entries()) assert.equal(r.cache[i].attn, s.kind === "reuse" ? "HH" : "MM");
+    });
+    await t.step("partial: reuse steps compute the last block (cache string HM)", async () => {
+      const r = await gen("--policy", "partial", "-N", "3", "--compute-last", "1");
+      assert.deepEqual(r.start.plan.policy, { name: "partial", params: { interval: 3, compute_last: 1 } });
+      for (const [i, s] of r.steps.entries()) assert.equal(r.cache[i].mlp, s.kind === "reuse" ? "HM" : "MM");
+    });
+    await t.step("forecast: static FORA's plan", async () => {
+      const r = await gen("--policy", "forecast", "-N", "3", "--cooldown", "2");
+      assert.deepEqual(r.start.plan.policy, { name: "forecast", params: { interval: 3, order: 1, cooldown: 2 } });
+      assert.deepEqual(r.steps.map((s) => s.kind), r.start.plan.kind);
+      assert.deepEqual(r.start.plan.kind.slice(-2), ["full", "full"]);
+    });
+    await t.step("refused: --threshold without dynamic, -N with dynamic, --compute-last out of range", async () => {
+      for (const [flags, message] of [
+        [["--threshold", "0.2"], /--threshold applies to --policy dynamic only/],
+        [["--policy", "dynamic", "-N", "2"], /leave out -N/],
+        [["--policy", "partial", "--compute-last", "2"], /--compute-last must be a whole number from 1 to 1/],
+        [["--policy", "schedule"], /--policy schedule needs --schedule/],
+      ] as const) {
+        const r = await runFora("generate", "-m", bundle, "--steps", "6", "-o", join(work, "bad"), ...flags);
+        assert.notEqual(r.code, 0);
+        assert.match(r.stderr, message);
+      }
+    });
+  } finally {
+    await Deno.remove(work, { recursive: true });
+  }
+});
