@@ -4,7 +4,7 @@
  */
 import { fileURLToPath } from "node:url";
 
-const MODELS = new URL("../models/", import.meta.url);
+const MODELS: URL = new URL("../models/", import.meta.url);
 
-export const DEFAULT_MODEL = fileURLToPath(new URL("fashion-dit-bundle", MODELS));
-export const DEFAULT_CLASSIFIER = fileURLToPath(new URL("fashion-classifier", MODELS));
+export const DEFAULT_MODEL: string = fileURLToPath(new URL("fashion-dit-bundle", MODELS));
+export const DEFAULT_CLASSIFIER: string = fileURLToPath(new URL("fashion-classifier", MODELS));
