@@ -10,7 +10,7 @@
 export { type ErrorCode, ForaError, isForaError } from "./lib/errors.ts";
 
 // Bundles: convert a checkpoint folder, read and inspect the result.
-export { type ConvertOptions, type ConvertResult, convertBundle } from "./lib/bundle/convert.ts";
+export { convertBundle, type ConvertOptions, type ConvertResult } from "./lib/bundle/convert.ts";
 export {
   BUNDLE_FORMAT,
   BUNDLE_FORMAT_VERSION,
@@ -54,15 +54,7 @@ export { loadVaeConfig, parseVaeConfig, type VaeConfig, vaePreset } from "./lib/
 export { type Checkpoint, loadCheckpoint } from "./lib/weights/checkpoint.ts";
 
 // Execution (onnxruntime-node).
-export {
-  type Device,
-  f32,
-  type HostTensor,
-  i64,
-  openSession,
-  type Session,
-  type SessionOptions,
-} from "./lib/runtime/session.ts";
+export { type Device, f32, type HostTensor, i64, openSession, type Session, type SessionOptions } from "./lib/runtime/session.ts";
 
 // Sampling with FORA caching: the generator core, the generate command, evaluation.
 export { type BatchRequest, type BatchResult, type Generator, type GeneratorSettings, openGenerator } from "./lib/generator.ts";
@@ -70,7 +62,7 @@ export { generate, type GenerateOptions } from "./lib/generate.ts";
 export { type CachePlan, staticIntervalPlan, type StepKind } from "./lib/fora/policy.ts";
 export { literalDenoiser, residualDenoiser, type StepReport } from "./lib/fora/denoiser.ts";
 export { defaultSteps, makeSampler, type Sampler, type SamplerName, samplerNames } from "./lib/samplers/mod.ts";
-export { evaluate, type EvalOptions, type EvalSummary } from "./lib/eval/evaluate.ts";
+export { type EvalOptions, type EvalSummary, evaluate } from "./lib/eval/evaluate.ts";
 export { DEFAULT_CLASSIFIER, DEFAULT_MODEL } from "./lib/defaults.ts";
 
 // Events: the NDJSON stream's record types.

@@ -54,10 +54,16 @@ try {
   console.log(`| model | graph | median ms | runs |`);
   console.log(`|---|---|---|---|`);
   console.log(`| DiT-${args.preset} fp32, B=1 + CFG (batch 2), no residuals | full step | ${bare.median.toFixed(1)} | ${bare.runs} |`);
-  console.log(`| DiT-${args.preset} fp32, B=1 + CFG (batch 2), ${J} reuse residuals | full step | ${fullMs.median.toFixed(1)} | ${fullMs.runs} |`);
+  console.log(
+    `| DiT-${args.preset} fp32, B=1 + CFG (batch 2), ${J} reuse residuals | full step | ${fullMs.median.toFixed(1)} | ${fullMs.runs} |`,
+  );
   console.log(`| DiT-${args.preset} fp32, B=1 + CFG (batch 2) | reuse step | ${reuseMs.median.toFixed(2)} | ${reuseMs.runs} |`);
   console.log(`\nreuse / full = ${(100 * reuseMs.median / fullMs.median).toFixed(3)}%`);
-  console.log(`machine: ${os.cpus()[0]?.model ?? "unknown CPU"}, ${os.cpus().length} cores, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB; onnxruntime-node CPU EP`);
+  console.log(
+    `machine: ${os.cpus()[0]?.model ?? "unknown CPU"}, ${os.cpus().length} cores, ${
+      (os.totalmem() / 2 ** 30).toFixed(0)
+    } GiB; onnxruntime-node CPU EP`,
+  );
   await full.release();
   await reuse.release();
 } finally {

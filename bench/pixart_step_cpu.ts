@@ -20,9 +20,9 @@ import type { ExternalTensor, GraphData } from "../lib/onnx/builder.ts";
 import { writeModel } from "../lib/onnx/serialize.ts";
 import { loadCheckpoint } from "../lib/weights/checkpoint.ts";
 import { type WeightSource, weightSource } from "../lib/weights/source.ts";
-import { writeSafetensors, type WritableTensor } from "../lib/weights/safetensors.ts";
+import { type WritableTensor, writeSafetensors } from "../lib/weights/safetensors.ts";
 import { f32, type HostTensor, openSession, type Session } from "../lib/runtime/session.ts";
-import { pixartGuidanceMask, buildPixartGraphs } from "../lib/models/pixart/graphs.ts";
+import { buildPixartGraphs, pixartGuidanceMask } from "../lib/models/pixart/graphs.ts";
 import { pixartOutChannels, pixartPreset, pixartTokens } from "../lib/models/pixart/config.ts";
 import { buildT5EncoderGraph } from "../lib/models/t5/graph.ts";
 import { T5_V1_1_XXL } from "../lib/models/t5/config.ts";
@@ -92,10 +92,16 @@ try {
   // ---- T5-XXL, t5Layers layers at full width, scaled to 24
   console.error(`writing ${t5Layers} random T5-XXL layer(s) ...`);
   const t5cfg = { ...T5_V1_1_XXL, numLayers: t5Layers };
-  const t5Src = await randomWeights(join(dir, "t5"), (src) => buildT5EncoderGraph(src, t5cfg, "float32"), () => true, { "shared.weight": [t5cfg.vocabSize, t5cfg.dModel] });
+  const t5Src = await randomWeights(join(dir, "t5"), (src) => buildT5EncoderGraph(src, t5cfg, "float32"), () => true, {
+    "shared.weight": [t5cfg.vocabSize, t5cfg.dModel],
+  });
   await writeModel(join(dir, "t5.onnx"), buildT5EncoderGraph(t5Src, t5cfg, "float32"));
   const t5 = await openSession(join(dir, "t5.onnx"));
-  const ids = (n: number): HostTensor => ({ dtype: "int64", shape: [1, n], data: BigInt64Array.from({ length: n }, (_, i) => BigInt((i * 37) % 32000 + 1)) });
+  const ids = (n: number): HostTensor => ({
+    dtype: "int64",
+    shape: [1, n],
+    data: BigInt64Array.from({ length: n }, (_, i) => BigInt((i * 37) % 32000 + 1)),
+  });
   const t5Prompt = await time(t5, { input_ids: ids(nTok) }, 2);
   const t5Empty = await time(t5, { input_ids: ids(1) }, 2);
   await t5.release();
@@ -132,8 +138,12 @@ try {
   console.log("| model | graph | median ms |");
   console.log("|---|---|---|");
   for (const r of rows) console.log(r);
-  console.log(`\nreuse / full: cross-attn cached ${(100 * ms.reuse / ms.full).toFixed(2)}%, recomputed ${(100 * ms.reuseXr / ms.fullXr).toFixed(2)}%`);
-  console.log("\n| sampler | N | full / reuse steps | uncached s | FORA s (cross cached) | speed-up | FORA s (cross recomputed) | speed-up | paper |");
+  console.log(
+    `\nreuse / full: cross-attn cached ${(100 * ms.reuse / ms.full).toFixed(2)}%, recomputed ${(100 * ms.reuseXr / ms.fullXr).toFixed(2)}%`,
+  );
+  console.log(
+    "\n| sampler | N | full / reuse steps | uncached s | FORA s (cross cached) | speed-up | FORA s (cross recomputed) | speed-up | paper |",
+  );
   console.log("|---|---|---|---|---|---|---|---|---|");
   for (const [name, steps, paper] of [["IDDPM", 100, "1.86x"], ["DPM-Solver++", 20, "1.54x"]] as const) {
     const kinds = staticIntervalPlan(steps, 2).kinds;
@@ -142,9 +152,17 @@ try {
     const base = fixed + steps * ms.full0;
     const on = fixed + nf * ms.full + nr * ms.reuse;
     const off = fixed + nf * ms.fullXr + nr * ms.reuseXr;
-    console.log(`| ${name} | 2 | ${nf} / ${nr} | ${(base / 1e3).toFixed(1)} | ${(on / 1e3).toFixed(1)} | ${(base / on).toFixed(2)}x | ${(off / 1e3).toFixed(1)} | ${(base / off).toFixed(2)}x | ${paper} |`);
+    console.log(
+      `| ${name} | 2 | ${nf} / ${nr} | ${(base / 1e3).toFixed(1)} | ${(on / 1e3).toFixed(1)} | ${(base / on).toFixed(2)}x | ${
+        (off / 1e3).toFixed(1)
+      } | ${(base / off).toFixed(2)}x | ${paper} |`,
+    );
   }
-  console.log(`\nmachine: ${os.cpus()[0]?.model ?? "unknown CPU"}, ${os.cpus().length} cores, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB; onnxruntime-node CPU EP`);
+  console.log(
+    `\nmachine: ${os.cpus()[0]?.model ?? "unknown CPU"}, ${os.cpus().length} cores, ${
+      (os.totalmem() / 2 ** 30).toFixed(0)
+    } GiB; onnxruntime-node CPU EP`,
+  );
 } finally {
   await Deno.remove(dir, { recursive: true });
 }

@@ -16,8 +16,17 @@
 import { parseArgs } from "node:util";
 import os from "node:os";
 import { DEFAULT_CLASSIFIER, DEFAULT_MODEL } from "../lib/defaults.ts";
-import { evaluate, type EvalSummary } from "../lib/eval/evaluate.ts";
-import { type CachePolicy, dynamicPolicy, forecastPolicy, type Guards, partialPolicy, planOfPolicy, planPolicy, staticIntervalPlan } from "../lib/fora/policy.ts";
+import { type EvalSummary, evaluate } from "../lib/eval/evaluate.ts";
+import {
+  type CachePolicy,
+  dynamicPolicy,
+  forecastPolicy,
+  type Guards,
+  partialPolicy,
+  planOfPolicy,
+  planPolicy,
+  staticIntervalPlan,
+} from "../lib/fora/policy.ts";
 import { isSamplerName } from "../lib/samplers/mod.ts";
 import { readManifest } from "../lib/bundle/manifest.ts";
 import { openDitStepModel } from "../lib/models/dit/step_model.ts";
@@ -77,7 +86,9 @@ function policyOf(row: string, guards: Guards): CachePolicy {
 
 if (args.part !== "cost") {
   const guards = guardsOf(args.guards!);
-  console.log(`model ${args.model}, ${samples} samples per row (classes cycled, seed 0), ${sampler} ${steps} steps, cfg ${args.cfg}; ${machine}`);
+  console.log(
+    `model ${args.model}, ${samples} samples per row (classes cycled, seed 0), ${sampler} ${steps} steps, cfg ${args.cfg}; ${machine}`,
+  );
   if (args.guards) console.log(`guards on every row but static N=1: ${args.guards}`);
   console.log("\n| policy | params | full steps (mean) | class accuracy | Fréchet distance | ms / image | speed-up vs N=1 |");
   console.log("|---|---|---|---|---|---|---|");
@@ -101,7 +112,9 @@ if (args.part !== "cost") {
     base ??= s;
     const params = Object.entries(policy.params).map(([k, v]) => `${k}=${v}`).join(" ");
     console.log(
-      `| ${policy.name} | ${params} | ${s.full_steps.toFixed(1)} | ${(100 * s.accuracy).toFixed(1)}% | ${s.frechet_distance?.toFixed(3)} | ` +
+      `| ${policy.name} | ${params} | ${s.full_steps.toFixed(1)} | ${(100 * s.accuracy).toFixed(1)}% | ${
+        s.frechet_distance?.toFixed(3)
+      } | ` +
         `${s.ms_per_image.toFixed(1)} | ${(base.ms_per_image / s.ms_per_image).toFixed(2)}x |`,
     );
   }
@@ -136,7 +149,11 @@ if (args.part !== "quality") {
     console.log(`| probe (dynamic, every step) | ${(await time(() => model.probe!(x, 500))).toFixed(2)} |`);
     for (const b of [1, 2, Math.floor(depth / 2)].filter((b, i, a) => b < depth && a.indexOf(b) === i)) {
       console.log(`| partial reuse, last ${b} of ${depth} blocks | ${(await time(() => model.partialReuse!(x, 500, R, b))).toFixed(2)} |`);
-      console.log(`| partial full step (residuals over ${depth - b} blocks), J = 2 | ${(await time(() => model.partialFull!(x, 510, [500, 490], depth - b))).toFixed(1)} |`);
+      console.log(
+        `| partial full step (residuals over ${depth - b} blocks), J = 2 | ${
+          (await time(() => model.partialFull!(x, 510, [500, 490], depth - b))).toFixed(1)
+        } |`,
+      );
     }
   } finally {
     await session.release();

@@ -9,7 +9,7 @@
 import { parseArgs } from "node:util";
 import os from "node:os";
 import { DEFAULT_CLASSIFIER, DEFAULT_MODEL } from "../lib/defaults.ts";
-import { evaluate, type EvalSummary } from "../lib/eval/evaluate.ts";
+import { type EvalSummary, evaluate } from "../lib/eval/evaluate.ts";
 import { staticIntervalPlan } from "../lib/fora/policy.ts";
 import { isSamplerName } from "../lib/samplers/mod.ts";
 
@@ -24,7 +24,11 @@ const { values: args } = parseArgs({
   },
 });
 const samples = Number(args.samples), intervals = args.intervals!.split(",").map(Number);
-console.log(`model ${args.model}, ${samples} samples per row (classes cycled, seed 0), cfg ${args.cfg}, fp32 CPU (${os.cpus()[0]?.model}, ${os.cpus().length} cores)\n`);
+console.log(
+  `model ${args.model}, ${samples} samples per row (classes cycled, seed 0), cfg ${args.cfg}, fp32 CPU (${
+    os.cpus()[0]?.model
+  }, ${os.cpus().length} cores)\n`,
+);
 console.log("| sampler | N | full steps | class accuracy | Fréchet distance | ms / image | speed-up vs N=1 |");
 console.log("|---|---|---|---|---|---|---|");
 for (const spec of args.samplers!.split(",")) {
@@ -48,7 +52,9 @@ for (const spec of args.samplers!.split(",")) {
     base ??= s;
     const speedup = base.ms_per_image / s.ms_per_image;
     console.log(
-      `| ${sampler} ${steps} | ${N} | ${s.full_steps} | ${(100 * s.accuracy).toFixed(1)}% | ${s.frechet_distance?.toFixed(3)} | ${s.ms_per_image.toFixed(1)} | ${speedup.toFixed(2)}x |`,
+      `| ${sampler} ${steps} | ${N} | ${s.full_steps} | ${(100 * s.accuracy).toFixed(1)}% | ${s.frechet_distance?.toFixed(3)} | ${
+        s.ms_per_image.toFixed(1)
+      } | ${speedup.toFixed(2)}x |`,
     );
   }
 }

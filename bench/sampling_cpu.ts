@@ -66,7 +66,9 @@ try {
   const torchBase = torch?.results.find((r) => r.interval === 1)?.seconds;
   console.log(`\n${args.preset}, DDPM ${S} steps, batch 1 + CFG 1.5, fp32, CPU (${os.cpus()[0]?.model ?? "?"}, ${os.cpus().length} cores)`);
   if (torch) console.log(`PyTorch ${torch.torch}, ${torch.threads} threads, BLAS: ${torch.blas}`);
-  console.log(`\n| N | full steps | ideal S/full | fora s/img | fora speed-up | % of ideal | PyTorch s/img | PyTorch speed-up | fora vs PyTorch |`);
+  console.log(
+    `\n| N | full steps | ideal S/full | fora s/img | fora speed-up | % of ideal | PyTorch s/img | PyTorch speed-up | fora vs PyTorch |`,
+  );
   console.log(`|---|---|---|---|---|---|---|---|---|`);
   for (const r of fora) {
     const ideal = S / r.full;

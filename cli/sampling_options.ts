@@ -7,7 +7,15 @@ import { InvalidArgumentError, Option } from "@commander-js/extra-typings";
 import { ForaError } from "../lib/errors.ts";
 import { DEFAULT_MODEL } from "../lib/defaults.ts";
 import { defaultSteps, isSamplerName, type SamplerName, samplerNames } from "../lib/samplers/mod.ts";
-import { type CachePlan, type CachePolicy, makePolicy, POLICY_DEFAULTS, POLICY_NAMES, type PolicyName, staticIntervalPlan } from "../lib/fora/policy.ts";
+import {
+  type CachePlan,
+  type CachePolicy,
+  makePolicy,
+  POLICY_DEFAULTS,
+  POLICY_NAMES,
+  type PolicyName,
+  staticIntervalPlan,
+} from "../lib/fora/policy.ts";
 import type { GeneratorSettings } from "../lib/generator.ts";
 import { DEVICE_CHOICES, type DeviceChoice, resolveDevice } from "../lib/runtime/devices.ts";
 
@@ -17,7 +25,10 @@ export const samplerOption = () => new Option("--sampler <name>", `sampler: ${sa
 export const stepsOption = () =>
   new Option("--steps <n>", "sampling steps (default: ddpm 250, ddim 50, dpm-solver++ 20, iddpm 100)").argParser(positiveInt("--steps"));
 export const cfgOption = () =>
-  new Option("--cfg <scale>", "classifier-free guidance scale; 1 disables guidance (and halves the work). The paper's FID protocol uses 1.5")
+  new Option(
+    "--cfg <scale>",
+    "classifier-free guidance scale; 1 disables guidance (and halves the work). The paper's FID protocol uses 1.5",
+  )
     .argParser(parseCfg).default(4);
 export const cfgChannelsOption = () =>
   new Option("--cfg-channels <which>", "guided channels: ref (DiT's reference: eps channels 0..2) or all (diffusers)")
@@ -126,7 +137,10 @@ export const lookaheadOption = () =>
       `a larger K costs more per full step (default: --max-reuse, else ${POLICY_DEFAULTS.lookahead})`,
   ).argParser(positiveInt("--lookahead"));
 export const computeLastOption = () =>
-  new Option("--compute-last <b>", `partial: blocks at the end of the model computed on every step, 1 .. depth-1 (default ${POLICY_DEFAULTS.computeLast})`)
+  new Option(
+    "--compute-last <b>",
+    `partial: blocks at the end of the model computed on every step, 1 .. depth-1 (default ${POLICY_DEFAULTS.computeLast})`,
+  )
     .argParser(positiveInt("--compute-last"));
 export const warmupOption = () =>
   new Option("--warmup <w>", "any policy: the first W steps run in full").argParser(wholeNumber("--warmup")).default(0);
@@ -155,15 +169,23 @@ export interface PolicyFlags {
  */
 export function policyOf(flags: PolicyFlags, steps: number, opts: { schedule?: CachePlan; depth?: number } = {}): CachePolicy {
   const name: PolicyName = opts.schedule && flags.policy === "static" ? "schedule" : flags.policy;
-  if (opts.schedule && name !== "schedule") throw new ForaError("usage", `--schedule runs the schedule policy; leave out --policy ${name} or --schedule`);
-  if (name === "schedule" && !opts.schedule) throw new ForaError("usage", "--policy schedule needs --schedule FILE.json (make one with fora similarity --suggest-schedule)");
+  if (opts.schedule && name !== "schedule") {
+    throw new ForaError("usage", `--schedule runs the schedule policy; leave out --policy ${name} or --schedule`);
+  }
+  if (name === "schedule" && !opts.schedule) {
+    throw new ForaError("usage", "--policy schedule needs --schedule FILE.json (make one with fora similarity --suggest-schedule)");
+  }
   const only = (flag: string, value: unknown, policy: PolicyName) => {
-    if (value !== undefined && name !== policy) throw new ForaError("usage", `${flag} applies to --policy ${policy} only (this run uses ${name})`);
+    if (value !== undefined && name !== policy) {
+      throw new ForaError("usage", `${flag} applies to --policy ${policy} only (this run uses ${name})`);
+    }
   };
   only("--threshold", flags.threshold, "dynamic");
   only("--lookahead", flags.lookahead, "dynamic");
   only("--compute-last", flags.computeLast, "partial");
-  if (name === "dynamic" && flags.intervalGiven) throw new ForaError("usage", "--policy dynamic decides every step itself: leave out -N (use --threshold, --max-reuse)");
+  if (name === "dynamic" && flags.intervalGiven) {
+    throw new ForaError("usage", "--policy dynamic decides every step itself: leave out -N (use --threshold, --max-reuse)");
+  }
   if (flags.warmup + flags.cooldown > steps) {
     throw new ForaError("usage", `--warmup ${flags.warmup} and --cooldown ${flags.cooldown} cover more than the ${steps} steps`);
   }
@@ -193,7 +215,9 @@ export function parseThreshold(value: string): number {
 export function wholeNumber(flag: string) {
   return (value: string): number => {
     const n = Number(value);
-    if (!/^\d+$/.test(value) || !Number.isSafeInteger(n)) throw new InvalidArgumentError(`${flag} must be a whole number >= 0, got "${value}"`);
+    if (!/^\d+$/.test(value) || !Number.isSafeInteger(n)) {
+      throw new InvalidArgumentError(`${flag} must be a whole number >= 0, got "${value}"`);
+    }
     return n;
   };
 }

@@ -25,6 +25,14 @@ export function attendText(g: GraphBuilder, q: Value, k: Value, v: Value, heads:
 }
 
 /** x [n, T, D] attends to k/v [n, Tk, D] -> [n, T, D] after the output projection. */
-export function crossAttention(g: GraphBuilder, x: Value, k: Value, v: Value, w: CrossAttentionWeights, heads: number, kind: AttentionKind): Value {
+export function crossAttention(
+  g: GraphBuilder,
+  x: Value,
+  k: Value,
+  v: Value,
+  w: CrossAttentionWeights,
+  heads: number,
+  kind: AttentionKind,
+): Value {
   return linear(g, attendText(g, linear(g, x, w.q), k, v, heads, kind), w.out);
 }

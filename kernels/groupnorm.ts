@@ -59,9 +59,7 @@ export function groupNorm(g: GraphBuilder, x: Value, p: GroupNormWeights, opts: 
     // One channel per group: InstanceNormalization is GroupNorm, affine included.
     return instanceNorm(x, p.weight, p.bias);
   }
-  const perGroup = spatial.every((d) => typeof d === "number")
-    ? (c / groups) * (spatial as number[]).reduce((a, b) => a * b, 1)
-    : -1;
+  const perGroup = spatial.every((d) => typeof d === "number") ? (c / groups) * (spatial as number[]).reduce((a, b) => a * b, 1) : -1;
   const grouped = g.reshape(xs, [0, groups, perGroup]);
   const normed = g.cast(reshapeLike(g, instanceNorm(grouped, ones(groups), zeros(groups)), x), x.dtype);
   const affineShape = [c, ...spatial.map(() => 1)];

@@ -11,7 +11,10 @@ export function rmsNorm(g: GraphBuilder, x: Value, weight: Value, eps: number): 
     const x32 = g.cast(x, "float32");
     const sq = g.mul(x32, x32);
     // ReduceMean with an `axes` attribute: the opset-17 form (axes became an input in opset 18).
-    const [variance] = g.node("ReduceMean", [sq], [{ dtype: "float32", shape: [...sq.shape.slice(0, -1), 1] }], { axes: [-1], keepdims: 1 });
+    const [variance] = g.node("ReduceMean", [sq], [{ dtype: "float32", shape: [...sq.shape.slice(0, -1), 1] }], {
+      axes: [-1],
+      keepdims: 1,
+    });
     const inv = g.unary("Reciprocal", g.unary("Sqrt", g.add(variance, g.scalar(eps, "float32"))));
     return g.mul(g.mul(x32, inv), g.cast(weight, "float32"));
   });

@@ -71,7 +71,10 @@ export async function generate(opts: GenerateOptions, emit: EmitEvent): Promise<
     // Before run_start: a bad input means the run never started.
     if (!gen.canDecode && !opts.latentsOut) {
       const C = gen.latentShape(1)[1];
-      throw new ForaError("usage", `${opts.model} has no VAE and ${C}-channel latents, so it cannot write images; pass --latents-out FILE.npy to keep the latents`);
+      throw new ForaError(
+        "usage",
+        `${opts.model} has no VAE and ${C}-channel latents, so it cannot write images; pass --latents-out FILE.npy to keep the latents`,
+      );
     }
     if (opts.latentsIn) xT = await readLatents(opts.latentsIn, gen.latentShape(B));
   } catch (e) {
@@ -99,7 +102,14 @@ export async function generate(opts: GenerateOptions, emit: EmitEvent): Promise<
       steps.push(r);
       emitStep(events, r);
     };
-    const batch = await gen.sampleBatch({ classes: opts.classes, prompts: prompts ?? [], seed: opts.seed, firstIndex: 0, xT, signal: opts.signal }, onStep);
+    const batch = await gen.sampleBatch({
+      classes: opts.classes,
+      prompts: prompts ?? [],
+      seed: opts.seed,
+      firstIndex: 0,
+      xT,
+      signal: opts.signal,
+    }, onStep);
     // A signal that arrives while decoding or writing stops the run before its images are written.
     if (opts.signal?.aborted) throw interrupted(signalName(opts.signal));
     samplingMs = batch.samplingMs;
@@ -135,13 +145,15 @@ export async function generate(opts: GenerateOptions, emit: EmitEvent): Promise<
   function totals(): RunTotals {
     return runTotals(steps, samplingMs, decodeMs, events.elapsedMs());
   }
-
 }
 
 async function readLatents(path: string, want: number[]): Promise<Float32Array> {
   const a = await readNpy(path);
   if (a.shape.length !== want.length || a.shape.some((d, i) => d !== want[i])) {
-    throw new ForaError("usage", `--latents-in ${path}: shape [${a.shape}] does not match this run's latent [${want}] (batch, channels, height, width)`);
+    throw new ForaError(
+      "usage",
+      `--latents-in ${path}: shape [${a.shape}] does not match this run's latent [${want}] (batch, channels, height, width)`,
+    );
   }
   return a.data;
 }
@@ -178,7 +190,6 @@ async function checkWritable(flag: string, value: string, folder: string): Promi
   }
 }
 
-
 function flagsOf(opts: GenerateOptions): { [k: string]: JsonValue } {
   return {
     model: opts.model,
@@ -214,4 +225,3 @@ export function promptSlug(prompt: string): string {
   const slug = prompt.toLowerCase().normalize("NFKD").replace(/[^a-z0-9]+/g, "-").replace(/^-+|-+$/g, "").slice(0, 40).replace(/-+$/, "");
   return slug === "" ? "empty" : slug;
 }
-

@@ -5,7 +5,7 @@
  */
 import { join } from "node:path";
 import { type DitConfig, outChannels, TIMESTEP_FREQ_DIM } from "../lib/models/dit/config.ts";
-import { writeSafetensors, type WritableTensor } from "../lib/weights/safetensors.ts";
+import { type WritableTensor, writeSafetensors } from "../lib/weights/safetensors.ts";
 
 /** Deterministic uniform values in [-scale, scale] (xorshift32): fast enough for 675M weights. */
 function randomTensor(shape: number[], scale: number, state: { s: number }): WritableTensor {

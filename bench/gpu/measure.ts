@@ -25,7 +25,7 @@ import { countFull, staticIntervalPlan } from "../../lib/fora/policy.ts";
 import { residualDenoiser } from "../../lib/fora/denoiser.ts";
 import { makeSampler } from "../../lib/samplers/mod.ts";
 import { batchNormals, sampleRngs } from "../../lib/random/mod.ts";
-import { type DeviceChoice, describeDevices, ortRuntime, resolveDevice } from "../../lib/runtime/devices.ts";
+import { describeDevices, type DeviceChoice, ortRuntime, resolveDevice } from "../../lib/runtime/devices.ts";
 import { writeRandomDit } from "../../tools/random_dit.ts";
 import { isForaError } from "../../lib/errors.ts";
 
@@ -150,7 +150,11 @@ async function run(): Promise<void> {
       ideal_speedup: steps / full,
       finite,
     });
-    log(`${device} ${precision} N=${interval}: ${seconds.toFixed(3)} s/image (runs ${runs.map((s) => s.toFixed(3)).join(", ")})${finite ? "" : " NON-FINITE"}`);
+    log(
+      `${device} ${precision} N=${interval}: ${seconds.toFixed(3)} s/image (runs ${runs.map((s) => s.toFixed(3)).join(", ")})${
+        finite ? "" : " NON-FINITE"
+      }`,
+    );
   }
   const base = results.find((r) => r.interval === 1)?.seconds;
   for (const r of results) r.speedup_vs_n1 = base ? base / r.seconds : null;

@@ -25,7 +25,10 @@ const MiB = 1 << 20;
 const CALL_LIMIT = 64 * MiB;
 const MAX_PART = 60 * MiB;
 
-export const ORT_NODE = { spec: "onnxruntime-node@1.29.0", integrity: "sha512-WjiVVB72riILz8HbYvxvmjKyE/WmkYoSfKY++axo5jAR609HQg8MwiG/HhShpTcJfmmAdzxxmB+MMST3A+SiPA==" };
+export const ORT_NODE = {
+  spec: "onnxruntime-node@1.29.0",
+  integrity: "sha512-WjiVVB72riILz8HbYvxvmjKyE/WmkYoSfKY++axo5jAR609HQg8MwiG/HhShpTcJfmmAdzxxmB+MMST3A+SiPA==",
+};
 export const ORT_CUDA = {
   spec: "com.github.asus4.onnxruntime.linux-x64-gpu@0.4.9",
   integrity: "sha512-FopIhNE/Ng+v2X65wVc9clPCBCvhvA53Hxo2U0Kf5fGdVsC7iCA+mZ0KLWggcQAj7TIZ6pNidR4AC10g74Xo6w==",
@@ -93,8 +96,16 @@ async function buildPayload(): Promise<void> {
   // The CUDA provider (and its shared bridge), trimmed to the GPU architectures asked for.
   const cudaDir = join(root, "ort-cuda");
   await Deno.mkdir(cudaDir);
-  await sh(["tar", "-xzf", cudaTgz, "-C", cudaDir, "--strip-components=4",
-    `${ORT_CUDA.dir}/libonnxruntime_providers_cuda.so`, `${ORT_CUDA.dir}/libonnxruntime_providers_shared.so`]);
+  await sh([
+    "tar",
+    "-xzf",
+    cudaTgz,
+    "-C",
+    cudaDir,
+    "--strip-components=4",
+    `${ORT_CUDA.dir}/libonnxruntime_providers_cuda.so`,
+    `${ORT_CUDA.dir}/libonnxruntime_providers_shared.so`,
+  ]);
   const cudaLib = join(cudaDir, "libonnxruntime_providers_cuda.so");
   let trim: unknown = "none: --cubin-arch all";
   if (args["cubin-arch"] !== "all") {
@@ -103,7 +114,11 @@ async function buildPayload(): Promise<void> {
     const report = trimFatbins(bytes, keep);
     await Deno.writeFile(cudaLib, bytes);
     trim = { keep_cubin_arch: keep, ...report };
-    log(`CUDA provider: zeroed ${(report.zeroedBytes / MiB).toFixed(0)} MiB of cubins for other GPUs, kept ${(report.keptBytes / MiB).toFixed(0)} MiB`);
+    log(
+      `CUDA provider: zeroed ${(report.zeroedBytes / MiB).toFixed(0)} MiB of cubins for other GPUs, kept ${
+        (report.keptBytes / MiB).toFixed(0)
+      } MiB`,
+    );
   }
   provenance.cuda_provider = { package: ORT_CUDA.spec, onnxruntime: ORT_CUDA.ortVersion, cuda: 13, trim };
 
@@ -119,7 +134,9 @@ async function buildPayload(): Promise<void> {
   const locked = JSON.parse(await Deno.readTextFile(join(app, "deno.lock"))).npm?.[ORT_NODE.spec]?.integrity;
   if (locked !== ORT_NODE.integrity) throw new Error(`deno.lock has ${locked} for ${ORT_NODE.spec}; pinned: ${ORT_NODE.integrity}`);
   const ortPkg = join(app, "node_modules", ".deno", "onnxruntime-node@1.29.0", "node_modules", "onnxruntime-node");
-  for (const os of ["darwin", "win32", "linux/arm64"]) await Deno.remove(join(ortPkg, "bin", "napi-v6", os), { recursive: true }).catch(() => {});
+  for (const os of ["darwin", "win32", "linux/arm64"]) {
+    await Deno.remove(join(ortPkg, "bin", "napi-v6", os), { recursive: true }).catch(() => {});
+  }
   const core = join(ortPkg, "bin", "napi-v6", "linux", "x64", "libonnxruntime.so.1");
   if (!(await exists(core))) throw new Error(`deno install left no ${core}`);
   provenance.onnxruntime_node = { package: ORT_NODE.spec, core: relative(root, core), tarball_integrity: ORT_NODE.integrity };
@@ -146,7 +163,13 @@ async function buildPayload(): Promise<void> {
   provenance.vulkan_loader = { debs };
 
   provenance.imports = (await stamp()).imports;
-  provenance.files = await hashTree(root, ["deno", "ort-cuda/libonnxruntime_providers_cuda.so", "ort-cuda/libonnxruntime_providers_shared.so", relative(root, core), "vulkan/libvulkan.so.1"]);
+  provenance.files = await hashTree(root, [
+    "deno",
+    "ort-cuda/libonnxruntime_providers_cuda.so",
+    "ort-cuda/libonnxruntime_providers_shared.so",
+    relative(root, core),
+    "vulkan/libvulkan.so.1",
+  ]);
   await Deno.writeTextFile(join(root, "PAYLOAD.json"), JSON.stringify(provenance, null, 2) + "\n");
 
   log("compressing (xz -6; a few minutes on 2 cores) ...");
@@ -203,11 +226,17 @@ async function split(): Promise<void> {
     part_bytes: partBytes,
     parts,
   };
-  for (let i = 0; i < count; i++) await Deno.writeTextFile(join(OUT, `call${i + 1}`, "manifest.json"), JSON.stringify(manifest, null, 2) + "\n");
+  for (let i = 0; i < count; i++) {
+    await Deno.writeTextFile(join(OUT, `call${i + 1}`, "manifest.json"), JSON.stringify(manifest, null, 2) + "\n");
+  }
   const rel = relative(ROOT, OUT);
-  console.log(`payload ${(data.length / MiB).toFixed(1)} MiB in ${count} part(s) of at most ${(partBytes / MiB).toFixed(1)} MiB; ` +
-    `working tree ${(tree / MiB).toFixed(1)} MiB, so each call sends at most ${((tree + partBytes) / MiB).toFixed(1)} MiB of 64:`);
-  for (const p of parts) console.log(`  call ${p.call}: carry ["${rel}/call${p.call}"]  (${(p.bytes / MiB).toFixed(1)} MiB, sha256 ${p.sha256.slice(0, 12)}…)`);
+  console.log(
+    `payload ${(data.length / MiB).toFixed(1)} MiB in ${count} part(s) of at most ${(partBytes / MiB).toFixed(1)} MiB; ` +
+      `working tree ${(tree / MiB).toFixed(1)} MiB, so each call sends at most ${((tree + partBytes) / MiB).toFixed(1)} MiB of 64:`,
+  );
+  for (const p of parts) {
+    console.log(`  call ${p.call}: carry ["${rel}/call${p.call}"]  (${(p.bytes / MiB).toFixed(1)} MiB, sha256 ${p.sha256.slice(0, 12)}…)`);
+  }
 }
 
 // ---- helpers -------------------------------------------------------------------------------
@@ -230,9 +259,9 @@ async function exists(path: string): Promise<boolean> {
 }
 
 async function sh(cmd: string[], opts: { cwd?: string; env?: Record<string, string> } = {}): Promise<string> {
-  const out = await new Deno.Command(cmd[0], { args: cmd.slice(1), cwd: opts.cwd, env: opts.env, stdout: "piped", stderr: "piped" }).output();
+  const out = await new Deno.Command(cmd[0], { args: cmd.slice(1), cwd: opts.cwd, env: opts.env, stdout: "piped", stderr: "piped" })
+    .output();
   const dec = new TextDecoder();
   if (!out.success) throw new Error(`${cmd.join(" ")} failed (exit ${out.code}): ${dec.decode(out.stderr).trim()}`);
   return dec.decode(out.stdout);
 }
-

@@ -1,7 +1,7 @@
 /** `fora eval`: class accuracy and Fréchet distance of generated samples, scored by a classifier. */
 import { Command, Option } from "@commander-js/extra-typings";
 import { DEFAULT_CLASSIFIER } from "../../lib/defaults.ts";
-import { evaluate, type EvalProgress, type EvalSummary } from "../../lib/eval/evaluate.ts";
+import { type EvalProgress, type EvalSummary, evaluate } from "../../lib/eval/evaluate.ts";
 import { ndjsonWriter } from "../../lib/events/ndjson.ts";
 import {
   cfgChannelsOption,
@@ -37,7 +37,12 @@ export function evalCommand() {
     .addOption(cfgChannelsOption())
     .addOption(seedOption())
     .addOption(intervalOption())
-    .addOption(new Option("--classifier <dir>", "classifier folder (classifier.onnx, test_stats.safetensors)").default(DEFAULT_CLASSIFIER, "the shipped one"))
+    .addOption(
+      new Option("--classifier <dir>", "classifier folder (classifier.onnx, test_stats.safetensors)").default(
+        DEFAULT_CLASSIFIER,
+        "the shipped one",
+      ),
+    )
     .option("--json", "NDJSON: a line per batch, then a summary object")
     .addOption(precisionOption())
     .addOption(threadsOption())
@@ -53,7 +58,9 @@ Examples:
       const settings = await samplingSettings(opts);
       const json = opts.json ? ndjsonWriter<EvalProgress | EvalSummary>() : null;
       const progress = (p: EvalProgress) =>
-        Deno.stderr.writeSync(new TextEncoder().encode(`\r${p.done}/${p.samples} samples, accuracy so far ${(100 * p.accuracy).toFixed(1)}%`));
+        Deno.stderr.writeSync(
+          new TextEncoder().encode(`\r${p.done}/${p.samples} samples, accuracy so far ${(100 * p.accuracy).toFixed(1)}%`),
+        );
       const summary = await evaluate(
         { ...settings, samples: opts.samples, batch: opts.batch, seed: opts.seed, classifier: opts.classifier ?? DEFAULT_CLASSIFIER },
         json ? json.write : progress,

@@ -10,17 +10,15 @@ import { planOfSchedule, readScheduleFile, stepsForSchedule } from "../../lib/fo
 import {
   cfgChannelsOption,
   cfgOption,
-  deviceOption,
-  intervalOption,
-  modelOption,
   computeLastOption,
   cooldownOption,
+  deviceOption,
+  intervalOption,
   lookaheadOption,
   maxReuseOption,
+  modelOption,
   policyOf,
   policyOption,
-  thresholdOption,
-  warmupOption,
   positiveInt,
   precisionOption,
   samplerOption,
@@ -28,6 +26,8 @@ import {
   seedOption,
   stepsOption,
   threadsOption,
+  thresholdOption,
+  warmupOption,
 } from "../sampling_options.ts";
 
 export function generateCommand() {
@@ -62,10 +62,16 @@ export function generateCommand() {
     .addOption(warmupOption())
     .addOption(cooldownOption())
     .addOption(maxReuseOption())
-    .addOption(new Option("-p, --prompt <text>", "text prompt of a sample (PixArt-alpha bundles); repeat for several samples").argParser(collect).default([] as string[]))
+    .addOption(
+      new Option("-p, --prompt <text>", "text prompt of a sample (PixArt-alpha bundles); repeat for several samples").argParser(collect)
+        .default([] as string[]),
+    )
     .option("--no-clean-caption", "PixArt: do not clean prompts as the reference does (they are still lower-cased and stripped)")
     .addOption(
-      new Option("--cache-cross-attn <on|off>", "PixArt: cache cross-attention outputs like self-attention (on), or recompute them on reuse steps (off)")
+      new Option(
+        "--cache-cross-attn <on|off>",
+        "PixArt: cache cross-attention outputs like self-attention (on), or recompute them on reuse steps (off)",
+      )
         .choices(["on", "off"] as const).default("on" as const),
     )
     .option("--embeddings-cache <dir>", "PixArt: keep each prompt's T5 output in DIR, so the text encoder runs once per prompt across runs")
@@ -109,7 +115,9 @@ Cache policies (--policy; README "Cache policies" compares them):
     .action(async (opts, cmd) => {
       const pixart = await isPixartBundle(opts.model);
       if (pixart) {
-        if (opts.class.length) throw new ForaError("usage", "--class is for class-conditional models; this PixArt-alpha bundle takes --prompt TEXT");
+        if (opts.class.length) {
+          throw new ForaError("usage", "--class is for class-conditional models; this PixArt-alpha bundle takes --prompt TEXT");
+        }
         if (!opts.prompt.length) throw new ForaError("usage", "this PixArt-alpha bundle needs --prompt TEXT (repeat for several samples)");
         // PixArt's own defaults where the flag was not given.
         const unset = (name: string) => cmd.getOptionValueSource(name) === "default";
@@ -121,7 +129,10 @@ Cache policies (--policy; README "Cache policies" compares them):
       }
       const schedule = opts.schedule ? await readScheduleFile(opts.schedule) : undefined;
       const settings = schedule
-        ? await samplingSettings({ ...opts, steps: stepsForSchedule(schedule, opts.schedule!, opts.steps), cacheInterval: 1 }, planOfSchedule(schedule))
+        ? await samplingSettings(
+          { ...opts, steps: stepsForSchedule(schedule, opts.schedule!, opts.steps), cacheInterval: 1 },
+          planOfSchedule(schedule),
+        )
         : await samplingSettings(opts);
       const manifest = pixart ? null : await readAnyManifest(settings.model) as Manifest;
       const policy = policyOf(
@@ -129,8 +140,12 @@ Cache policies (--policy; README "Cache policies" compares them):
         settings.steps,
         { schedule: schedule ? planOfSchedule(schedule) : undefined, depth: manifest?.dit.config.depth },
       );
-      const classes = manifest ? resolveClasses(opts.class.length ? opts.class : ["0"], opts.batch, manifest.dit.config.numClasses, manifest.dit.classNames) : [];
-      const prompts = pixart ? Array.from({ length: opts.batch ?? opts.prompt.length }, (_, i) => opts.prompt[i % opts.prompt.length]) : undefined;
+      const classes = manifest
+        ? resolveClasses(opts.class.length ? opts.class : ["0"], opts.batch, manifest.dit.config.numClasses, manifest.dit.classNames)
+        : [];
+      const prompts = pixart
+        ? Array.from({ length: opts.batch ?? opts.prompt.length }, (_, i) => opts.prompt[i % opts.prompt.length])
+        : undefined;
       const sink = chooseSink({
         json: opts.json ?? false,
         stdoutIsTerminal: Deno.stdout.isTerminal(),

@@ -39,7 +39,9 @@ export function profileCommand() {
     .addOption(new Option("-c, --class <id|name>", "class of a sample; repeat for several").argParser(collect).default([] as string[], "0"))
     .option("--batch <n>", "samples per run; the --class list repeats to fill it", positiveInt("--batch"))
     .addOption(samplerOption())
-    .addOption(new Option("--steps <n>", `sampling steps (default ${PROFILE_STEPS}; with --schedule, its own)`).argParser(positiveInt("--steps")))
+    .addOption(
+      new Option("--steps <n>", `sampling steps (default ${PROFILE_STEPS}; with --schedule, its own)`).argParser(positiveInt("--steps")),
+    )
     .addOption(cfgOption())
     .addOption(cfgChannelsOption())
     .addOption(seedOption())
@@ -51,7 +53,11 @@ export function profileCommand() {
     .option("--chart <file.png>", "also draw a bar chart of time per block and branch")
     .option("--trace-dir <dir>", "keep ONNX Runtime's raw traces (chrome-trace JSON) in this folder")
     .option("--include-warmup", "count the first run of each graph too")
-    .addOption(new Option("--stat <how>", "kernel time: median over runs x runs, or the plain sum").choices(["median", "sum"] as const).default("median" as const))
+    .addOption(
+      new Option("--stat <how>", "kernel time: median over runs x runs, or the plain sum").choices(["median", "sum"] as const).default(
+        "median" as const,
+      ),
+    )
     .addHelpText(
       "after",
       `
@@ -67,13 +73,18 @@ part "total" closes each kind.`,
     .action(async (opts) => {
       const schedule = opts.schedule ? await readScheduleFile(opts.schedule) : undefined;
       const settings = schedule
-        ? await samplingSettings({ ...opts, steps: stepsForSchedule(schedule, opts.schedule!, opts.steps), cacheInterval: 1 }, planOfSchedule(schedule))
+        ? await samplingSettings(
+          { ...opts, steps: stepsForSchedule(schedule, opts.schedule!, opts.steps), cacheInterval: 1 },
+          planOfSchedule(schedule),
+        )
         : await samplingSettings({ ...opts, steps: opts.steps ?? PROFILE_STEPS });
       const manifest = await readManifest(settings.model);
       const list = opts.class.length ? opts.class : ["0"];
       const ids = list.map((c) => classId(c, manifest.dit.config.numClasses, manifest.dit.classNames));
       const classes = Array.from({ length: opts.batch ?? ids.length }, (_, i) => ids[i % ids.length]);
-      if (opts.chart && !opts.chart.toLowerCase().endsWith(".png")) throw new ForaError("usage", `--chart ${opts.chart}: give a file name ending in .png`);
+      if (opts.chart && !opts.chart.toLowerCase().endsWith(".png")) {
+        throw new ForaError("usage", `--chart ${opts.chart}: give a file name ending in .png`);
+      }
       const stop = stopOnSignals();
       try {
         const report = await profileRun({

@@ -42,7 +42,12 @@ export function sampleCommand() {
         "class by id or name; repeat for a list cycled over the images. Without it, each image's class is drawn uniformly, from --seed and its index",
       ).argParser(collect).default([] as string[], "uniform"),
     )
-    .option("--batch <n>", "images per batch (per .npz file and per resumable unit); every shard of a run must use the same", parseCount("--batch", MAX_BATCH), 16)
+    .option(
+      "--batch <n>",
+      "images per batch (per .npz file and per resumable unit); every shard of a run must use the same",
+      parseCount("--batch", MAX_BATCH),
+      16,
+    )
     .addOption(samplerOption())
     .addOption(stepsOption())
     .addOption(cfgOption())
@@ -78,7 +83,10 @@ SIGINT / SIGTERM (run the same command again to resume).`,
       const schedule = opts.schedule ? await readScheduleFile(opts.schedule) : undefined;
       const cacheInterval = schedule ? 1 : opts.cacheInterval;
       const settings = schedule
-        ? await samplingSettings({ ...opts, steps: stepsForSchedule(schedule, opts.schedule!, opts.steps), cacheInterval }, planOfSchedule(schedule))
+        ? await samplingSettings(
+          { ...opts, steps: stepsForSchedule(schedule, opts.schedule!, opts.steps), cacheInterval },
+          planOfSchedule(schedule),
+        )
         : await samplingSettings(opts);
       const manifest = await readManifest(settings.model);
       const { numClasses } = manifest.dit.config;

@@ -47,7 +47,9 @@ export function similarityCommand() {
     .addOption(precisionOption())
     .addOption(threadsOption())
     .option("--layers <list>", "blocks to analyse, e.g. 0,3,5-7 (default: all)", parseLayers)
-    .addOption(new Option("--branches <list>", "attn, mlp or attn,mlp").argParser(parseBranches).default(["attn", "mlp"] as Branch[], "attn,mlp"))
+    .addOption(
+      new Option("--branches <list>", "attn, mlp or attn,mlp").argParser(parseBranches).default(["attn", "mlp"] as Branch[], "attn,mlp"),
+    )
     .option("-o, --out <dir>", "output folder", "similarity")
     .addOption(
       new Option("--max-memory <size>", "memory for the features, e.g. 512M, 2G; exact when it fits, sketched otherwise")
@@ -56,8 +58,17 @@ export function similarityCommand() {
     .option("--sketch-dim <k>", "dimensions of the sketch", positiveInt("--sketch-dim"), DEFAULT_SKETCH_DIM)
     .option("--sketch-seed <n>", "seed of the sketch's hash", parseNonNegative("--sketch-seed"), 0)
     .option("--suggest-schedule <file.json>", "also write a recompute schedule for fora generate --schedule")
-    .option("--threshold <c>", "schedule: reuse while the similarity to the last full step is at least this", parseThreshold, DEFAULT_THRESHOLD)
-    .addOption(new Option("--aggregate <how>", "schedule: combine layers and branches by their mean or min similarity").choices(["mean", "min"] as const).default("mean" as const))
+    .option(
+      "--threshold <c>",
+      "schedule: reuse while the similarity to the last full step is at least this",
+      parseThreshold,
+      DEFAULT_THRESHOLD,
+    )
+    .addOption(
+      new Option("--aggregate <how>", "schedule: combine layers and branches by their mean or min similarity").choices(
+        ["mean", "min"] as const,
+      ).default("mean" as const),
+    )
     .option("--max-reuse <n>", "schedule: at most this many reuse steps in a row", positiveInt("--max-reuse"))
     .option("--json", "one JSON object per block and branch, then a summary, on stdout (NDJSON)")
     .addHelpText(
@@ -72,7 +83,9 @@ Examples:
     .action(async (opts) => {
       const settings = await samplingSettings({ ...opts, cacheInterval: 1 });
       const manifest = await readManifest(settings.model);
-      const classes = (opts.class.length ? opts.class : ["0"]).map((c) => classId(c, manifest.dit.config.numClasses, manifest.dit.classNames));
+      const classes = (opts.class.length ? opts.class : ["0"]).map((c) =>
+        classId(c, manifest.dit.config.numClasses, manifest.dit.classNames)
+      );
       const progress = !opts.json && Deno.stderr.isTerminal();
       const stop = stopOnSignals();
       let result;
@@ -114,7 +127,13 @@ Examples:
             mode: result.memory.mode,
           }),
         );
-        schedule = { path: opts.suggestSchedule, kinds, threshold: opts.threshold, aggregate: opts.aggregate, maxReuse: opts.maxReuse ?? null };
+        schedule = {
+          path: opts.suggestSchedule,
+          kinds,
+          threshold: opts.threshold,
+          aggregate: opts.aggregate,
+          maxReuse: opts.maxReuse ?? null,
+        };
       }
       const summary = await writeSimilarityOutputs(result, opts.out, schedule);
       const full = schedule ? schedule.kinds.filter((k) => k === "full").length : 0;
@@ -147,16 +166,22 @@ Examples:
         `similarity of ${summary.model}: ${summary.steps} steps, blocks ${result.layers.join(",")}, ${result.branches.join("+")}; ` +
         (summary.mode === "exact"
           ? `exact (${mib(summary.store_bytes)})`
-          : `sketched to ${summary.sketch_dim} dimensions (${mib(summary.store_bytes)}; standard error <= ${summary.sketch_standard_error!.at_0_95} near 0.95)`),
+          : `sketched to ${summary.sketch_dim} dimensions (${mib(summary.store_bytes)}; standard error <= ${
+            summary.sketch_standard_error!.at_0_95
+          } near 0.95)`),
         "block  branch  mean cos(k-1,k)  min cos(k-1,k)  cos(first,last)",
         ...summary.tracks.map((t) =>
-          `${String(t.layer).padStart(5)}  ${t.branch.padEnd(6)}  ${t.consecutive_mean.toFixed(4).padStart(15)}  ${t.consecutive_min.toFixed(4).padStart(14)}  ${
-            t.first_last.toFixed(4).padStart(15)
-          }`
+          `${String(t.layer).padStart(5)}  ${t.branch.padEnd(6)}  ${t.consecutive_mean.toFixed(4).padStart(15)}  ${
+            t.consecutive_min.toFixed(4).padStart(14)
+          }  ${t.first_last.toFixed(4).padStart(15)}`
         ),
         `report: ${summary.report} (heatmaps, .npy matrices, consecutive.png, summary.json in ${opts.out})`,
       ];
-      if (schedule) lines.push(`schedule: ${schedule.path}: ${full} full steps of ${summary.steps}; run it with fora generate --schedule ${schedule.path}`);
+      if (schedule) {
+        lines.push(
+          `schedule: ${schedule.path}: ${full} full steps of ${summary.steps}; run it with fora generate --schedule ${schedule.path}`,
+        );
+      }
       console.log(lines.join("\n"));
     });
 }
@@ -177,7 +202,9 @@ export function parseLayers(value: string): number[] {
     const a = Number(m[1]), b = m[2] === undefined ? a : Number(m[2]);
     if (b < a) throw new InvalidArgumentError(`"${part.trim()}" is an empty range`);
     // Bounds the loop below: past 2^53 i++ stops counting (a hang), and a huge range would fill memory.
-    if (b > MAX_LAYER) throw new InvalidArgumentError(`"${part.trim()}": block numbers go from 0 to the model's depth - 1 (at most ${MAX_LAYER})`);
+    if (b > MAX_LAYER) {
+      throw new InvalidArgumentError(`"${part.trim()}": block numbers go from 0 to the model's depth - 1 (at most ${MAX_LAYER})`);
+    }
     for (let i = a; i <= b; i++) out.add(i);
   }
   return [...out].sort((x, y) => x - y);
@@ -211,7 +238,9 @@ function parseThreshold(value: string): number {
 function parseNonNegative(flag: string) {
   return (value: string): number => {
     const n = Number(value);
-    if (!/^\d+$/.test(value) || !Number.isSafeInteger(n)) throw new InvalidArgumentError(`${flag} must be a whole number >= 0, got "${value}"`);
+    if (!/^\d+$/.test(value) || !Number.isSafeInteger(n)) {
+      throw new InvalidArgumentError(`${flag} must be a whole number >= 0, got "${value}"`);
+    }
     return n;
   };
 }

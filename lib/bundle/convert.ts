@@ -66,7 +66,13 @@ const COMPUTE_TYPE: Record<Precision, ComputeType> = { fp32: "float32", fp16: "f
 export async function convertBundle(src: string, dst: string, opts: ConvertOptions = {}): Promise<ConvertResult> {
   const precisions = checkPrecisions(opts.precisions ?? PRECISIONS);
   const source = await readModelSource(src);
-  return await convertInto(source.root, dst, opts, describeSource(source), (work, log) => build(source, work, precisions, opts.copyWeights ?? false, log));
+  return await convertInto(
+    source.root,
+    dst,
+    opts,
+    describeSource(source),
+    (work, log) => build(source, work, precisions, opts.copyWeights ?? false, log),
+  );
 }
 
 /** `fora convert`: a DiT folder (convertBundle) or a diffusers PixArt-alpha pipeline. */

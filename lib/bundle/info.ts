@@ -146,7 +146,10 @@ export function formatInfo(i: BundleInfo): string {
       `${c.numClasses} classes (null class ${i.conventions.nullClass})` +
       (c.learnSigma ? `; learned sigma (${i.conventions.outChannels} output channels)` : ""),
     ],
-    ["DiT weights", `${count(i.dit.parameters)} parameters in ${i.dit.tensors} tensors, ${i.dit.dtypes.join("/")}, ${bytes(i.dit.weightBytes)}`],
+    [
+      "DiT weights",
+      `${count(i.dit.parameters)} parameters in ${i.dit.tensors} tensors, ${i.dit.dtypes.join("/")}, ${bytes(i.dit.weightBytes)}`,
+    ],
     ["VAE", vaeLine(i)],
     ["weights", `${bytes(i.weightBytes)} in weights/`],
     ["graphs", `${i.graphs.length} ONNX files, ${bytes(i.graphBytes)}`],

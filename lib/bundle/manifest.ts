@@ -271,8 +271,7 @@ export function checkManifest(json: unknown, where: string): Manifest {
   };
   const obj = (v: unknown, key: string): Obj =>
     typeof v === "object" && v !== null && !Array.isArray(v) ? v as Obj : fail(key, "must be a JSON object");
-  const str = (o: Obj, k: string, key: string): string =>
-    typeof o[k] === "string" ? o[k] as string : fail(key, "must be a string");
+  const str = (o: Obj, k: string, key: string): string => typeof o[k] === "string" ? o[k] as string : fail(key, "must be a string");
   const oneOf = <T extends string>(o: Obj, k: string, key: string, allowed: readonly T[]): T =>
     allowed.includes(o[k] as T) ? o[k] as T : fail(key, `must be one of ${allowed.map((a) => JSON.stringify(a)).join(", ")}`);
   const count = (o: Obj, k: string, key: string): number =>

@@ -26,11 +26,11 @@ import { buildVaeDecoderGraph } from "../models/vae/graph.ts";
 import { parseT5Config, type T5Config } from "../models/t5/config.ts";
 import { buildT5EncoderGraph } from "../models/t5/graph.ts";
 import {
+  parsePixartDiffusersConfig,
   PIXART_FREQ_DIVISOR,
   PIXART_NORM_EPS,
   type PixartConfig,
   type PixartNaming,
-  parsePixartDiffusersConfig,
   pixartOutChannels,
   pixartTokens,
 } from "../models/pixart/config.ts";
@@ -148,7 +148,10 @@ export async function readPixartSource(root: string): Promise<PixartSource> {
   const teCfgPath = join(teDir, "config.json");
   const t5 = parseT5Config(await readJson(teCfgPath), teCfgPath);
   if (t5.dModel !== config.captionChannels) {
-    throw new ForaError("bundle", `${teCfgPath}: d_model ${t5.dModel} does not match the transformer's caption_channels ${config.captionChannels}`);
+    throw new ForaError(
+      "bundle",
+      `${teCfgPath}: d_model ${t5.dModel} does not match the transformer's caption_channels ${config.captionChannels}`,
+    );
   }
   const tokDir = await need("tokenizer", "the T5 tokenizer");
   await loadT5Tokenizer(tokDir); // fails early, with instructions, when tokenizer.json is missing
@@ -158,7 +161,10 @@ export async function readPixartSource(root: string): Promise<PixartSource> {
     const p = join(vaeDir, "config.json");
     const vc = parseVaeConfig(await readJson(p), p);
     if (vc.latentChannels !== config.inChannels) {
-      throw new ForaError("bundle", `${p}: latent_channels ${vc.latentChannels} does not match the transformer's in_channels ${config.inChannels}`);
+      throw new ForaError(
+        "bundle",
+        `${p}: latent_channels ${vc.latentChannels} does not match the transformer's in_channels ${config.inChannels}`,
+      );
     }
     vae = { config: vc, checkpoint: await loadCheckpoint(vaeDir) };
   }
@@ -225,7 +231,11 @@ export async function buildPixartBundle(
   const teGraphs: PixartManifest["textEncoder"]["graphs"] = [];
   for (const precision of precisions) {
     const file = t5GraphFile(precision);
-    await writeModel(join(work, file), buildT5EncoderGraph(teSrc, source.textEncoder.config, COMPUTE_TYPE[precision]), `fora ${FORA_VERSION}: T5 encoder, ${precision}`);
+    await writeModel(
+      join(work, file),
+      buildT5EncoderGraph(teSrc, source.textEncoder.config, COMPUTE_TYPE[precision]),
+      `fora ${FORA_VERSION}: T5 encoder, ${precision}`,
+    );
     teGraphs.push({ file, precision });
     log(`graph: ${file}`);
   }
@@ -290,14 +300,20 @@ export async function buildPixartBundle(
 }
 
 /** Absolute path of the PixArt graph with these properties, or a ForaError naming what the bundle has. */
-export function pixartGraphPath(dir: string, m: PixartManifest, want: { kind: PixartGraphKind; guidance: Guidance; precision: Precision }): string {
+export function pixartGraphPath(
+  dir: string,
+  m: PixartManifest,
+  want: { kind: PixartGraphKind; guidance: Guidance; precision: Precision },
+): string {
   const g = m.pixart.graphs.find((e) =>
     e.kind === want.kind && e.precision === want.precision && (e.kind === "text" || e.guidance === want.guidance)
   );
   if (!g) {
     throw new ForaError(
       "bundle",
-      `${dir}: bundle has no ${want.kind}/${want.guidance}/${want.precision} PixArt graph (it has ${m.pixart.graphs.map((e) => e.file).join(", ")}); re-run fora convert`,
+      `${dir}: bundle has no ${want.kind}/${want.guidance}/${want.precision} PixArt graph (it has ${
+        m.pixart.graphs.map((e) => e.file).join(", ")
+      }); re-run fora convert`,
     );
   }
   return join(dir, g.file);
@@ -320,7 +336,8 @@ export function checkPixartManifest(json: Record<string, unknown>, where: string
   const obj = (v: unknown, key: string): Record<string, unknown> =>
     typeof v === "object" && v !== null && !Array.isArray(v) ? v as Record<string, unknown> : fail(key, "must be a JSON object");
   const arr = (v: unknown, key: string): unknown[] => Array.isArray(v) ? v : fail(key, "must be a list");
-  const file = (v: unknown, key: string): string => typeof v === "string" && listed.has(v) ? v : fail(key, `must name a file that "files" lists`);
+  const file = (v: unknown, key: string): string =>
+    typeof v === "string" && listed.has(v) ? v : fail(key, `must name a file that "files" lists`);
   const p = obj(json.pixart, "pixart");
   const config = obj(p.config, "pixart.config") as unknown as PixartConfig;
   for (const k of ["depth", "hiddenSize", "numHeads", "patchSize", "inputSize", "inChannels", "captionChannels", "maxTokens"] as const) {
@@ -382,7 +399,10 @@ export async function readAnyManifest(dir: string): Promise<Manifest | PixartMan
   const files = o.files as FileEntry[];
   for (const f of files) {
     if (typeof f?.path !== "string" || !isSafeRelativePath(f.path) || !Number.isSafeInteger(f.size)) {
-      throw new ForaError("bundle", `${path}: "files" has an entry that is not {path, size, sha256} with a relative path inside the bundle`);
+      throw new ForaError(
+        "bundle",
+        `${path}: "files" has an entry that is not {path, size, sha256} with a relative path inside the bundle`,
+      );
     }
   }
   const m = checkPixartManifest(o, path, new Set(files.map((f) => f.path)));

@@ -43,13 +43,21 @@ export async function pixartInfo(dir: string, m: PixartManifest, opts: { verify?
       weightBytes: m.textEncoder.weights.bytes,
     },
     vae: m.vae && { parameters: m.vae.weights.parameters, weightBytes: m.vae.weights.bytes, scalingFactor: m.vae.config.scalingFactor },
-    graphs: [...m.pixart.graphs, ...m.textEncoder.graphs, ...(m.vae?.graphs ?? [])].map((g) => ({ file: g.file, bytes: size.get(g.file) ?? 0 })),
+    graphs: [...m.pixart.graphs, ...m.textEncoder.graphs, ...(m.vae?.graphs ?? [])].map((g) => ({
+      file: g.file,
+      bytes: size.get(g.file) ?? 0,
+    })),
     totalBytes: m.files.reduce((n, f) => n + f.size, 0),
     fileCount: m.files.length + 1,
   };
   if (opts.verify) {
     const bad = await verifyBundle(root, m);
-    if (bad.length > 0) throw new ForaError("bundle", `${root}: sha256 differs from the manifest for ${bad.join(", ")}; the files were modified, re-run fora convert`);
+    if (bad.length > 0) {
+      throw new ForaError(
+        "bundle",
+        `${root}: sha256 differs from the manifest for ${bad.join(", ")}; the files were modified, re-run fora convert`,
+      );
+    }
     info.verified = true;
   }
   return info;
@@ -60,11 +68,30 @@ export function formatPixartInfo(i: PixartBundleInfo): string {
   const rows: [string, string][] = [
     ["bundle", i.bundle],
     ["model", `PixArt-alpha, ${i.naming} weights (converted from ${i.source}), written by fora ${i.foraVersion}`],
-    ["architecture", `depth ${c.depth}, hidden ${c.hiddenSize}, ${c.numHeads} heads, patch ${c.patchSize}; captions ${c.maxTokens} tokens x ${c.captionChannels}`],
-    ["input", `latent ${c.inChannels} x ${c.inputSize} x ${c.inputSize} -> ${i.conventions.tokens} tokens; unconditional caption: ${i.conventions.unconditional}`],
-    ["transformer", `${count(i.transformer.parameters)} parameters, ${i.transformer.dtypes.join("/")}, ${bytes(i.transformer.weightBytes)}`],
-    ["text encoder", `T5 v1.1, ${i.textEncoder.layers} layers x ${i.textEncoder.dModel}, ${count(i.textEncoder.parameters)} parameters, ${bytes(i.textEncoder.weightBytes)}`],
-    ["VAE", i.vae ? `${count(i.vae.parameters)} parameters, latents / ${i.vae.scalingFactor}, ${bytes(i.vae.weightBytes)}` : "none (outputs are latents)"],
+    [
+      "architecture",
+      `depth ${c.depth}, hidden ${c.hiddenSize}, ${c.numHeads} heads, patch ${c.patchSize}; captions ${c.maxTokens} tokens x ${c.captionChannels}`,
+    ],
+    [
+      "input",
+      `latent ${c.inChannels} x ${c.inputSize} x ${c.inputSize} -> ${i.conventions.tokens} tokens; unconditional caption: ${i.conventions.unconditional}`,
+    ],
+    [
+      "transformer",
+      `${count(i.transformer.parameters)} parameters, ${i.transformer.dtypes.join("/")}, ${bytes(i.transformer.weightBytes)}`,
+    ],
+    [
+      "text encoder",
+      `T5 v1.1, ${i.textEncoder.layers} layers x ${i.textEncoder.dModel}, ${count(i.textEncoder.parameters)} parameters, ${
+        bytes(i.textEncoder.weightBytes)
+      }`,
+    ],
+    [
+      "VAE",
+      i.vae
+        ? `${count(i.vae.parameters)} parameters, latents / ${i.vae.scalingFactor}, ${bytes(i.vae.weightBytes)}`
+        : "none (outputs are latents)",
+    ],
     ["graphs", `${i.graphs.length} ONNX files, ${bytes(i.graphs.reduce((n, g) => n + g.bytes, 0))}`],
   ];
   const width = Math.max(...rows.map(([k]) => k.length)) + 2;

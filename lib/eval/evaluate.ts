@@ -49,7 +49,10 @@ export async function evaluate(opts: EvalOptions, onProgress?: (p: EvalProgress)
   try {
     const [, C, H] = gen.latentShape(1);
     if (gen.manifest.space !== "pixel" || C !== 1 || H !== classifier.inputSize) {
-      throw new ForaError("usage", `${opts.model}: fora eval scores 1-channel ${classifier.inputSize}x${classifier.inputSize} pixel-space models (this one is ${gen.manifest.space}, ${C}x${H}x${H})`);
+      throw new ForaError(
+        "usage",
+        `${opts.model}: fora eval scores 1-channel ${classifier.inputSize}x${classifier.inputSize} pixel-space models (this one is ${gen.manifest.space}, ${C}x${H}x${H})`,
+      );
     }
     const K = gen.manifest.dit.config.numClasses;
     const features = new Float32Array(opts.samples * classifier.featureSize);

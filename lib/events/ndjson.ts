@@ -5,12 +5,7 @@
  * later call; the CLI catches it, stops the run and exits 0 with nothing on stderr.
  */
 import { ForaError } from "../errors.ts";
-import {
-  isBrokenPipe,
-  OutputClosed,
-  type SyncWriter,
-  writeAllSync,
-} from "./output.ts";
+import { isBrokenPipe, OutputClosed, type SyncWriter, writeAllSync } from "./output.ts";
 import type { EventSink, ForaEvent } from "./types.ts";
 
 export function ndjsonSink(out: SyncWriter = Deno.stdout): EventSink {
@@ -37,9 +32,7 @@ export function ndjsonWriter<T extends object>(out: SyncWriter = Deno.stdout): {
         }
         throw new ForaError(
           "io",
-          `could not write the event stream to standard output: ${
-            e instanceof Error ? e.message : String(e)
-          }`,
+          `could not write the event stream to standard output: ${e instanceof Error ? e.message : String(e)}`,
         );
       }
     },

@@ -112,16 +112,10 @@ export function progressLine(s: ProgressState, barWidth = 24): string {
 
 export function summaryLine(e: RunEndEvent, s: ProgressState): string {
   const t = e.totals;
-  const head = e.status === "ok"
-    ? "done:"
-    : e.status === "error"
-    ? "stopped by an error after"
-    : "interrupted after";
+  const head = e.status === "ok" ? "done:" : e.status === "error" ? "stopped by an error after" : "interrupted after";
   const steps = t.full_steps + t.reuse_steps;
   const parts = [
-    `${head} ${steps} steps (${t.full_steps} full, ${t.reuse_steps} reuse) in ${
-      formatSeconds(t.wall_ms)
-    }`,
+    `${head} ${steps} steps (${t.full_steps} full, ${t.reuse_steps} reuse) in ${formatSeconds(t.wall_ms)}`,
   ];
   if (steps > 0 && t.sampling_ms > 0) {
     parts.push(`${formatRate(steps / (t.sampling_ms / 1000))} steps/s`);
@@ -217,8 +211,7 @@ function etaMs(s: ProgressState): number | null {
   const count = full.count + reuse.count;
   if (count === 0) return null;
   const overall = (full.ms + reuse.ms) / count;
-  const mean = (k: StepKind) =>
-    s.measured[k].count > 0 ? s.measured[k].ms / s.measured[k].count : overall;
+  const mean = (k: StepKind) => s.measured[k].count > 0 ? s.measured[k].ms / s.measured[k].count : overall;
   let left = 0;
   for (let k = s.position; k < s.steps; k++) left += mean(s.plan[k] ?? "full");
   return left;

@@ -46,7 +46,10 @@ export function residualDenoiser(model: StepModel, plan: CachePlan | CachePolicy
   const dynamic = policy.planned.includes("decide");
   const partial = policy.computeLast > 0;
   if ((dynamic && !model.probe) || (partial && (!model.partialFull || !model.partialReuse))) {
-    throw new ForaError("usage", `the ${policy.name} cache policy needs a DiT bundle (this model supports static, schedule and forecast only)`);
+    throw new ForaError(
+      "usage",
+      `the ${policy.name} cache policy needs a DiT bundle (this model supports static, schedule and forecast only)`,
+    );
   }
   const residualBlocks = L - policy.computeLast;
   const size = model.featureSize;
@@ -66,7 +69,10 @@ export function residualDenoiser(model: StepModel, plan: CachePlan | CachePolicy
     const j = e.positions.indexOf(k);
     if (j < 0) return undefined;
     if (e.residuals.length !== e.positions.length * size) {
-      throw new ForaError("usage", `the ${policy.name} cache policy needs one residual per reuse step (with PixArt, keep --cache-cross-attn on)`);
+      throw new ForaError(
+        "usage",
+        `the ${policy.name} cache policy needs one residual per reuse step (with PixArt, keep --cache-cross-attn on)`,
+      );
     }
     return e.residuals.subarray(j * size, (j + 1) * size);
   };
@@ -150,7 +156,14 @@ export function literalDenoiser(model: StepModel, plan: CachePlan, onStep?: Step
   };
 }
 
-function report(k: number, step: { index: number; modelTime: number }, kind: StepKind, ms: number, depth: number, reused: number): StepReport {
+function report(
+  k: number,
+  step: { index: number; modelTime: number },
+  kind: StepKind,
+  ms: number,
+  depth: number,
+  reused: number,
+): StepReport {
   const hits = Array.from({ length: depth }, (_, b) => b < reused);
   return { k, index: step.index, modelTime: step.modelTime, kind, ms, attnHits: hits, mlpHits: [...hits] };
 }

@@ -148,7 +148,10 @@ export function forecastPolicy(steps: number, interval: number, guards: Guards =
 /** Static FORA where the last B blocks run on every step; reuse steps reuse the first L-B. */
 export function partialPolicy(steps: number, interval: number, computeLast: number, depth: number, guards: Guards = {}): CachePolicy {
   if (!Number.isInteger(computeLast) || computeLast < 1 || computeLast >= depth) {
-    throw new ForaError("usage", `--compute-last must be a whole number from 1 to ${depth - 1} (the model has ${depth} blocks), got ${computeLast}`);
+    throw new ForaError(
+      "usage",
+      `--compute-last must be a whole number from 1 to ${depth - 1} (the model has ${depth} blocks), got ${computeLast}`,
+    );
   }
   const base = planPolicy(staticIntervalPlan(steps, interval), guards);
   return { ...base, name: "partial", params: { interval, compute_last: computeLast, ...guardParams(guards) }, computeLast };
@@ -165,7 +168,9 @@ export function partialPolicy(steps: number, interval: number, computeLast: numb
 export function dynamicPolicy(steps: number, threshold: number, lookahead: number, guards: Guards = {}): CachePolicy {
   checkSteps(steps);
   if (!Number.isFinite(threshold) || threshold < 0) throw new ForaError("usage", `--threshold must be a number >= 0, got ${threshold}`);
-  if (!Number.isInteger(lookahead) || lookahead < 1) throw new ForaError("usage", `--lookahead must be a whole number >= 1, got ${lookahead}`);
+  if (!Number.isInteger(lookahead) || lookahead < 1) {
+    throw new ForaError("usage", `--lookahead must be a whole number >= 1, got ${lookahead}`);
+  }
   const reach = Math.min(lookahead, guards.maxReuse ?? lookahead);
   const planned = guardKinds(Array<PlannedKind>(steps).fill(threshold > 0 ? "decide" : "full"), { ...guards, maxReuse: undefined });
   return {
@@ -258,7 +263,12 @@ export function makePolicy(s: PolicySettings): CachePolicy {
       if (!s.schedule) throw new ForaError("usage", "--policy schedule needs --schedule FILE.json");
       return planPolicy(s.schedule, guards);
     case "dynamic":
-      return dynamicPolicy(s.steps, s.threshold ?? POLICY_DEFAULTS.threshold, s.lookahead ?? s.maxReuse ?? POLICY_DEFAULTS.lookahead, guards);
+      return dynamicPolicy(
+        s.steps,
+        s.threshold ?? POLICY_DEFAULTS.threshold,
+        s.lookahead ?? s.maxReuse ?? POLICY_DEFAULTS.lookahead,
+        guards,
+      );
     case "partial":
       if (s.depth === undefined) throw new ForaError("usage", "--policy partial needs a DiT bundle");
       return partialPolicy(s.steps, s.interval, s.computeLast ?? POLICY_DEFAULTS.computeLast, s.depth, guards);

@@ -71,7 +71,9 @@ export function checkScheduleFile(json: unknown, path: string): ScheduleFile {
   if (!json || typeof json !== "object" || Array.isArray(json)) throw bad(path, "expected a JSON object");
   const o = json as Record<string, unknown>;
   if (o.format !== SCHEDULE_FORMAT) throw bad(path, `"format" must be "${SCHEDULE_FORMAT}"`);
-  if (o.version !== SCHEDULE_VERSION) throw bad(path, `"version" ${JSON.stringify(o.version)} is not supported (this fora reads version ${SCHEDULE_VERSION})`);
+  if (o.version !== SCHEDULE_VERSION) {
+    throw bad(path, `"version" ${JSON.stringify(o.version)} is not supported (this fora reads version ${SCHEDULE_VERSION})`);
+  }
   if (!Array.isArray(o.kinds) || o.kinds.some((k) => k !== "full" && k !== "reuse")) {
     throw bad(path, `"kinds" must be a list of "full" and "reuse"`);
   }
@@ -103,7 +105,10 @@ export function planOfSchedule(file: ScheduleFile): CachePlan {
 /** The step count of a run with this schedule: its own, or `--steps` when that agrees. */
 export function stepsForSchedule(file: ScheduleFile, path: string, steps?: number): number {
   if (steps !== undefined && steps !== file.steps) {
-    throw new ForaError("usage", `--steps ${steps} does not match --schedule ${path}, which plans ${file.steps} steps; leave --steps out or make a schedule for ${steps} steps`);
+    throw new ForaError(
+      "usage",
+      `--steps ${steps} does not match --schedule ${path}, which plans ${file.steps} steps; leave --steps out or make a schedule for ${steps} steps`,
+    );
   }
   return file.steps;
 }

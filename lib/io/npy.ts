@@ -27,9 +27,7 @@ export async function readNpy(path: string): Promise<NpyArray> {
   } catch (e) {
     fail(
       path,
-      `could not open: ${
-        e instanceof Deno.errors.NotFound ? "no such file" : reasonOf(e)
-      }`,
+      `could not open: ${e instanceof Deno.errors.NotFound ? "no such file" : reasonOf(e)}`,
     );
   }
   try {
@@ -52,15 +50,11 @@ export async function readNpy(path: string): Promise<NpyArray> {
     const count = header.shape.reduce((a, b) => a * b, 1);
     const dataBytes = size - headerEnd;
     if (!Number.isSafeInteger(count) || count * 4 !== dataBytes) {
-      const want = Number.isSafeInteger(count)
-        ? `${count * 4} bytes`
-        : "an impossible number of bytes";
+      const want = Number.isSafeInteger(count) ? `${count * 4} bytes` : "an impossible number of bytes";
       const what = count * 4 > dataBytes ? "truncated" : "has extra bytes";
       fail(
         path,
-        `${what}: shape ${
-          formatShape(header.shape)
-        } needs ${want} of float32 data, the file holds ${dataBytes}`,
+        `${what}: shape ${formatShape(header.shape)} needs ${want} of float32 data, the file holds ${dataBytes}`,
       );
     }
     const data = new Float32Array(count);
@@ -83,9 +77,7 @@ export async function writeNpy(path: string, array: NpyArray): Promise<void> {
       `writeNpy: ${data.length} values for shape ${formatShape(shape)}`,
     );
   }
-  const dict = `{'descr': '<f4', 'fortran_order': False, 'shape': ${
-    formatShape(shape)
-  }, }`;
+  const dict = `{'descr': '<f4', 'fortran_order': False, 'shape': ${formatShape(shape)}, }`;
   // Pad with spaces so the data starts on a 64-byte boundary, as NumPy does; end with \n.
   const unpadded = 10 + dict.length + 1;
   const header = dict + " ".repeat((64 - (unpadded % 64)) % 64) + "\n";
@@ -137,9 +129,7 @@ function parsePreamble(
     prefix.byteOffset,
     prefix.byteLength,
   );
-  const headerLength = major === 1
-    ? view.getUint16(8, true)
-    : view.getUint32(8, true);
+  const headerLength = major === 1 ? view.getUint16(8, true) : view.getUint32(8, true);
   if (headerLength > MAX_NPY_HEADER) {
     fail(
       path,
@@ -167,18 +157,14 @@ function parseHeader(path: string, bytes: Uint8Array): Header {
   } catch (e) {
     fail(
       path,
-      `header is not a valid .npy header dict (${(e as Error).message}): ${
-        JSON.stringify(text.trim())
-      }`,
+      `header is not a valid .npy header dict (${(e as Error).message}): ${JSON.stringify(text.trim())}`,
     );
   }
   const keys = [...dict.keys()].sort().join(", ");
   if (keys !== "descr, fortran_order, shape") {
     fail(
       path,
-      `header must have exactly the keys descr, fortran_order, shape; it has ${
-        keys || "none"
-      }`,
+      `header must have exactly the keys descr, fortran_order, shape; it has ${keys || "none"}`,
     );
   }
   const descr = dict.get("descr"),

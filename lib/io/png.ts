@@ -38,9 +38,7 @@ export async function readPng(path: string): Promise<Image> {
   } catch (e) {
     throw new ForaError(
       "io",
-      `${path}: could not read PNG image: ${
-        e instanceof Deno.errors.NotFound ? "no such file" : reasonOf(e)
-      }`,
+      `${path}: could not read PNG image: ${e instanceof Deno.errors.NotFound ? "no such file" : reasonOf(e)}`,
     );
   }
   let png: fastPng.DecodedPng;
@@ -49,9 +47,7 @@ export async function readPng(path: string): Promise<Image> {
   } catch (e) {
     throw new ForaError(
       "io",
-      `${path}: not a readable PNG image (${
-        e instanceof Error ? e.message : String(e)
-      })`,
+      `${path}: not a readable PNG image (${e instanceof Error ? e.message : String(e)})`,
     );
   }
   return to8BitGrayOrRgb(path, png);

@@ -45,7 +45,9 @@ export function text(x: number, y: number, s: string, o: TextOptions = {}): stri
 }
 
 export function rect(x: number, y: number, w: number, h: number, fill: string, extra = ""): string {
-  return `<rect x="${n(x)}" y="${n(y)}" width="${n(Math.max(w, 0))}" height="${n(Math.max(h, 0))}" fill="${fill}"${extra ? " " + extra : ""}/>`;
+  return `<rect x="${n(x)}" y="${n(y)}" width="${n(Math.max(w, 0))}" height="${n(Math.max(h, 0))}" fill="${fill}"${
+    extra ? " " + extra : ""
+  }/>`;
 }
 
 export function line(x1: number, y1: number, x2: number, y2: number, stroke = "#444444", width = 1): string {

@@ -107,7 +107,20 @@ function median(xs: number[]): number {
 
 /** Execution order of the parts: embedders, blocks by index, then the rest. */
 function sortKey(k: PartKey): string {
-  const rank = ["x_embedder", "t_embedder", "y_embedder", "conditioning", "text_encoder", "block", "residuals", "cache", "final_layer", "guidance", "vae", "other"]
+  const rank = [
+    "x_embedder",
+    "t_embedder",
+    "y_embedder",
+    "conditioning",
+    "text_encoder",
+    "block",
+    "residuals",
+    "cache",
+    "final_layer",
+    "guidance",
+    "vae",
+    "other",
+  ]
     .indexOf(k.part);
   return `${String(rank).padStart(2, "0")}.${String(k.block ?? 0).padStart(5, "0")}`;
 }

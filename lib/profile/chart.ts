@@ -18,7 +18,11 @@ const STEP_GROUPS: { label: string; color: string; match: (part: string, branch:
   { label: "attention", color: BRANCH_COLOR.attn, match: (p, b) => p === "block" && b === "attn" },
   { label: "MLP", color: BRANCH_COLOR.mlp, match: (p, b) => p === "block" && b === "mlp" },
   { label: "adaLN, norms, residuals", color: BRANCH_COLOR.norm, match: (p, b) => p === "block" && b !== "attn" && b !== "mlp" },
-  { label: "embedders", color: category(6), match: (p) => ["x_embedder", "t_embedder", "y_embedder", "conditioning", "text_encoder"].includes(p) },
+  {
+    label: "embedders",
+    color: category(6),
+    match: (p) => ["x_embedder", "t_embedder", "y_embedder", "conditioning", "text_encoder"].includes(p),
+  },
   { label: "FORA residuals / cache", color: category(7), match: (p) => p === "residuals" || p === "cache" },
   { label: "final layer, guidance", color: category(8), match: (p) => p === "final_layer" || p === "guidance" },
   { label: "other", color: category(9), match: (p) => p === "other" || p === "vae" },
@@ -58,7 +62,9 @@ export function profileChartSvg(report: ProfileReport): string {
       const every = Math.ceil(blocks.length / 28);
       if (i % every === 0) body.push(text(x + bw / 2, left.y + left.h + 16, String(k), { size: 11, anchor: "middle" }));
     });
-    body.push(text(left.x + left.w / 2, left.y - 14, "full step: time per block and branch", { size: 13, anchor: "middle", weight: "bold" }));
+    body.push(
+      text(left.x + left.w / 2, left.y - 14, "full step: time per block and branch", { size: 13, anchor: "middle", weight: "bold" }),
+    );
     branches.forEach((b, i) => legend(body, left.x + i * 100, left.y + left.h + 52, BRANCH_COLOR[b], b));
   }
 
@@ -99,7 +105,14 @@ function groupMs(p: PhaseProfile, match: (part: string, branch: string | null) =
   return us / 1000 / Math.max(p.runs, 1);
 }
 
-function axes(body: string[], r: { x: number; y: number; w: number; h: number }, ticks: number[], top: number, yLabel: string, xLabel: string) {
+function axes(
+  body: string[],
+  r: { x: number; y: number; w: number; h: number },
+  ticks: number[],
+  top: number,
+  yLabel: string,
+  xLabel: string,
+) {
   for (const t of ticks) {
     const y = r.y + r.h - (t / top) * r.h;
     body.push(line(r.x, y, r.x + r.w, y, "#e4e4e4"));

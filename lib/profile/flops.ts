@@ -58,7 +58,8 @@ export interface KernelCost {
 export function kernelCost(op: string, inputs: readonly Shape[], outputs: readonly Shape[], itemBytes = 4): KernelCost {
   const out = outputs[0];
   const prepacked = out !== undefined && inputs.length >= 1 &&
-    (((op === "MatMul" || op === "FusedMatMul") && inputs.length === 1) || (op === "Gemm" && inputs.length <= 2 && inputs[1]?.length !== 2));
+    (((op === "MatMul" || op === "FusedMatMul") && inputs.length === 1) ||
+      (op === "Gemm" && inputs.length <= 2 && inputs[1]?.length !== 2));
   if (!prepacked) return { flops: kernelFlops(op, inputs, outputs), hiddenWeightBytes: 0 };
   // y = a W (+ bias): K from the activation a, N from the output.
   const a = inputs[0], n = out[out.length - 1];

@@ -11,7 +11,7 @@ import { openGenerator } from "../generator.ts";
 import type { SamplerName } from "../samplers/mod.ts";
 import { type Device, withProfiling } from "../runtime/session.ts";
 import { ForaError } from "../errors.ts";
-import { type Attribution, attribute, type TimeStat } from "./attribute.ts";
+import { attribute, type Attribution, type TimeStat } from "./attribute.ts";
 import { graphParts } from "./parts.ts";
 import { readTrace } from "./trace.ts";
 

@@ -233,10 +233,13 @@ export function holdsString(path: string, text: string, windowBytes = 16 << 20):
 function cudaDevices(): number | string {
   let lib: Deno.DynamicLibrary<{ cuInit: Deno.ForeignFunction; cuDeviceGetCount: Deno.ForeignFunction }> | null = null;
   try {
-    lib = Deno.dlopen("libcuda.so.1", {
-      cuInit: { parameters: ["u32"], result: "i32" },
-      cuDeviceGetCount: { parameters: ["buffer"], result: "i32" },
-    } as const);
+    lib = Deno.dlopen(
+      "libcuda.so.1",
+      {
+        cuInit: { parameters: ["u32"], result: "i32" },
+        cuDeviceGetCount: { parameters: ["buffer"], result: "i32" },
+      } as const,
+    );
     const init = lib.symbols.cuInit(0) as number;
     if (init !== 0) return `cuInit failed with CUDA driver error ${init}${init === 100 ? " (no CUDA-capable device)" : ""}`;
     const count = new Int32Array(1);
@@ -338,7 +341,9 @@ export function checkCuda(rt: OrtRuntime, sys: SystemProbe, opts: { link?: boole
       const libs = [...needed.filter((n) => !SYSTEM_LIBS.test(n) && !n.startsWith("libcuda.so")), CUDNN];
       const major = cudaMajor(needed);
       const unloadable = libs.map((n) => ({ n, why: sys.load(n) })).filter((x) => x.why !== null);
-      for (const { n, why } of unloadable) problems.push(`cannot load ${n} (${friendlyName(n)}${n === CUDNN ? " 9" : major ? `, CUDA ${major}` : ""}): ${why}`);
+      for (const { n, why } of unloadable) {
+        problems.push(`cannot load ${n} (${friendlyName(n)}${n === CUDNN ? " 9" : major ? `, CUDA ${major}` : ""}): ${why}`);
+      }
       if (unloadable.length === 0) notes.push(`CUDA libraries found: ${libs.join(", ")}`);
     }
   }
@@ -355,7 +360,9 @@ export function cudaError(rt: OrtRuntime, check: ProviderCheck, sys: SystemProbe
     `Where ONNX Runtime looks: ${CUDA_PROVIDER_FILES.join(" and ")} only next to ${CORE_LIB}, in ${rt.coreDir}, ` +
     `and from the same ONNX Runtime version (${rt.version}); the CUDA libraries they need (cuBLAS, cuBLASLt, cuRAND, ` +
     `cudart of the provider's CUDA major version, cuDNN 9) and the driver's libcuda.so.1 through LD_LIBRARY_PATH ` +
-    `(set before fora starts; now ${sys.env("LD_LIBRARY_PATH") ? `"${sys.env("LD_LIBRARY_PATH")}"` : "unset"}) or the system library cache (ldconfig).`,
+    `(set before fora starts; now ${
+      sys.env("LD_LIBRARY_PATH") ? `"${sys.env("LD_LIBRARY_PATH")}"` : "unset"
+    }) or the system library cache (ldconfig).`,
     `To install the provider libraries, either:`,
     `  - on a machine with internet access, run onnxruntime-node's install step with its CUDA option in fora's folder: ` +
     `ONNXRUNTIME_NODE_INSTALL=cuda12 deno install --allow-scripts=npm:onnxruntime-node@${rt.version} ` +
@@ -439,7 +446,11 @@ async function webGpuWorks(): Promise<boolean> {
  * and a probe session all say yes; else the CPU. Explicit choices are returned as given
  * (`prepareDevice` checks them when a session opens).
  */
-export async function resolveDevice(choice: DeviceChoice, sys: SystemProbe = systemProbe(), rt: OrtRuntime = ortRuntime()): Promise<Device> {
+export async function resolveDevice(
+  choice: DeviceChoice,
+  sys: SystemProbe = systemProbe(),
+  rt: OrtRuntime = ortRuntime(),
+): Promise<Device> {
   if (choice !== "auto") return choice;
   if (checkCuda(rt, sys, { link: true }).ready) return "cuda";
   if (checkWebGpu(rt, sys).ready && sys.gpuNodes().length > 0 && await webGpuWorks()) return "webgpu";

@@ -119,7 +119,10 @@ export async function readRunFile(dir: string): Promise<RunRecord | null> {
   try {
     json = JSON.parse(text);
   } catch (e) {
-    throw new ForaError("io", `${path}: not valid JSON (${printable((e as Error).message)}); the folder is damaged: sample into a new --out folder`);
+    throw new ForaError(
+      "io",
+      `${path}: not valid JSON (${printable((e as Error).message)}); the folder is damaged: sample into a new --out folder`,
+    );
   }
   return checkRunRecord(json, path);
 }
@@ -144,7 +147,9 @@ export function checkRunRecord(json: unknown, where: string): RunRecord {
   const r = obj(json, "");
   if (r.format !== SAMPLE_FORMAT) fail("format", `is ${JSON.stringify(r.format)}, expected "${SAMPLE_FORMAT}": not a fora sample folder`);
   const formatVersion = int(r, "formatVersion", "formatVersion", 1);
-  if (formatVersion > SAMPLE_FORMAT_VERSION) fail("formatVersion", `is ${formatVersion}, newer than this fora reads (${SAMPLE_FORMAT_VERSION}); upgrade fora`);
+  if (formatVersion > SAMPLE_FORMAT_VERSION) {
+    fail("formatVersion", `is ${formatVersion}, newer than this fora reads (${SAMPLE_FORMAT_VERSION}); upgrade fora`);
+  }
   const s = obj(r.settings, "settings");
   const m = obj(s.model, "settings.model");
   const fingerprint = str(m, "fingerprint", "settings.model.fingerprint");

@@ -62,7 +62,12 @@ export async function merge(dirs: string[], out: string, opts: MergeOptions = {}
     const diff = settingsDiff(first.run.settings, s.run.settings, first.dir, s.dir);
     if (diff) throw new ForaError("io", `the folders are not shards of one run: ${diff}`);
     if (s.run.shard.count !== n) {
-      throw new ForaError("io", `the folders are not shards of one run: ${first.dir} is shard ${formatShard(first.run.shard)} but ${s.dir} is shard ${formatShard(s.run.shard)}`);
+      throw new ForaError(
+        "io",
+        `the folders are not shards of one run: ${first.dir} is shard ${formatShard(first.run.shard)} but ${s.dir} is shard ${
+          formatShard(s.run.shard)
+        }`,
+      );
     }
     const twin = byIndex.get(s.run.shard.index);
     if (twin) throw new ForaError("usage", `shard ${formatShard(s.run.shard)} is given twice: ${twin.dir} and ${s.dir}`);
@@ -101,7 +106,10 @@ export async function merge(dirs: string[], out: string, opts: MergeOptions = {}
   for (let j = 0; j < nb; j++) {
     const [s, rec] = recordOf(j);
     if (rec.shape[1] !== H || rec.shape[2] !== W || rec.shape[3] !== C) {
-      throw new ForaError("io", `${s.dir}: images ${rec.first}.. are ${rec.shape.slice(1).join("x")}, the first are ${H}x${W}x${C}; the set is inconsistent`);
+      throw new ForaError(
+        "io",
+        `${s.dir}: images ${rec.first}.. are ${rec.shape.slice(1).join("x")}, the first are ${H}x${W}x${C}; the set is inconsistent`,
+      );
     }
   }
 
@@ -138,7 +146,9 @@ async function checkedImages(s: Shard, rec: BatchRecord): Promise<Uint8Array> {
     throw new ForaError("io", `${path}: arr_1 is not int64 [${rec.count}] labels as recorded; ${fix}`);
   }
   const got = new BigInt64Array(labels.bytes.slice().buffer);
-  if (rec.classes.some((c, i) => BigInt(c) !== got[i])) throw new ForaError("io", `${path}: labels differ from the recorded classes; ${fix}`);
+  if (rec.classes.some((c, i) => BigInt(c) !== got[i])) {
+    throw new ForaError("io", `${path}: labels differ from the recorded classes; ${fix}`);
+  }
   const per = rec.shape[1] * rec.shape[2] * rec.shape[3];
   for (let b = 0; b < rec.count; b++) {
     if (sha256Hex(images.bytes.subarray(b * per, (b + 1) * per)) !== rec.images[b]) {

@@ -289,7 +289,9 @@ export function readNpz(bytes: Uint8Array, where: string): Map<string, NpzArray>
     const loc = eocd - 20;
     if (loc < 0 || u32(loc) !== LOCATOR_SIG) fail("has ZIP64 markers but no ZIP64 locator; the file is corrupt");
     const at = u64(loc + 8);
-    if (!(at + 56 <= loc) || u32(at) !== EOCD64_SIG) fail("ZIP64 end-of-central-directory record is missing or out of place; the file is corrupt");
+    if (!(at + 56 <= loc) || u32(at) !== EOCD64_SIG) {
+      fail("ZIP64 end-of-central-directory record is missing or out of place; the file is corrupt");
+    }
     count = u64(at + 32);
     cdSize = u64(at + 40);
     cdOffset = u64(at + 48);
@@ -343,13 +345,17 @@ export function readNpz(bytes: Uint8Array, where: string): Map<string, NpzArray>
       }
       if (!found) fail(`entry ${shown} has ZIP64 markers but no ZIP64 extra field; the file is corrupt`);
     }
-    if (method !== 0) fail(`entry ${shown} is compressed (method ${method}); fora reads stored .npz files (np.savez, not np.savez_compressed)`);
+    if (method !== 0) {
+      fail(`entry ${shown} is compressed (method ${method}); fora reads stored .npz files (np.savez, not np.savez_compressed)`);
+    }
     if (flags & 0x1) fail(`entry ${shown} is encrypted; not supported`);
     if (csize !== usize) fail(`entry ${shown} is stored but its sizes differ (${csize} vs ${usize}); the file is corrupt`);
     if (!name.endsWith(".npy") || name.length === 4) fail(`entry ${shown} is not a .npy array; not an .npz written by NumPy or fora`);
     const key = name.slice(0, -4);
     if (arrays.has(key)) fail(`holds array ${key} twice; the file is corrupt`);
-    if (!(offset + 30 <= cdOffset) || u32(offset) !== LOCAL_SIG) fail(`entry ${shown}: local header missing at offset ${offset}; the file is corrupt`);
+    if (!(offset + 30 <= cdOffset) || u32(offset) !== LOCAL_SIG) {
+      fail(`entry ${shown}: local header missing at offset ${offset}; the file is corrupt`);
+    }
     const dataStart = offset + 30 + u16(offset + 26) + u16(offset + 28);
     if (!(dataStart + usize <= cdOffset)) fail(`entry ${shown} runs past the end of its data area; the file is truncated or corrupt`);
     const data = bytes.subarray(dataStart, dataStart + usize);
@@ -385,7 +391,11 @@ export function parseNpy(bytes: Uint8Array, where: string): NpzArray {
   const dataBytes = arrayBytes(header.dtype, header.shape);
   const have = bytes.length - start - headerLength;
   if (dataBytes !== have) {
-    fail(`shape ${tupleRepr(header.shape)} of ${header.dtype} needs ${Number.isNaN(dataBytes) ? "an impossible number of" : dataBytes} bytes, the array holds ${have}`);
+    fail(
+      `shape ${tupleRepr(header.shape)} of ${header.dtype} needs ${
+        Number.isNaN(dataBytes) ? "an impossible number of" : dataBytes
+      } bytes, the array holds ${have}`,
+    );
   }
   return { dtype: header.dtype, shape: header.shape, bytes: bytes.subarray(start + headerLength) };
 }

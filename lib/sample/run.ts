@@ -179,7 +179,6 @@ export async function sample(opts: SampleOptions, emit: EmitEvent): Promise<Samp
   function totals(): RunTotals {
     return runTotals(steps, samplingMs, decodeMs, events.elapsedMs());
   }
-
 }
 
 /** The run record of these options on this bundle; checks class ids against the model. */
@@ -345,5 +344,3 @@ function flagsOf(opts: SampleOptions): { [k: string]: JsonValue } {
     device: opts.device ?? "cpu",
   };
 }
-
-

@@ -74,7 +74,9 @@ export function ddpmStep(
   z: Float32Array | null,
 ): Float32Array {
   const s = plan.schedule;
-  if (plan.variance === "learned-range" && v === null) throw new ForaError("runtime", "learned-range variance needs the model's variance values");
+  if (plan.variance === "learned-range" && v === null) {
+    throw new ForaError("runtime", "learned-range variance needs the model's variance values");
+  }
   if (i > 0 && z === null) throw new ForaError("runtime", `DDPM step ${i} needs noise`);
   const a = s.sqrtRecipAlphasCumprod[i], b = s.sqrtRecipm1AlphasCumprod[i];
   const c1 = s.posteriorMeanCoef1[i], c2 = s.posteriorMeanCoef2[i];

@@ -20,16 +20,7 @@
  */
 import { ForaError } from "../errors.ts";
 import { checkOutput, checkShape, splitOutput } from "./io.ts";
-import {
-  linearBetas,
-  vpAlpha,
-  vpInverseLambda,
-  vpLambda,
-  vpModelTime,
-  vpSchedule,
-  type VpSchedule,
-  vpSigma,
-} from "./schedule.ts";
+import { linearBetas, vpAlpha, vpInverseLambda, vpLambda, vpModelTime, type VpSchedule, vpSchedule, vpSigma } from "./schedule.ts";
 import type { Denoiser, LatentShape, SampleNoise, SamplerPlan, StepCallback } from "./types.ts";
 
 export type SkipType = "time_uniform" | "logSNR" | "time_quadratic";

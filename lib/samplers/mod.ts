@@ -6,7 +6,14 @@
 import { ForaError } from "../errors.ts";
 import { DDIM_DEFAULT_STEPS, type DdimPlan, planDdim, sampleDdim } from "./ddim.ts";
 import { DDPM_DEFAULT_STEPS, type DdpmPlan, planDdpm, sampleDdpm } from "./ddpm.ts";
-import { DPM_SOLVER_DEFAULT_STEPS, type DpmSolverPlan, planDpmSolver, sampleDpmSolver, type SkipType, type SolverType } from "./dpm_solver.ts";
+import {
+  DPM_SOLVER_DEFAULT_STEPS,
+  type DpmSolverPlan,
+  planDpmSolver,
+  sampleDpmSolver,
+  type SkipType,
+  type SolverType,
+} from "./dpm_solver.ts";
 import { IDDPM_DEFAULT_STEPS, planIddpm, sampleIddpm } from "./iddpm.ts";
 import type { Denoiser, LatentShape, SampleNoise, StepCallback } from "./types.ts";
 

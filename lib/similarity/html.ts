@@ -28,22 +28,29 @@ export interface ReportSchedule {
 
 export function reportHtml(r: SimilarityResult, pics: ReportPictures, schedule: ReportSchedule | null, files: string[]): string {
   const S = r.steps;
-  const img = (png: Uint8Array, alt: string, cls = "") => `<img${cls ? ` class="${cls}"` : ""} alt="${esc(alt)}" src="data:image/png;base64,${base64(png)}">`;
+  const img = (png: Uint8Array, alt: string, cls = "") =>
+    `<img${cls ? ` class="${cls}"` : ""} alt="${esc(alt)}" src="data:image/png;base64,${base64(png)}">`;
   const mode = r.memory.mode === "exact"
     ? `exact (every feature vector kept: ${mib(r.memory.storeBytes)})`
     : `sketched: each feature vector of ${r.memory.featureSize} values reduced to k = ${r.memory.sketchDim} by a CountSketch (seed ${r.sketchSeed}), ` +
       `${mib(r.memory.storeBytes)} instead of ${mib(r.memory.exactBytes)}. Standard error of a similarity c at most ` +
       `&radic;3&middot;(1&minus;c&sup2;)/&radic;k: ${sketchStandardError(0, r.memory.sketchDim!).toFixed(4)} at c = 0, ` +
-      `${sketchStandardError(0.95, r.memory.sketchDim!).toFixed(4)} at c = 0.95, ${sketchStandardError(0.99, r.memory.sketchDim!).toFixed(4)} at c = 0.99`;
+      `${sketchStandardError(0.95, r.memory.sketchDim!).toFixed(4)} at c = 0.95, ${
+        sketchStandardError(0.99, r.memory.sketchDim!).toFixed(4)
+      } at c = 0.99`;
   const rows = r.tracks.map((t) => {
     const c = consecutive(t.matrix, S);
     const mean = c.length ? c.reduce((a, b) => a + b, 0) / c.length : 1;
     const min = c.length ? Math.min(...c) : 1;
     const firstLast = t.matrix[S - 1];
-    return `<tr><td>${t.layer}</td><td>${BRANCH_TITLE[t.branch]}</td><td>${mean.toFixed(4)}</td><td>${min.toFixed(4)}</td><td>${firstLast.toFixed(4)}</td></tr>`;
+    return `<tr><td>${t.layer}</td><td>${BRANCH_TITLE[t.branch]}</td><td>${mean.toFixed(4)}</td><td>${min.toFixed(4)}</td><td>${
+      firstLast.toFixed(4)
+    }</td></tr>`;
   }).join("\n");
   const heatmaps = r.tracks.map((t, i) =>
-    `<figure>${img(pics.heatmaps[i], `heatmap block ${t.layer} ${t.branch}`)}<figcaption>block ${t.layer}, ${BRANCH_TITLE[t.branch]}</figcaption></figure>`
+    `<figure>${img(pics.heatmaps[i], `heatmap block ${t.layer} ${t.branch}`)}<figcaption>block ${t.layer}, ${
+      BRANCH_TITLE[t.branch]
+    }</figcaption></figure>`
   ).join("\n");
   const strip = schedule
     ? `<p>Written to <code>${esc(schedule.path)}</code>: ${schedule.kinds.filter((k) => k === "full").length} full steps of ${S} ` +

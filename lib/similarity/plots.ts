@@ -35,7 +35,13 @@ export function heatmapSvg(track: Track, S: number, modelName: string): string {
   const range = colourRange(track.matrix);
   const png = fastPng.encode({ width: S, height: S, channels: 3, depth: 8, data: heatmapPixels(track.matrix, S, range) });
   const body: string[] = [];
-  body.push(text(W / 2, 24, `block ${track.layer} ${BRANCH_TITLE[track.branch]}: cosine similarity between steps`, { size: 15, anchor: "middle", weight: "bold" }));
+  body.push(
+    text(W / 2, 24, `block ${track.layer} ${BRANCH_TITLE[track.branch]}: cosine similarity between steps`, {
+      size: 15,
+      anchor: "middle",
+      weight: "bold",
+    }),
+  );
   body.push(text(W / 2, 44, modelName, { size: 11, anchor: "middle", fill: "#666666" }));
   body.push(pixelImage(x0, y0, size, size, png));
   body.push(rect(x0, y0, size, size, "none", `stroke="#444444" stroke-width="1"`));
@@ -84,7 +90,9 @@ export function consecutiveSvg(result: SimilarityResult): string {
   const lo = Math.max(-1, Math.min(0.99, Math.floor(min * unit + 1e-9) / unit));
   const body: string[] = [];
   body.push(text(W / 2, 24, "similarity of consecutive steps, per block", { size: 15, anchor: "middle", weight: "bold" }));
-  body.push(text(W / 2, 44, `cos(features at step k-1, features at step k); ${result.model}`, { size: 11, anchor: "middle", fill: "#666666" }));
+  body.push(
+    text(W / 2, 44, `cos(features at step k-1, features at step k); ${result.model}`, { size: 11, anchor: "middle", fill: "#666666" }),
+  );
   const layerColour = (l: number) => viridisCss(result.depth > 1 ? (0.9 * l) / (result.depth - 1) : 0);
   panels.forEach((branch, p) => {
     const x0 = 80 + p * 420, y0 = 70, w = 360, h = 300;
@@ -111,7 +119,9 @@ export function consecutiveSvg(result: SimilarityResult): string {
   result.layers.forEach((l, i) => {
     const x = lx + 46 + i * Math.min(44, (W - 160) / Math.max(result.layers.length, 1));
     body.push(rect(x, ly - 6, 14, 4, layerColour(l)));
-    if (result.layers.length <= 20 || i % Math.ceil(result.layers.length / 20) === 0) body.push(text(x + 7, ly + 12, String(l), { size: 10, anchor: "middle" }));
+    if (result.layers.length <= 20 || i % Math.ceil(result.layers.length / 20) === 0) {
+      body.push(text(x + 7, ly + 12, String(l), { size: 10, anchor: "middle" }));
+    }
   });
   return svgDocument(W, H, body);
 }

@@ -104,7 +104,9 @@ export function planMemory(
   if (storeBytes + stepBytes > o.maxMemory) {
     throw new ForaError(
       "usage",
-      `--max-memory ${mib(o.maxMemory)} is too small even for the ${o.sketchDim}-dimension sketch (${mib(storeBytes + stepBytes)} needed); ` +
+      `--max-memory ${mib(o.maxMemory)} is too small even for the ${o.sketchDim}-dimension sketch (${
+        mib(storeBytes + stepBytes)
+      } needed); ` +
         `raise --max-memory, or lower --sketch-dim, --steps or the number of --layers`,
     );
   }
@@ -117,13 +119,22 @@ export async function similarityRun(opts: SimilarityOptions): Promise<Similarity
   const L = cfg.depth;
   const layers = opts.layers ?? Array.from({ length: L }, (_, i) => i);
   for (const l of layers) {
-    if (!Number.isInteger(l) || l < 0 || l >= L) throw new ForaError("usage", `--layers: block ${l} does not exist; this model has blocks 0..${L - 1}`);
+    if (!Number.isInteger(l) || l < 0 || l >= L) {
+      throw new ForaError("usage", `--layers: block ${l} does not exist; this model has blocks 0..${L - 1}`);
+    }
   }
   const branches = [...(opts.branches ?? BRANCHES)];
   const B = opts.classes.length, guided = opts.cfg !== 1;
   const featureSize = (guided ? 2 * B : B) * numTokens(cfg) * cfg.hiddenSize;
   const S = opts.steps;
-  const memory = planMemory({ steps: S, featureSize, depth: L, tracks: layers.length * branches.length, maxMemory: opts.maxMemory, sketchDim: opts.sketchDim });
+  const memory = planMemory({
+    steps: S,
+    featureSize,
+    depth: L,
+    tracks: layers.length * branches.length,
+    maxMemory: opts.maxMemory,
+    sketchDim: opts.sketchDim,
+  });
   const sketch = memory.mode === "sketch" ? countSketch(featureSize, memory.sketchDim!, opts.sketchSeed) : null;
   const grams = new Map<string, GramTrack>();
   for (const l of layers) for (const b of branches) grams.set(`${l}.${b}`, sketch ? sketchTrack(S, sketch) : exactTrack(S, featureSize));
@@ -179,7 +190,10 @@ async function decode(opts: SimilarityOptions, manifest: Awaited<ReturnType<type
     try {
       const out = await vae.run({ latent: f32([B, C, H, H], x0) });
       const [, oc, oh, ow] = out.image.shape, n = oc * oh * ow, data = out.image.data as Float32Array;
-      return Array.from({ length: B }, (_, b) => toUint8Image(data.subarray(b * n, (b + 1) * n), [oc, oh, ow], Math.max(1, Math.floor(128 / oh))));
+      return Array.from(
+        { length: B },
+        (_, b) => toUint8Image(data.subarray(b * n, (b + 1) * n), [oc, oh, ow], Math.max(1, Math.floor(128 / oh))),
+      );
     } finally {
       await vae.release();
     }

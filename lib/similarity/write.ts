@@ -48,7 +48,11 @@ export interface SimilaritySummary {
   schedule: string | null;
 }
 
-export async function writeSimilarityOutputs(r: SimilarityResult, out: string, schedule: ReportSchedule | null): Promise<SimilaritySummary> {
+export async function writeSimilarityOutputs(
+  r: SimilarityResult,
+  out: string,
+  schedule: ReportSchedule | null,
+): Promise<SimilaritySummary> {
   try {
     await Deno.mkdir(out, { recursive: true });
   } catch (e) {
@@ -77,7 +81,9 @@ export async function writeSimilarityOutputs(r: SimilarityResult, out: string, s
   const consecutivePath = join(out, "consecutive.png");
   const consecutivePng = await svgToPng(consecutiveSvg(r));
   await writeFileAtomic(consecutivePath, [consecutivePng], "PNG image");
-  const samples = r.images.map((im) => fastPng.encode({ width: im.width, height: im.height, channels: im.channels, depth: 8, data: im.data }));
+  const samples = r.images.map((im) =>
+    fastPng.encode({ width: im.width, height: im.height, channels: im.channels, depth: 8, data: im.data })
+  );
   const reportPath = join(out, "report.html"), summaryPath = join(out, "summary.json");
   const files = [...tracks.flatMap((t) => [t.npy, t.heatmap]), consecutivePath, summaryPath, ...(schedule ? [schedule.path] : [])];
   const html = reportHtml(r, { heatmaps, consecutive: consecutivePng, samples }, schedule, files);

@@ -71,7 +71,13 @@ const RULES_A: Rule[] = [
   [py(String.raw`[\u4dc0-\u4dff]+`), ""],
   [py(String.raw`[\u4e00-\u9fff]+`), ""],
   // every dash -> "-"
-  [py(String.raw`[\u002D\u058A\u05BE\u1400\u1806\u2010-\u2015\u2E17\u2E1A\u2E3A\u2E3B\u2E40\u301C\u3030\u30A0\uFE31\uFE32\uFE58\uFE63\uFF0D]+`), "-"],
+  [
+    py(
+      String
+        .raw`[\u002D\u058A\u05BE\u1400\u1806\u2010-\u2015\u2E17\u2E1A\u2E3A\u2E3B\u2E40\u301C\u3030\u30A0\uFE31\uFE32\uFE58\uFE63\uFF0D]+`,
+    ),
+    "-",
+  ],
   [py("[`´«»“”¨]"), '"'],
   [py("[‘’]"), "'"],
   [py("&quot;?"), ""],
@@ -157,14 +163,51 @@ function htmlText(s: string): string {
 }
 
 const NAMED_ENTITIES: Record<string, string> = {
-  amp: "&", lt: "<", gt: ">", quot: '"', apos: "'", nbsp: "\u00a0", copy: "©", reg: "®", trade: "™", hellip: "…",
-  mdash: "—", ndash: "–", lsquo: "‘", rsquo: "’", ldquo: "“", rdquo: "”", laquo: "«", raquo: "»", deg: "°", times: "×",
-  middot: "·", bull: "•", euro: "€", pound: "£", yen: "¥", cent: "¢", sect: "§", para: "¶", frac12: "½", frac14: "¼",
-  frac34: "¾", iexcl: "¡", iquest: "¿",
+  amp: "&",
+  lt: "<",
+  gt: ">",
+  quot: '"',
+  apos: "'",
+  nbsp: "\u00a0",
+  copy: "©",
+  reg: "®",
+  trade: "™",
+  hellip: "…",
+  mdash: "—",
+  ndash: "–",
+  lsquo: "‘",
+  rsquo: "’",
+  ldquo: "“",
+  rdquo: "”",
+  laquo: "«",
+  raquo: "»",
+  deg: "°",
+  times: "×",
+  middot: "·",
+  bull: "•",
+  euro: "€",
+  pound: "£",
+  yen: "¥",
+  cent: "¢",
+  sect: "§",
+  para: "¶",
+  frac12: "½",
+  frac14: "¼",
+  frac34: "¾",
+  iexcl: "¡",
+  iquest: "¿",
 };
 
 // HTML's Latin-1 letter entities (&eacute; &ntilde; &ccedil; ...): base letter + accent name.
-const ACCENTS: Record<string, string> = { acute: "\u0301", grave: "\u0300", circ: "\u0302", uml: "\u0308", tilde: "\u0303", ring: "\u030a", cedil: "\u0327" };
+const ACCENTS: Record<string, string> = {
+  acute: "\u0301",
+  grave: "\u0300",
+  circ: "\u0302",
+  uml: "\u0308",
+  tilde: "\u0303",
+  ring: "\u030a",
+  cedil: "\u0327",
+};
 for (const base of "aeiouycnAEIOUYCN") {
   for (const [name, mark] of Object.entries(ACCENTS)) {
     const c = (base + mark).normalize("NFC");
@@ -186,7 +229,17 @@ export function unescapeHtml(s: string): string {
   });
 }
 
-const LIGATURES: Record<string, string> = { "ﬀ": "ff", "ﬁ": "fi", "ﬂ": "fl", "ﬃ": "ffi", "ﬄ": "ffl", "ﬅ": "ſt", "ﬆ": "st", "Ĳ": "IJ", "ĳ": "ij" };
+const LIGATURES: Record<string, string> = {
+  "ﬀ": "ff",
+  "ﬁ": "fi",
+  "ﬂ": "fl",
+  "ﬃ": "ffi",
+  "ﬄ": "ffl",
+  "ﬅ": "ſt",
+  "ﬆ": "st",
+  "Ĳ": "IJ",
+  "ĳ": "ij",
+};
 
 /** The parts of ftfy.fix_text that apply to prompts typed or pasted as text (see the file comment). */
 export function fixText(s: string): string {

@@ -8,7 +8,7 @@ import { openSession, type Session } from "../runtime/session.ts";
 import type { Device } from "../runtime/session.ts";
 import { preprocessPrompt } from "./clean.ts";
 import type { T5Tokenizer } from "./tokenizer.ts";
-import { type EmbeddingsCache, embeddingKey } from "./embeddings_cache.ts";
+import { embeddingKey, type EmbeddingsCache } from "./embeddings_cache.ts";
 
 export interface EncodedPrompt {
   /** The text the tokenizer saw. */

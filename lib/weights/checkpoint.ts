@@ -46,17 +46,15 @@ export function requireTensor(
   if (ref === undefined) {
     throw new ForaError(
       "weights",
-      `${ckpt.dir}: checkpoint has no tensor ${JSON.stringify(name)}${
-        similarNamesHint(ckpt, name)
-      }`,
+      `${ckpt.dir}: checkpoint has no tensor ${JSON.stringify(name)}${similarNamesHint(ckpt, name)}`,
     );
   }
   if (shape !== undefined && !sameShape(ref.shape, shape)) {
     throw new ForaError(
       "weights",
-      `${ckpt.dir}: tensor ${JSON.stringify(name)} in ${
-        basename(ref.file)
-      } has shape ${formatShape(ref.shape)}, expected ${formatShape(shape)}`,
+      `${ckpt.dir}: tensor ${JSON.stringify(name)} in ${basename(ref.file)} has shape ${formatShape(ref.shape)}, expected ${
+        formatShape(shape)
+      }`,
     );
   }
   return ref;
@@ -91,9 +89,7 @@ async function loadFolder(dir: string): Promise<Checkpoint> {
   if (indexes.length > 1) {
     fail(
       dir,
-      `holds several safetensors indexes (${
-        indexes.join(", ")
-      }); pass the one to use`,
+      `holds several safetensors indexes (${indexes.join(", ")}); pass the one to use`,
     );
   }
   if (indexes.length === 1) return loadIndex(join(dir, indexes[0]));
@@ -101,9 +97,7 @@ async function loadFolder(dir: string): Promise<Checkpoint> {
   if (pickled !== undefined) throw pickledCheckpointError(join(dir, pickled));
   fail(
     dir,
-    `no ${
-      SINGLE_FILE_NAMES.join(", ")
-    } or *${INDEX_SUFFIX} here${await folderHint(dir, names)}`,
+    `no ${SINGLE_FILE_NAMES.join(", ")} or *${INDEX_SUFFIX} here${await folderHint(dir, names)}`,
   );
 }
 
@@ -126,9 +120,7 @@ async function folderHint(dir: string, names: string[]): Promise<string> {
     (s) => s.isDirectory,
     () => false,
   );
-  return isPipeline
-    ? `; this looks like a diffusers pipeline, try ${transformer}`
-    : "";
+  return isPipeline ? `; this looks like a diffusers pipeline, try ${transformer}` : "";
 }
 
 async function loadIndex(indexPath: string): Promise<Checkpoint> {
@@ -146,9 +138,7 @@ async function loadIndex(indexPath: string): Promise<Checkpoint> {
     if (!headers.get(shard)!.tensors.has(name)) {
       fail(
         indexPath,
-        `weight_map puts tensor ${JSON.stringify(name)} in ${shard}, but ${
-          join(dir, shard)
-        } does not hold it`,
+        `weight_map puts tensor ${JSON.stringify(name)} in ${shard}, but ${join(dir, shard)} does not hold it`,
       );
     }
   }
@@ -166,9 +156,7 @@ async function readWeightMap(indexPath: string): Promise<Map<string, string>> {
     if (typeof shard !== "string" || !isPlainFileName(shard)) {
       fail(
         indexPath,
-        `weight_map sends tensor ${JSON.stringify(name)} to ${
-          JSON.stringify(shard)
-        }, which is not a plain file name in the index's folder`,
+        `weight_map sends tensor ${JSON.stringify(name)} to ${JSON.stringify(shard)}, which is not a plain file name in the index's folder`,
       );
     }
     result.set(name, shard);
@@ -185,9 +173,7 @@ async function readJson(path: string): Promise<unknown> {
   } catch (e) {
     fail(
       path,
-      e instanceof TypeError
-        ? "not valid UTF-8"
-        : `cannot read: ${(e as Error).message}`,
+      e instanceof TypeError ? "not valid UTF-8" : `cannot read: ${(e as Error).message}`,
     );
   }
   try {
@@ -217,9 +203,7 @@ function mergeShards(
       if (earlier !== undefined) {
         fail(
           indexPath,
-          `tensor ${JSON.stringify(name)} appears in both ${
-            basename(earlier.file)
-          } and ${shard}`,
+          `tensor ${JSON.stringify(name)} appears in both ${basename(earlier.file)} and ${shard}`,
         );
       }
       tensors.set(name, ref);
@@ -238,9 +222,7 @@ function similarNamesHint(ckpt: Checkpoint, name: string): string {
   const similar = [...ckpt.tensors.keys()].filter((n) => n.endsWith(tail))
     .slice(0, 3);
   if (similar.length > 0) {
-    return `; similar names: ${
-      similar.map((n) => JSON.stringify(n)).join(", ")
-    }`;
+    return `; similar names: ${similar.map((n) => JSON.stringify(n)).join(", ")}`;
   }
   return ` (it holds ${ckpt.tensors.size} tensors)`;
 }

@@ -63,9 +63,7 @@ export function pickledCheckpointError(path: string): ForaError {
     "weights",
     `${path}: pickled PyTorch checkpoints are not supported (loading them can run arbitrary code); ` +
       `convert to safetensors first, e.g. in Python: from safetensors.torch import save_file; ` +
-      `import torch; save_file(torch.load("${
-        basename(path)
-      }", map_location="cpu"), "model.safetensors")`,
+      `import torch; save_file(torch.load("${basename(path)}", map_location="cpu"), "model.safetensors")`,
   );
 }
 
@@ -211,14 +209,10 @@ async function readAt(
     if (n === null) {
       // The header was checked against the size at open time; reaching this means
       // the file shrank since (e.g. a download still being written).
-      const what = tensor === undefined
-        ? ""
-        : `tensor ${JSON.stringify(tensor)}: `;
+      const what = tensor === undefined ? "" : `tensor ${JSON.stringify(tensor)}: `;
       fail(
         path,
-        `${what}file ends at byte ${
-          offset + done
-        }, expected ${length} bytes from ${offset}`,
+        `${what}file ends at byte ${offset + done}, expected ${length} bytes from ${offset}`,
       );
     }
     done += n;
@@ -330,9 +324,7 @@ function parseMetadata(path: string, value: unknown): Record<string, string> {
     if (typeof v !== "string") {
       fail(
         path,
-        `__metadata__ must map strings to strings, but ${
-          JSON.stringify(key)
-        } holds a ${typeof v}`,
+        `__metadata__ must map strings to strings, but ${JSON.stringify(key)} holds a ${typeof v}`,
       );
     }
   }
@@ -355,9 +347,7 @@ function parseEntry(
     failTensor(
       path,
       name,
-      `data_offsets must be [begin, end], got ${
-        JSON.stringify(entry.data_offsets)
-      }`,
+      `data_offsets must be [begin, end], got ${JSON.stringify(entry.data_offsets)}`,
     );
   }
   const [begin, end] = offsets;
@@ -372,9 +362,7 @@ function parseEntry(
     failTensor(
       path,
       name,
-      `data_offsets ${
-        formatShape(offsets)
-      } reach past the data area, which holds ${dataSize} bytes`,
+      `data_offsets ${formatShape(offsets)} reach past the data area, which holds ${dataSize} bytes`,
     );
   }
   const needed = byteSize(path, name, shape, dtype);
@@ -382,9 +370,7 @@ function parseEntry(
     failTensor(
       path,
       name,
-      `data_offsets ${formatShape(offsets)} hold ${
-        end - begin
-      } bytes but shape ${formatShape(shape)} of ${dtype} needs ${needed}`,
+      `data_offsets ${formatShape(offsets)} hold ${end - begin} bytes but shape ${formatShape(shape)} of ${dtype} needs ${needed}`,
     );
   }
   return { dtype, shape, begin, end };
@@ -414,9 +400,7 @@ function parseIntList(
     failTensor(
       path,
       name,
-      `${field} must be a list of non-negative integers, got ${
-        JSON.stringify(value)
-      }`,
+      `${field} must be a list of non-negative integers, got ${JSON.stringify(value)}`,
     );
   }
   return value as number[];
@@ -437,17 +421,13 @@ function byteSize(
 
 function checkNoOverlap(path: string, extents: Extent[]): void {
   // Empty tensors occupy no bytes, so they cannot collide with anything.
-  const sorted = extents.filter((e) => e.end > e.begin).sort((a, b) =>
-    a.begin - b.begin
-  );
+  const sorted = extents.filter((e) => e.end > e.begin).sort((a, b) => a.begin - b.begin);
   for (let i = 1; i < sorted.length; i++) {
     const [prev, cur] = [sorted[i - 1], sorted[i]];
     if (cur.begin < prev.end) {
       fail(
         path,
-        `tensors ${
-          JSON.stringify(prev.name)
-        } [${prev.begin}, ${prev.end}] and ${
+        `tensors ${JSON.stringify(prev.name)} [${prev.begin}, ${prev.end}] and ${
           JSON.stringify(cur.name)
         } [${cur.begin}, ${cur.end}] overlap`,
       );
@@ -509,9 +489,7 @@ function checkWritable(
     failTensor(
       path,
       name,
-      `${dtype} data must be a ${
-        WRITABLE_ARRAY[dtype].name
-      }, got ${data.constructor.name}`,
+      `${dtype} data must be a ${WRITABLE_ARRAY[dtype].name}, got ${data.constructor.name}`,
     );
   }
   parseIntList(path, name, "shape", shape);
@@ -520,9 +498,7 @@ function checkWritable(
     failTensor(
       path,
       name,
-      `shape ${
-        formatShape(shape)
-      } needs ${elements} elements but data holds ${data.length}`,
+      `shape ${formatShape(shape)} needs ${elements} elements but data holds ${data.length}`,
     );
   }
 }

@@ -106,7 +106,7 @@ Deno.test("readManifest: a graph or weight file that the file table does not lis
     await editManifest(dir, (m) => {
       m.dit.graphs[0].file = "dit-other.fp32.onnx";
     });
-    await assertBundleError(dir, "dit.graphs[0].file", "names dit-other.fp32.onnx, which \"files\" does not list");
+    await assertBundleError(dir, "dit.graphs[0].file", 'names dit-other.fp32.onnx, which "files" does not list');
   });
   await withBundle(async (dir) => {
     await editManifest(dir, (m) => {

@@ -16,7 +16,20 @@ Deno.test("class names: convert records them, --class accepts them case-insensit
     const { manifest } = await convertBundle(src, join(dir, "bundle"), { precisions: ["fp32"] });
     assert.deepEqual(manifest.dit.classNames, NAMES);
 
-    const r = await runFora("generate", "-m", join(dir, "bundle"), "--class", "Star", "--class", "1", "--steps", "4", "--json", "-o", join(dir, "out"));
+    const r = await runFora(
+      "generate",
+      "-m",
+      join(dir, "bundle"),
+      "--class",
+      "Star",
+      "--class",
+      "1",
+      "--steps",
+      "4",
+      "--json",
+      "-o",
+      join(dir, "out"),
+    );
     assert.equal(r.code, 0, r.stderr);
     const images = lines(r.stdout).map((l) => JSON.parse(l)).filter((e) => e.event === "image");
     assert.deepEqual(images.map((e) => [e.class, e.class_name]), [[3, "star"], [1, "square"]]);

@@ -15,10 +15,12 @@ import {
 import { lines, runFora } from "./run.ts";
 import { DIT_GRAPH_KINDS } from "../../lib/bundle/manifest.ts";
 
-for (const [label, src, naming, hasVae] of [
-  ["original", TINY_ORIGINAL, "original", false],
-  ["diffusers", TINY_DIFFUSERS, "diffusers", true],
-] as const) {
+for (
+  const [label, src, naming, hasVae] of [
+    ["original", TINY_ORIGINAL, "original", false],
+    ["diffusers", TINY_DIFFUSERS, "diffusers", true],
+  ] as const
+) {
   Deno.test(`fora convert + info on the ${label} fixture`, async () => {
     await withTempDir(async (tmp) => {
       const dst = join(tmp, "bundle");
@@ -77,7 +79,9 @@ Deno.test("fora info on a folder that is not a bundle says so", async () => {
   await withTempDir(async (tmp) => {
     const r = await runFora("info", tmp);
     assert.equal(r.code, 1);
-    assert.deepEqual(lines(r.stderr), [`error: ${tmp}: no manifest.json: not a fora bundle, or fora convert did not finish; run fora convert SRC ${tmp}`]);
+    assert.deepEqual(lines(r.stderr), [
+      `error: ${tmp}: no manifest.json: not a fora bundle, or fora convert did not finish; run fora convert SRC ${tmp}`,
+    ]);
   });
 });
 

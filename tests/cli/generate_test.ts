@@ -255,7 +255,9 @@ Deno.test("generate writes PNGs at the decoded size, named by seed, index and cl
     for (let y = 0; y < img.height; y++) {
       for (let x = 0; x < img.width; x++) {
         const cell = img.data[(y - (y % 16)) * img.width + (x - (x % 16))];
-        if (img.data[y * img.width + x] !== cell) assert.fail(`${n}: (${x}, ${y}) differs from its 16x16 cell: not a nearest-neighbour enlargement`);
+        if (img.data[y * img.width + x] !== cell) {
+          assert.fail(`${n}: (${x}, ${y}) differs from its 16x16 cell: not a nearest-neighbour enlargement`);
+        }
       }
     }
   }
@@ -321,7 +323,15 @@ Deno.test("generate --latents-in: a run's own seeded x_T reproduces it (DDPM's l
   await writeNpy(other, { shape: [1, ...TINY.latent], data: seededInitialLatent(TINY, 6, 1) });
   const run = async (name: string, extra: string[]) => {
     const out = join(dir, name);
-    const r = await generateOk(TINY, join(out, "img.png"), ["--sampler", "ddpm", "--seed", "5", "--latents-out", join(out, "x0.npy"), ...extra]);
+    const r = await generateOk(TINY, join(out, "img.png"), [
+      "--sampler",
+      "ddpm",
+      "--seed",
+      "5",
+      "--latents-out",
+      join(out, "x0.npy"),
+      ...extra,
+    ]);
     return { ...r, png: await Deno.readFile(join(out, "img.png")), x0: await Deno.readFile(join(out, "x0.npy")) };
   };
   const seeded = await run("seeded", []);
@@ -400,7 +410,9 @@ async function bash(script: string): Promise<CliResult> {
 }
 
 Deno.test({
-  name: `generate --json | jq -c 'select(.event=="run_end") | .status' prints "ok"${HAS_JQ ? "" : " (ignored: jq is not installed; .ci/run installs it)"}`,
+  name: `generate --json | jq -c 'select(.event=="run_end") | .status' prints "ok"${
+    HAS_JQ ? "" : " (ignored: jq is not installed; .ci/run installs it)"
+  }`,
   ignore: !HAS_JQ,
   fn: async () => {
     const cmd = await foraCommandLine(TINY, await freshDir("jq"), ["--json"]);
@@ -439,7 +451,13 @@ Deno.test("generate errors: one error line naming the flag or file, exit 2 for u
   type Case = { name: string; model?: Model; args: string[]; bundle?: string; out?: string; code: 1 | 2; says: string[] };
   const cases: Case[] = [
     { name: "class id out of range", args: ["--class", "10"], code: 2, says: ["--class 10 is out of range", "classes 0..9"] },
-    { name: "class id out of range (pixel)", model: PIXEL, args: ["--class", "3", "--class", "5"], code: 2, says: ["--class 5 is out of range", "classes 0..4"] },
+    {
+      name: "class id out of range (pixel)",
+      model: PIXEL,
+      args: ["--class", "3", "--class", "5"],
+      code: 2,
+      says: ["--class 5 is out of range", "classes 0..4"],
+    },
     { name: "non-numeric class", args: ["--class", "cat"], code: 2, says: ["--class", `"cat" is not a class of this model`] },
     { name: "negative class", args: ["--class", "-1"], code: 2, says: ["--class", `"-1" is not a class of this model`] },
     { name: "--steps 0", args: ["--steps", "0"], code: 2, says: ["--steps must be a whole number >= 1", `"0"`] },
@@ -450,22 +468,53 @@ Deno.test("generate errors: one error line naming the flag or file, exit 2 for u
     { name: "--cfg below 1", args: ["--cfg", "0.5"], code: 2, says: ["--cfg", `"0.5" is not a guidance scale`] },
     { name: "malformed --seed", args: ["--seed", "abc"], code: 2, says: ["--seed", `"abc" is not a seed`] },
     { name: "fractional --seed", args: ["--seed", "1.5"], code: 2, says: ["--seed", `"1.5" is not a seed`] },
-    { name: "unknown --sampler", args: ["--sampler", "euler"], code: 2, says: [`--sampler "euler" is unknown`, "ddpm, ddim, dpm-solver++, iddpm"] },
+    {
+      name: "unknown --sampler",
+      args: ["--sampler", "euler"],
+      code: 2,
+      says: [`--sampler "euler" is unknown`, "ddpm, ddim, dpm-solver++, iddpm"],
+    },
     { name: "missing bundle folder", bundle: missing, args: [], code: 1, says: [missing, "no such folder"] },
     { name: "folder without manifest", bundle: notBundle, args: [], code: 1, says: [notBundle, "no manifest.json"] },
-    { name: "--out folder under a regular file", out: join(blocker, "sub"), args: [], code: 1, says: [`--out ${join(blocker, "sub")}: cannot write`] },
-    { name: "--out FILE.png under a regular file", out: join(blocker, "x.png"), args: [], code: 1, says: [`--out ${join(blocker, "x.png")}: cannot write`] },
+    {
+      name: "--out folder under a regular file",
+      out: join(blocker, "sub"),
+      args: [],
+      code: 1,
+      says: [`--out ${join(blocker, "sub")}: cannot write`],
+    },
+    {
+      name: "--out FILE.png under a regular file",
+      out: join(blocker, "x.png"),
+      args: [],
+      code: 1,
+      says: [`--out ${join(blocker, "x.png")}: cannot write`],
+    },
     {
       name: "--latents-out under a regular file",
       args: ["--latents-out", join(blocker, "x0.npy")],
       code: 1,
       says: [`--latents-out ${join(blocker, "x0.npy")}: cannot write`],
     },
-    { name: "missing --latents-in file", args: ["--latents-in", join(here, "nope.npy")], code: 1, says: [join(here, "nope.npy"), "no such file"] },
+    {
+      name: "missing --latents-in file",
+      args: ["--latents-in", join(here, "nope.npy")],
+      code: 1,
+      says: [join(here, "nope.npy"), "no such file"],
+    },
   ];
   for (const c of cases) {
     const out = c.out ?? await freshDir("err", here);
-    const r = await runFora("generate", "-m", c.bundle ?? (c.model ? await bundleOf(c.model) : tiny), "--steps", String(STEPS), "-o", out, ...c.args);
+    const r = await runFora(
+      "generate",
+      "-m",
+      c.bundle ?? (c.model ? await bundleOf(c.model) : tiny),
+      "--steps",
+      String(STEPS),
+      "-o",
+      out,
+      ...c.args,
+    );
     const what = `${c.name} (fora generate ${c.args.join(" ")}):`;
     assert.equal(r.code, c.code, `${what} exit ${r.code}\n${r.stderr}`);
     const [first, ...rest] = lines(r.stderr);
@@ -503,7 +552,9 @@ for (const sampler of samplerNames) {
     for (const model of [TINY, PIXEL]) {
       const out = await freshDir(`sampler-${model.label}`);
       const npy = join(out, "x0.npy");
-      const { start, images } = await generateOk(model, out, ["--sampler", sampler, "--class", "1", "--class", "2", "--latents-out", npy], { batch: 2 });
+      const { start, images } = await generateOk(model, out, ["--sampler", sampler, "--class", "1", "--class", "2", "--latents-out", npy], {
+        batch: 2,
+      });
       assert.equal(start.flags.sampler, sampler);
       for (const img of images) assertImage(await readPng(img.path), model.image, `${sampler} on ${model.label}`);
       const x0 = await readNpy(npy);

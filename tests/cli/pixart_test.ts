@@ -37,14 +37,27 @@ function events(stdout: string): ForaEvent[] {
 Deno.test("fora convert writes a PixArt bundle: text, step and T5 graphs, tokenizer, VAE; fora info describes it", async () => {
   const dir = await converted();
   const names = await listDir(dir);
-  for (const f of ["manifest.json", "pixart-text.fp32.onnx", "pixart-full-cfg.fp32.onnx", "pixart-reuse-xr-plain.fp32.onnx", "t5-encoder.fp32.onnx", "vae-decoder.fp32.onnx", "tokenizer"]) {
+  for (
+    const f of [
+      "manifest.json",
+      "pixart-text.fp32.onnx",
+      "pixart-full-cfg.fp32.onnx",
+      "pixart-reuse-xr-plain.fp32.onnx",
+      "t5-encoder.fp32.onnx",
+      "vae-decoder.fp32.onnx",
+      "tokenizer",
+    ]
+  ) {
     assert.ok(names.includes(f), `${f} in ${names}`);
   }
   const m = JSON.parse(await Deno.readTextFile(join(dir, "manifest.json")));
   assert.equal(m.architecture, "pixart");
   assert.equal(m.pixart.conventions.unconditional, "empty-prompt");
   assert.equal(m.textEncoder.config.numLayers, 2);
-  assert.deepEqual(m.textEncoder.weights.files, ["weights/t5/model-00001-of-00002.safetensors", "weights/t5/model-00002-of-00002.safetensors"]);
+  assert.deepEqual(m.textEncoder.weights.files, [
+    "weights/t5/model-00001-of-00002.safetensors",
+    "weights/t5/model-00002-of-00002.safetensors",
+  ]);
   const info = await runFora("info", dir);
   assert.equal(info.code, 0, info.stderr);
   assert.match(info.stdout, /PixArt-alpha/);
@@ -53,7 +66,22 @@ Deno.test("fora convert writes a PixArt bundle: text, step and T5 graphs, tokeni
 Deno.test("fora generate --prompt writes one PNG per prompt with PixArt's defaults, and image events carry the prompt", async () => {
   const dir = await converted();
   const out = join(WORK, "out-defaults");
-  const r = await runFora("generate", "-m", dir, "--prompt", "A small cactus with a happy face.", "--prompt", "a red fox", "--steps", "6", "-N", "2", "-o", out, "--json");
+  const r = await runFora(
+    "generate",
+    "-m",
+    dir,
+    "--prompt",
+    "A small cactus with a happy face.",
+    "--prompt",
+    "a red fox",
+    "--steps",
+    "6",
+    "-N",
+    "2",
+    "-o",
+    out,
+    "--json",
+  );
   assert.equal(r.code, 0, r.stderr);
   const ev = events(r.stdout);
   const start = ev[0] as RunStartEvent;
@@ -77,7 +105,21 @@ Deno.test("--cache-cross-attn off and --no-clean-caption change the image; iddpm
   const dir = await converted();
   const run = async (name: string, ...extra: string[]) => {
     const out = join(WORK, `${name}.png`);
-    const r = await runFora("generate", "-m", dir, "--prompt", "A CAT, www.example.com", "--steps", "8", "-N", "3", "-o", out, "--json", ...extra);
+    const r = await runFora(
+      "generate",
+      "-m",
+      dir,
+      "--prompt",
+      "A CAT, www.example.com",
+      "--steps",
+      "8",
+      "-N",
+      "3",
+      "-o",
+      out,
+      "--json",
+      ...extra,
+    );
     assert.equal(r.code, 0, r.stderr);
     return await Deno.readFile(out);
   };
@@ -85,7 +127,20 @@ Deno.test("--cache-cross-attn off and --no-clean-caption change the image; iddpm
   assert.deepEqual(await run("on-again"), on, "same seed and flags give the same PNG");
   assert.notDeepEqual(await run("off", "--cache-cross-attn", "off"), on);
   assert.notDeepEqual(await run("raw", "--no-clean-caption"), on);
-  const r = await runFora("generate", "-m", dir, "--prompt", "a cat", "--sampler", "iddpm", "-N", "2", "-o", join(WORK, "iddpm.png"), "--json");
+  const r = await runFora(
+    "generate",
+    "-m",
+    dir,
+    "--prompt",
+    "a cat",
+    "--sampler",
+    "iddpm",
+    "-N",
+    "2",
+    "-o",
+    join(WORK, "iddpm.png"),
+    "--json",
+  );
   assert.equal(r.code, 0, r.stderr);
   const end = events(r.stdout).at(-1) as RunEndEvent;
   assert.equal(end.totals.full_steps + end.totals.reuse_steps, 100);
@@ -96,7 +151,19 @@ Deno.test("--embeddings-cache stores each prompt's encoder output once and reuse
   const dir = await converted();
   const cache = join(WORK, "emb-cache");
   const run = async (out: string, ...prompts: string[]) => {
-    const r = await runFora("generate", "-m", dir, ...prompts.flatMap((p) => ["--prompt", p]), "--steps", "4", "-o", join(WORK, out), "--embeddings-cache", cache, "--json");
+    const r = await runFora(
+      "generate",
+      "-m",
+      dir,
+      ...prompts.flatMap((p) => ["--prompt", p]),
+      "--steps",
+      "4",
+      "-o",
+      join(WORK, out),
+      "--embeddings-cache",
+      cache,
+      "--json",
+    );
     assert.equal(r.code, 0, r.stderr);
   };
   await run("c1.png", "a blue bird");

@@ -16,7 +16,20 @@ for (const [signal, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
       await convertBundle(TINY_DIFFUSERS, bundle, { precisions: ["fp32"] });
       const out = join(dir, "out");
       const child = new Deno.Command(Deno.execPath(), {
-        args: ["run", "-q", ...CLI_PERMISSIONS, join(ROOT, "cli/main.ts"), "generate", "-m", bundle, "--steps", "1000", "--json", "-o", out],
+        args: [
+          "run",
+          "-q",
+          ...CLI_PERMISSIONS,
+          join(ROOT, "cli/main.ts"),
+          "generate",
+          "-m",
+          bundle,
+          "--steps",
+          "1000",
+          "--json",
+          "-o",
+          out,
+        ],
         stdout: "piped",
         stderr: "piped",
       }).spawn();
@@ -34,7 +47,7 @@ for (const [signal, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
         text += value;
       }
       const status = await child.status;
-      const stderr = new TextDecoder().decode((await new Response(child.stderr).arrayBuffer()));
+      const stderr = new TextDecoder().decode(await new Response(child.stderr).arrayBuffer());
       const events = text.trim().split("\n").map((l) => JSON.parse(l));
       const end = events[events.length - 1];
       assert.equal(status.code, code, stderr);

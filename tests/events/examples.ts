@@ -88,8 +88,7 @@ export const EXAMPLES = {
     ...id,
     time_ms: 2600,
     status: "error",
-    error:
-      "out/000001.png: could not write PNG image: permission denied (is the folder writable?)",
+    error: "out/000001.png: could not write PNG image: permission denied (is the folder writable?)",
     totals: {
       full_steps: 2,
       reuse_steps: 2,

@@ -2,11 +2,7 @@ import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { ForaError } from "../../lib/errors.ts";
 import { ndjsonSink } from "../../lib/events/ndjson.ts";
-import {
-  isOutputClosed,
-  OutputClosed,
-  type SyncWriter,
-} from "../../lib/events/output.ts";
+import { isOutputClosed, OutputClosed, type SyncWriter } from "../../lib/events/output.ts";
 import { collectRun, EXAMPLES, simulateRun } from "./examples.ts";
 
 /** A writer that keeps what it is given, `chunk` bytes per call at most. */
@@ -22,8 +18,7 @@ function memoryWriter(
       parts.push(p.slice(0, n));
       return n;
     },
-    text: () =>
-      new TextDecoder().decode(new Uint8Array(parts.flatMap((p) => [...p]))),
+    text: () => new TextDecoder().decode(new Uint8Array(parts.flatMap((p) => [...p]))),
   };
   return w;
 }

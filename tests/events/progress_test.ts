@@ -1,11 +1,5 @@
 import assert from "node:assert/strict";
-import {
-  initialProgress,
-  progressLine,
-  progressSink,
-  summaryLine,
-  updateProgress,
-} from "../../lib/events/progress.ts";
+import { initialProgress, progressLine, progressSink, summaryLine, updateProgress } from "../../lib/events/progress.ts";
 import { chooseSink } from "../../lib/events/sink.ts";
 import type { SyncWriter } from "../../lib/events/output.ts";
 import { EXAMPLES, simulateRun } from "./examples.ts";

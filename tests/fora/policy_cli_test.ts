@@ -31,7 +31,7 @@ Deno.test("generate --policy: valid events for every policy, decisions in step a
         cache: events.filter((e) => e.event === "cache") as CacheEvent[],
       };
     };
-    await t.step("dynamic: undecided steps planned as \"decide\", decisions in the step events", async () => {
+    await t.step('dynamic: undecided steps planned as "decide", decisions in the step events', async () => {
       const r = await gen("--policy", "dynamic", "--threshold", "0.5", "--warmup", "2", "--cooldown", "1", "--max-reuse", "3");
       assert.equal(r.start.plan.policy.name, "dynamic");
       assert.deepEqual(r.start.plan.policy.params, { threshold: 0.5, lookahead: 3, warmup: 2, cooldown: 1, max_reuse: 3 });
@@ -55,12 +55,14 @@ Deno.test("generate --policy: valid events for every policy, decisions in step a
       assert.deepEqual(r.start.plan.kind.slice(-2), ["full", "full"]);
     });
     await t.step("refused: --threshold without dynamic, -N with dynamic, --compute-last out of range", async () => {
-      for (const [flags, message] of [
-        [["--threshold", "0.2"], /--threshold applies to --policy dynamic only/],
-        [["--policy", "dynamic", "-N", "2"], /leave out -N/],
-        [["--policy", "partial", "--compute-last", "2"], /--compute-last must be a whole number from 1 to 1/],
-        [["--policy", "schedule"], /--policy schedule needs --schedule/],
-      ] as const) {
+      for (
+        const [flags, message] of [
+          [["--threshold", "0.2"], /--threshold applies to --policy dynamic only/],
+          [["--policy", "dynamic", "-N", "2"], /leave out -N/],
+          [["--policy", "partial", "--compute-last", "2"], /--compute-last must be a whole number from 1 to 1/],
+          [["--policy", "schedule"], /--policy schedule needs --schedule/],
+        ] as const
+      ) {
         const r = await runFora("generate", "-m", bundle, "--steps", "6", "-o", join(work, "bad"), ...flags);
         assert.notEqual(r.code, 0);
         assert.match(r.stderr, message);

@@ -10,7 +10,16 @@ import { join } from "node:path";
 import { convertBundle } from "../../lib/bundle/convert.ts";
 import { readManifest } from "../../lib/bundle/manifest.ts";
 import { openDitStepModel } from "../../lib/models/dit/step_model.ts";
-import { type CachePlan, type CachePolicy, dynamicPolicy, forecastPolicy, partialPolicy, planPolicy, staticIntervalPlan, type StepKind } from "../../lib/fora/policy.ts";
+import {
+  type CachePlan,
+  type CachePolicy,
+  dynamicPolicy,
+  forecastPolicy,
+  partialPolicy,
+  planPolicy,
+  staticIntervalPlan,
+  type StepKind,
+} from "../../lib/fora/policy.ts";
 import { literalDenoiser, residualDenoiser, type StepReport } from "../../lib/fora/denoiser.ts";
 import { makeSampler } from "../../lib/samplers/mod.ts";
 import { batchNormals, sampleRngs } from "../../lib/random/mod.ts";

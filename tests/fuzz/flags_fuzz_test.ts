@@ -44,9 +44,52 @@ const COMMANDS = (probe.commands as unknown as Command[]).map((c) => ({
 
 const value = fc.oneof(
   fc.constantFrom(
-    "0", "1", "2", "3", "7", "250", "-1", "1.5", "1e3", "0x10", "NaN", "Infinity", "-0", "", " ", " 3", "3 ", "+4",
-    "9007199254740993", "99999999999999999999", "1/2", "0/1", "2/2", "3/2", "-1/2", "a/b", "1/0", "fp16", "fp32", "all",
-    "ref", "ddim", "ddpm", "dpm-solver++", "iddpm", "heun", "cpu", "cuda", "auto", "on", "off", "x.npz", "/tmp", "--", "-", "=",
+    "0",
+    "1",
+    "2",
+    "3",
+    "7",
+    "250",
+    "-1",
+    "1.5",
+    "1e3",
+    "0x10",
+    "NaN",
+    "Infinity",
+    "-0",
+    "",
+    " ",
+    " 3",
+    "3 ",
+    "+4",
+    "9007199254740993",
+    "99999999999999999999",
+    "1/2",
+    "0/1",
+    "2/2",
+    "3/2",
+    "-1/2",
+    "a/b",
+    "1/0",
+    "fp16",
+    "fp32",
+    "all",
+    "ref",
+    "ddim",
+    "ddpm",
+    "dpm-solver++",
+    "iddpm",
+    "heun",
+    "cpu",
+    "cuda",
+    "auto",
+    "on",
+    "off",
+    "x.npz",
+    "/tmp",
+    "--",
+    "-",
+    "=",
   ),
   fc.string({ maxLength: 8 }),
   fc.integer({ min: -5, max: 1_000_000 }).map(String),
@@ -96,7 +139,9 @@ Deno.test("fuzz: every command's flag parser yields options within their contrac
       await program.parseAsync(args, { from: "user" });
     } catch (e) {
       if (!(e instanceof CommanderError)) {
-        assert.fail(`not a usage error: ${e instanceof Error ? `${e.name}: ${e.message}\n${e.stack}` : String(e)}\nargs: ${JSON.stringify(args)}`);
+        assert.fail(
+          `not a usage error: ${e instanceof Error ? `${e.name}: ${e.message}\n${e.stack}` : String(e)}\nargs: ${JSON.stringify(args)}`,
+        );
       }
       assert.ok(e.exitCode === 0 || e.exitCode === 1, `exit code ${e.exitCode}`);
       assert.equal(parsed.length, 0, "no action ran after a usage error");

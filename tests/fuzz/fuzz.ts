@@ -189,7 +189,9 @@ export function mutatedJson(base: unknown): fc.Arbitrary<unknown> {
  */
 export async function scratchFile(name: string): Promise<{ path: string; write(bytes: Uint8Array): void; cleanup(): Promise<void> }> {
   const shm = await Deno.stat("/dev/shm").then((s) => s.isDirectory, () => false);
-  const dir = await Deno.makeTempDir({ prefix: "fora-fuzz-", ...(shm ? { dir: "/dev/shm" } : {}) }).catch(() => Deno.makeTempDir({ prefix: "fora-fuzz-" }));
+  const dir = await Deno.makeTempDir({ prefix: "fora-fuzz-", ...(shm ? { dir: "/dev/shm" } : {}) }).catch(() =>
+    Deno.makeTempDir({ prefix: "fora-fuzz-" })
+  );
   const path = `${dir}/${name}`;
   return {
     path,

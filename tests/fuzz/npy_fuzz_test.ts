@@ -18,7 +18,8 @@ const valid = await (async () => {
 })();
 
 /** Mostly `usual`, sometimes one of `odd`: so that many cases get past the first checks. */
-const mostly = <T>(usual: T, ...odd: T[]) => fc.oneof({ arbitrary: fc.constant(usual), weight: 5 }, { arbitrary: fc.constantFrom(...odd), weight: 1 });
+const mostly = <T>(usual: T, ...odd: T[]) =>
+  fc.oneof({ arbitrary: fc.constant(usual), weight: 5 }, { arbitrary: fc.constantFrom(...odd), weight: 1 });
 
 const dims = fc.array(
   fc.oneof({ arbitrary: fc.integer({ min: 0, max: 5 }), weight: 8 }, {
@@ -29,7 +30,7 @@ const dims = fc.array(
 );
 const structured = fc.record({
   version: mostly([1, 0], [2, 0], [3, 0], [1, 1], [0, 0]),
-  descr: mostly("'<f4'", "'>f4'", "'<f8'", "'|u1'", "'<f2'", "'f4'", "''", "'<f4", "\"<f4\"", "<f4", "'\\x'"),
+  descr: mostly("'<f4'", "'>f4'", "'<f8'", "'|u1'", "'<f2'", "'f4'", "''", "'<f4", '"<f4"', "<f4", "'\\x'"),
   fortran: mostly("False", "True", "0", "'False'", "None"),
   dims,
   shapeOdd: mostly(undefined, "()", "[2, 3]", "(2, (3,))", "None", "(", "(2 3)", "'x'"),

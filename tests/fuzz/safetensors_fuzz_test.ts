@@ -26,7 +26,11 @@ const valid = await (async () => {
 const entry = fc.record({
   dtype: fc.oneof(fc.constantFrom("F32", "F16", "BF16", "I64", "I32", "F64", "U8", "", "f32"), nastyNumber),
   shape: fc.oneof(fc.array(fc.oneof(fc.integer({ min: 0, max: 8 }), nastyNumber), { maxLength: 4 }), nastyNumber),
-  data_offsets: fc.oneof(fc.tuple(fc.integer({ min: -2, max: 80 }), fc.integer({ min: -2, max: 80 })), fc.array(nastyNumber, { maxLength: 3 }), nastyNumber),
+  data_offsets: fc.oneof(
+    fc.tuple(fc.integer({ min: -2, max: 80 }), fc.integer({ min: -2, max: 80 })),
+    fc.array(nastyNumber, { maxLength: 3 }),
+    nastyNumber,
+  ),
 }, { requiredKeys: [] });
 
 const header = fc.dictionary(
@@ -37,7 +41,12 @@ const header = fc.dictionary(
 
 const structured = fc.record({
   header,
-  lengthDelta: fc.oneof(fc.constant(0n), fc.constant(0n), fc.bigInt({ min: -10n, max: 10n }), fc.bigInt({ min: 0n, max: (1n << 64n) - 1n })),
+  lengthDelta: fc.oneof(
+    fc.constant(0n),
+    fc.constant(0n),
+    fc.bigInt({ min: -10n, max: 10n }),
+    fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }),
+  ),
   data: fc.uint8Array({ maxLength: 96 }),
 }).map(({ header, lengthDelta, data }) => {
   const json = new TextEncoder().encode(JSON.stringify(header));

@@ -25,8 +25,7 @@ function rawNpy(
   return out;
 }
 
-const f4Header = (shape: string) =>
-  `{'descr': '<f4', 'fortran_order': False, 'shape': ${shape}, }\n`;
+const f4Header = (shape: string) => `{'descr': '<f4', 'fortran_order': False, 'shape': ${shape}, }\n`;
 
 Deno.test("float32 arrays of any rank round-trip through writeNpy and readNpy", async () => {
   await withTempDir(async (dir) => {

@@ -2,12 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 // Pinned inline until the import map lists it as "fast-png": "fast-png".
 import { encode } from "fast-png";
-import {
-  type Image,
-  makeGrid,
-  toByte,
-  toUint8Image,
-} from "../../lib/io/image.ts";
+import { type Image, makeGrid, toByte, toUint8Image } from "../../lib/io/image.ts";
 import { readPng, writePng } from "../../lib/io/png.ts";
 import { assertIoError, IS_ROOT, listDir, withTempDir } from "./helpers.ts";
 
@@ -60,8 +55,7 @@ Deno.test("a successful write leaves only the PNG, and replaces an existing one"
 });
 
 Deno.test({
-  name:
-    "writing into an unwritable folder is a ForaError and leaves no temp file",
+  name: "writing into an unwritable folder is a ForaError and leaves no temp file",
   ignore: IS_ROOT,
   fn: async () => {
     await withTempDir(async (dir) => {

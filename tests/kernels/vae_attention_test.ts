@@ -6,16 +6,7 @@ import { loadCheckpoint } from "../../lib/weights/checkpoint.ts";
 import { writeSafetensors } from "../../lib/weights/safetensors.ts";
 import { weightSource } from "../../lib/weights/source.ts";
 import { loadVaeAttention, vaeAttention } from "../../kernels/vae_attention.ts";
-import {
-  assertClose,
-  type AttentionRefWeights,
-  attentionRef,
-  COMPUTE_TYPES,
-  input,
-  param,
-  rand,
-  runGraph,
-} from "./vae_reference.ts";
+import { assertClose, attentionRef, type AttentionRefWeights, COMPUTE_TYPES, input, param, rand, runGraph } from "./vae_reference.ts";
 
 function makeWeights(c: number, seed: number): AttentionRefWeights {
   const r = (n: number, k: number, s = 1) => rand(n, seed * 100 + k, s);

@@ -210,7 +210,7 @@ export function attentionRef(x: Float32Array, [n, c, h, w]: number[], groups: nu
         max = Math.max(max, s[j]);
       }
       let sum = 0;
-      for (let j = 0; j < hw; j++) sum += (s[j] = Math.exp(s[j] - max));
+      for (let j = 0; j < hw; j++) sum += s[j] = Math.exp(s[j] - max);
       for (let j = 0; j < hw; j++) for (let ch = 0; ch < c; ch++) a[i * c + ch] += (s[j] / sum) * v[j * c + ch];
     }
     const o = linearRef(a, hw, c, p.wo, p.bo, c);

@@ -1,6 +1,6 @@
 /** The plain-loop VAE references (vae_reference.ts) against hand-computed values. */
 import { strict as assert } from "node:assert";
-import { convRef, groupNormRef, upsampleRef, attentionRef } from "./vae_reference.ts";
+import { attentionRef, convRef, groupNormRef, upsampleRef } from "./vae_reference.ts";
 
 // ---- the references against hand-computed values --------------------------------
 

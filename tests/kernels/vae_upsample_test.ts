@@ -12,10 +12,30 @@ Deno.test("nearest 2x repeats each pixel in a 2x2 square (hand-written expectati
   const { y: out } = await runGraph(g.data(), { x: f32([1, 1, 2, 3], [1, 2, 3, 4, 5, 6]) });
   assert.deepEqual(out.shape, [1, 1, 4, 6]);
   assert.deepEqual([...out.data as Float32Array], [
-    1, 1, 2, 2, 3, 3,
-    1, 1, 2, 2, 3, 3,
-    4, 4, 5, 5, 6, 6,
-    4, 4, 5, 5, 6, 6,
+    1,
+    1,
+    2,
+    2,
+    3,
+    3,
+    1,
+    1,
+    2,
+    2,
+    3,
+    3,
+    4,
+    4,
+    5,
+    5,
+    6,
+    6,
+    4,
+    4,
+    5,
+    5,
+    6,
+    6,
   ]);
 });
 

@@ -45,7 +45,19 @@ Deno.test("the shipped bundle is a pixel-space model without a VAE that names it
 Deno.test("fora generate with no --model uses the shipped model: one visible image per class, by name", async () => {
   await withTempDir(async (dir) => {
     const args = CLASS_NAMES.flatMap((name) => ["--class", name]);
-    const r = await runFora("generate", ...args, "--sampler", "ddim", "--steps", "20", "--json", "-o", dir, "--latents-out", join(dir, "x0.npy"));
+    const r = await runFora(
+      "generate",
+      ...args,
+      "--sampler",
+      "ddim",
+      "--steps",
+      "20",
+      "--json",
+      "-o",
+      dir,
+      "--latents-out",
+      join(dir, "x0.npy"),
+    );
     assert.equal(r.code, 0, r.stderr);
     const images = lines(r.stdout).map((l) => JSON.parse(l)).filter((e) => e.event === "image");
     assert.deepEqual(images.map((e) => e.class_name), CLASS_NAMES);

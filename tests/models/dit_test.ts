@@ -149,11 +149,13 @@ Deno.test("fp16 and fused-attention DiT graphs agree with fp32 within 1e-2 relat
       guidance_mask: f32([8], guidanceMask(cfg, "ref")),
       reuse_timesteps: f32([reuse.length], reuse),
     });
-    for (const [label, opts] of [
-      ["fp16", { computeType: "float16", cfg: true }],
-      ["fused attention", { computeType: "float32", cfg: true, attention: "fused" }],
-      ["fp16 + fused attention", { computeType: "float16", cfg: true, attention: "fused" }],
-    ] as const) {
+    for (
+      const [label, opts] of [
+        ["fp16", { computeType: "float16", cfg: true }],
+        ["fused attention", { computeType: "float32", cfg: true, attention: "fused" }],
+        ["fp16 + fused attention", { computeType: "float16", cfg: true, attention: "fused" }],
+      ] as const
+    ) {
       const s = await sessionFor(bundle.dir, "variant.onnx", buildDitGraphs(bundle.src, cfg, opts).full);
       const out = await s.run(feeds(Array.from(G("t_reuse").data)));
       const err = relError(out.model_out.data as Float32Array, G("out_ref").data);

@@ -8,7 +8,7 @@
 import { strict as assert } from "node:assert";
 import { join } from "node:path";
 import { buildPixartGraphs, pixartGuidanceMask } from "../../lib/models/pixart/graphs.ts";
-import { type PixartConfig, parsePixartDiffusersConfig, parsePixartOriginalConfig } from "../../lib/models/pixart/config.ts";
+import { parsePixartDiffusersConfig, parsePixartOriginalConfig, type PixartConfig } from "../../lib/models/pixart/config.ts";
 import { f32, type HostTensor } from "../../lib/runtime/session.ts";
 import { FIXTURES, readGolden, relError, sessionFor, tempBundle } from "../support.ts";
 import { writeModel } from "../../lib/onnx/serialize.ts";
@@ -84,7 +84,10 @@ for (const naming of ["original", "diffusers"] as const) {
       await t.step("reuse step from R_j matches the literal FORA reuse step with cross-attention cached", async () => {
         const reuse = await sessionFor(bundle.dir, "reuse.onnx", graphs.reuse);
         for (let j = 0; j < 2; j++) {
-          const out = await reuse.run({ ...step(G("x_reuse"), tReuse[j]), residual: f32(G("residual.0").shape, residuals.slice(j * n, (j + 1) * n)) });
+          const out = await reuse.run({
+            ...step(G("x_reuse"), tReuse[j]),
+            residual: f32(G("residual.0").shape, residuals.slice(j * n, (j + 1) * n)),
+          });
           assert.ok(relError(out.model_out.data as Float32Array, G(`reuse_out.${j}`).data) <= 1e-4, `reuse ${j}`);
         }
         await reuse.release();
@@ -125,10 +128,18 @@ for (const naming of ["original", "diffusers"] as const) {
           assert.ok(relError(computed[name].data as Float32Array, stack(golden, key, L).data as Float32Array) <= 1e-4, name);
         }
         for (let j = 0; j < 2; j++) {
-          const feeds = { ...step(G("x_reuse"), tReuse[j]), cached_attn: computed.attn, cached_cross: computed.cross, cached_mlp: computed.mlp };
+          const feeds = {
+            ...step(G("x_reuse"), tReuse[j]),
+            cached_attn: computed.attn,
+            cached_cross: computed.cross,
+            cached_mlp: computed.mlp,
+          };
           const on = await blocks.run({ ...feeds, reuse: flags(1), reuse_cross: flags(1) });
           const off = await blocks.run({ ...feeds, reuse: flags(1), reuse_cross: flags(0) });
-          const viaResidual = await reuse.run({ ...step(G("x_reuse"), tReuse[j]), residual: f32(G("residual.0").shape, residuals.slice(j * n, (j + 1) * n)) });
+          const viaResidual = await reuse.run({
+            ...step(G("x_reuse"), tReuse[j]),
+            residual: f32(G("residual.0").shape, residuals.slice(j * n, (j + 1) * n)),
+          });
           const features = new Float32Array(2 * computed.attn.data.length);
           features.set(computed.attn.data as Float32Array, 0);
           features.set(computed.mlp.data as Float32Array, computed.attn.data.length);
@@ -164,7 +175,10 @@ Deno.test("PixArt FORA: the residual route equals the literal per-layer cache ov
         files.set(name, join(bundle.dir, name));
       }
     }
-    const model = await openPixartStepModel(cfg, (kind, guided) => files.get(`${kind}-${guided ? "cfg" : "plain"}.onnx`)!, { cfgScale: 4.5, cfgChannels: "all" }, { threads: 1 });
+    const model = await openPixartStepModel(cfg, (kind, guided) => files.get(`${kind}-${guided ? "cfg" : "plain"}.onnx`)!, {
+      cfgScale: 4.5,
+      cfgChannels: "all",
+    }, { threads: 1 });
     const captions = {
       cond: golden.get("caption_cond")!.data,
       condTokens: golden.get("caption_cond")!.shape[1],
@@ -192,16 +206,19 @@ Deno.test("PixArt FORA: the residual route equals the literal per-layer cache ov
           assert.ok(relError(await run(sampler, 1, "residual", true), await run(sampler, 1, "literal", true)) <= 1e-6);
         });
         for (const cacheCross of [true, false]) {
-          await t.step(`${sampler}: N=2, 3 with cross-attention ${cacheCross ? "cached" : "recomputed"}: residual route == literal cache (1e-5)`, async () => {
-            const uncached = await run(sampler, 1, "residual", cacheCross);
-            for (const interval of [2, 3]) {
-              const a = await run(sampler, interval, "residual", cacheCross);
-              const b = await run(sampler, interval, "literal", cacheCross);
-              const err = relError(a, b);
-              assert.ok(err <= 1e-5, `N=${interval}: ${err}`);
-              assert.ok(relError(a, uncached) > 1e-4, "caching changes the result");
-            }
-          });
+          await t.step(
+            `${sampler}: N=2, 3 with cross-attention ${cacheCross ? "cached" : "recomputed"}: residual route == literal cache (1e-5)`,
+            async () => {
+              const uncached = await run(sampler, 1, "residual", cacheCross);
+              for (const interval of [2, 3]) {
+                const a = await run(sampler, interval, "residual", cacheCross);
+                const b = await run(sampler, interval, "literal", cacheCross);
+                const err = relError(a, b);
+                assert.ok(err <= 1e-5, `N=${interval}: ${err}`);
+                assert.ok(relError(a, uncached) > 1e-4, "caching changes the result");
+              }
+            },
+          );
         }
         await t.step(`${sampler}: caching cross-attention or recomputing it gives different runs`, async () => {
           assert.ok(relError(await run(sampler, 3, "residual", true), await run(sampler, 3, "residual", false)) > 1e-6);

@@ -57,7 +57,11 @@ Deno.test("fp16 T5 graph: finite on a 120-token input whose feed-forward overflo
   const cfg = parseT5Config(JSON.parse(await Deno.readTextFile(join(TE, "config.json"))), TE);
   const dir = await Deno.makeTempDir({ prefix: "fora-t5-fp16-" });
   try {
-    await writeSafetensors(TE, join(dir, "model.safetensors"), (name, data) => (name.endsWith("wo.weight") ? data.map((v) => v * 3e4) : data));
+    await writeSafetensors(
+      TE,
+      join(dir, "model.safetensors"),
+      (name, data) => (name.endsWith("wo.weight") ? data.map((v) => v * 3e4) : data),
+    );
     const bundle = await tempBundle(join(dir, "model.safetensors"));
     try {
       const long = Array.from({ length: 120 }, (_, i) => (i * 7) % cfg.vocabSize);

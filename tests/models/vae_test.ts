@@ -7,13 +7,7 @@ import { f32, type HostTensor, openSession } from "../../lib/runtime/session.ts"
 import { loadCheckpoint, requireTensor } from "../../lib/weights/checkpoint.ts";
 import { readTensorF32 } from "../../lib/weights/safetensors.ts";
 import { type WeightSource, weightSource } from "../../lib/weights/source.ts";
-import {
-  loadVaeConfig,
-  parseVaeConfig,
-  upscaleFactor,
-  type VaeConfig,
-  vaePreset,
-} from "../../lib/models/vae/config.ts";
+import { loadVaeConfig, parseVaeConfig, upscaleFactor, type VaeConfig, vaePreset } from "../../lib/models/vae/config.ts";
 import { buildVaeDecoderGraph, VAE_INPUT, VAE_OUTPUT, type VaeDecoderShape } from "../../lib/models/vae/graph.ts";
 import { relErr } from "../kernels/vae_reference.ts";
 
@@ -170,7 +164,11 @@ Deno.test("VAE decoder (float32) matches the PyTorch golden, float16 within 1e-2
     const out16 = await decode(b, "float16", TINY, z);
     const e16 = relErr(out16.data as Float32Array, out32.data as Float32Array);
     const e16g = relErr(out16.data as Float32Array, image.data as Float32Array);
-    console.log(`VAE parity: float32 vs golden ${e32.toExponential(2)}, float16 vs float32 ${e16.toExponential(2)}, float16 vs golden ${e16g.toExponential(2)}`);
+    console.log(
+      `VAE parity: float32 vs golden ${e32.toExponential(2)}, float16 vs float32 ${e16.toExponential(2)}, float16 vs golden ${
+        e16g.toExponential(2)
+      }`,
+    );
     assert.ok(e32 <= 1e-4, `float32 relative error ${e32}`);
     assert.ok(e16 <= 1e-2, `float16 vs float32 relative error ${e16}`);
     assert.ok(e16g <= 1e-2, `float16 vs golden relative error ${e16g}`);

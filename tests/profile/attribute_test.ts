@@ -37,7 +37,14 @@ function event(name: string, op: string, ts: number, dur: number) {
     name: `${name}_kernel_time`,
     ts,
     dur,
-    args: { op_name: op, input_type_shape: [{ float: [4, 8] }], output_type_shape: [{ float: [4, 8] }], activation_size: "128", parameter_size: "0", output_size: "128" },
+    args: {
+      op_name: op,
+      input_type_shape: [{ float: [4, 8] }],
+      output_type_shape: [{ float: [4, 8] }],
+      activation_size: "128",
+      parameter_size: "0",
+      output_size: "128",
+    },
   };
 }
 
@@ -77,5 +84,10 @@ Deno.test("warm-up runs are left out, and the median statistic ignores a kernel 
   assert.equal(attribute(noisy, parts, { stat: "sum" }).parts.find((p) => p.key.branch === "mlp")!.us, 2040);
   assert.equal(attribute(noisy, parts, { stat: "median" }).parts.find((p) => p.key.branch === "mlp")!.us, 60);
   // One run only: nothing to leave out.
-  assert.equal(attribute(parseTrace([{ cat: "Session", name: "model_run", ts: 0, dur: 5 }, event("blocks.0/attn/MatMul_1", "MatMul", 1, 3)]), parts, { skipRuns: 1 }).runs, 1);
+  assert.equal(
+    attribute(parseTrace([{ cat: "Session", name: "model_run", ts: 0, dur: 5 }, event("blocks.0/attn/MatMul_1", "MatMul", 1, 3)]), parts, {
+      skipRuns: 1,
+    }).runs,
+    1,
+  );
 });

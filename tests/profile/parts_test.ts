@@ -46,12 +46,29 @@ Deno.test("every node of a full-step graph belongs to a named part, blocks split
   }
   // Block level: the adaLN Linear's bias Add, and the two gated residuals x + gate * y.
   for (const b of [0, 1]) {
-    const adds = nodes.filter((n) => n.opType === "Add" && new RegExp(`^blocks\\.${b}/Add_`).test(n.name)).map((n) => parts.get(n.name)!.branch);
+    const adds = nodes.filter((n) => n.opType === "Add" && new RegExp(`^blocks\\.${b}/Add_`).test(n.name)).map((n) =>
+      parts.get(n.name)!.branch
+    );
     assert.deepEqual(adds.sort(), ["adaln", "residual", "residual"], `block ${b}`);
   }
   const counts = new Map<string, number>();
   for (const k of parts.values()) counts.set(label(k), (counts.get(label(k)) ?? 0) + 1);
-  for (const want of ["x_embedder", "t_embedder", "y_embedder", "conditioning", "block.adaln", "block.norm", "block.attn", "block.residual", "block.mlp", "residuals", "final_layer", "guidance"]) {
+  for (
+    const want of [
+      "x_embedder",
+      "t_embedder",
+      "y_embedder",
+      "conditioning",
+      "block.adaln",
+      "block.norm",
+      "block.attn",
+      "block.residual",
+      "block.mlp",
+      "residuals",
+      "final_layer",
+      "guidance",
+    ]
+  ) {
     assert.ok((counts.get(want) ?? 0) > 0, `some node is ${want}: ${JSON.stringify([...counts])}`);
   }
   // The modulate of each branch (x * (1 + scale) + shift) is norm, not attention: 2 blocks x 2 branches x

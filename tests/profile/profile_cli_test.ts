@@ -14,7 +14,19 @@ const STEPS = "10";
 
 Deno.test("at least 90% of all measured kernel time is attributed to named parts, in full steps, reuse steps and the decode", async () => {
   // --stat sum --include-warmup: every kernel the profiler measured, as measured.
-  const r = await runFora("profile", "-m", await tinyBundle(), "--steps", STEPS, "--json", "--stat", "sum", "--include-warmup", "--threads", "1");
+  const r = await runFora(
+    "profile",
+    "-m",
+    await tinyBundle(),
+    "--steps",
+    STEPS,
+    "--json",
+    "--stat",
+    "sum",
+    "--include-warmup",
+    "--threads",
+    "1",
+  );
   assert.equal(r.code, 0, r.stderr);
   const rows = ndjson<ProfileRow>(r.stdout);
   for (const kind of ["full", "reuse", "decode"] as const) {
@@ -28,7 +40,9 @@ Deno.test("at least 90% of all measured kernel time is attributed to named parts
     assert.ok(Math.abs(shares - 1) < 1e-3, `${kind}: shares add up to 1 (${shares})`);
     assert.equal(total.runs, kind === "full" ? 4 : kind === "reuse" ? 6 : 1, `${kind}: every run counted (10 steps, N = 3)`);
   }
-  for (const x of rows) for (const k of ["part", "block", "branch", "ms", "share", "flops"]) assert.ok(k in x, `${k} in ${JSON.stringify(x)}`);
+  for (const x of rows) {
+    for (const k of ["part", "block", "branch", "ms", "share", "flops"]) assert.ok(k in x, `${k} in ${JSON.stringify(x)}`);
+  }
 });
 
 Deno.test("full steps are broken down per block into adaLN, norm, attention, residual and MLP, with analytic FLOPs", async () => {
@@ -61,7 +75,21 @@ Deno.test("the terminal table names every part; --chart draws a PNG; --trace-dir
   const chart = join(dir, "chart.png"), traces = join(dir, "traces");
   const r = await runFora("profile", "-m", await tinyBundle(), "--steps", STEPS, "--chart", chart, "--trace-dir", traces);
   assert.equal(r.code, 0, r.stderr);
-  for (const s of ["full steps", "reuse steps", "VAE decode", "blocks: attn", "blocks: mlp", "blocks: adaln", "blocks: norm", "t_embedder", "final_layer", "GFLOP/s", "% of kernel time in named parts"]) {
+  for (
+    const s of [
+      "full steps",
+      "reuse steps",
+      "VAE decode",
+      "blocks: attn",
+      "blocks: mlp",
+      "blocks: adaln",
+      "blocks: norm",
+      "t_embedder",
+      "final_layer",
+      "GFLOP/s",
+      "% of kernel time in named parts",
+    ]
+  ) {
     assert.ok(r.stdout.includes(s), `table shows "${s}":\n${r.stdout}`);
   }
   assert.match(r.stderr, /chart written to/);

@@ -58,9 +58,23 @@ Deno.test({
   name: "generate --device webgpu without a Vulkan loader: exit 1, one error naming libvulkan.so.1",
   ignore: !noVulkan,
   async fn() {
-    const r = await runFora("generate", "-m", await tinyBundle(), "--steps", "4", "--device", "webgpu", "-o", join(WORK, "o-webgpu"), "--json");
+    const r = await runFora(
+      "generate",
+      "-m",
+      await tinyBundle(),
+      "--steps",
+      "4",
+      "--device",
+      "webgpu",
+      "-o",
+      join(WORK, "o-webgpu"),
+      "--json",
+    );
     assert.equal(r.code, 1, r.stderr);
-    assert.match(r.stderr, /^error: --device webgpu: ONNX Runtime [\d.]+'s WebGPU execution provider \(Dawn over Vulkan\) cannot run here:/);
+    assert.match(
+      r.stderr,
+      /^error: --device webgpu: ONNX Runtime [\d.]+'s WebGPU execution provider \(Dawn over Vulkan\) cannot run here:/,
+    );
     assert.match(r.stderr, /libvulkan\.so\.1 cannot be loaded/);
     assert.match(r.stderr, /apt-get install libvulkan1/);
   },
@@ -118,8 +132,28 @@ for (const [sampler, steps, n] of [["ddpm", 20, 3], ["ddim", 10, 1]] as const) {
     for (const precision of ["fp32", "fp16"]) {
       const npy = join(WORK, `x-${sampler}-${precision}.npy`);
       const r = await runFora(
-        "generate", "-m", dir, "--class", "3", "--class", "7", "--sampler", sampler, "--steps", String(steps), "-N", String(n),
-        "--precision", precision, "--device", "cpu", "-o", join(WORK, `o-${sampler}-${precision}`), "--latents-out", npy, "--json",
+        "generate",
+        "-m",
+        dir,
+        "--class",
+        "3",
+        "--class",
+        "7",
+        "--sampler",
+        sampler,
+        "--steps",
+        String(steps),
+        "-N",
+        String(n),
+        "--precision",
+        precision,
+        "--device",
+        "cpu",
+        "-o",
+        join(WORK, `o-${sampler}-${precision}`),
+        "--latents-out",
+        npy,
+        "--json",
       );
       assert.equal(r.code, 0, r.stderr);
       const end = JSON.parse(r.stdout.trim().split("\n").at(-1)!);

@@ -90,7 +90,10 @@ const everythingLoads = ["libcuda.so.1", ...CUDA_LIBS, "libvulkan.so.1"];
 Deno.test("cuda check: with nothing installed, names both provider files and the folder ONNX Runtime looks in", () => {
   const c = checkCuda(RT, fakeSystem());
   assert.equal(c.ready, false);
-  assert.match(c.problems[0], /CUDA provider libraries are missing from .*napi-v6\/linux\/x64: libonnxruntime_providers_shared\.so, libonnxruntime_providers_cuda\.so/);
+  assert.match(
+    c.problems[0],
+    /CUDA provider libraries are missing from .*napi-v6\/linux\/x64: libonnxruntime_providers_shared\.so, libonnxruntime_providers_cuda\.so/,
+  );
   assert.ok(c.problems.some((p) => /no NVIDIA driver: libcuda\.so\.1 cannot be loaded/.test(p)));
 });
 
@@ -106,7 +109,10 @@ Deno.test("cuda error: says which files, where they are looked for, and both way
   assert.match(m, /cuBLAS, cuBLASLt, cuRAND, cudart .* cuDNN 9/);
   assert.match(m, /LD_LIBRARY_PATH \(set before fora starts; now "\/usr\/local\/cuda\/lib64"\)/);
   assert.match(m, /ONNXRUNTIME_NODE_INSTALL=cuda12 deno install --allow-scripts=npm:onnxruntime-node@1\.29\.0/);
-  assert.match(m, /set FORA_ORT_CUDA_DIR to a folder holding libonnxruntime_providers_shared\.so and libonnxruntime_providers_cuda\.so of ONNX Runtime 1\.29\.0/);
+  assert.match(
+    m,
+    /set FORA_ORT_CUDA_DIR to a folder holding libonnxruntime_providers_shared\.so and libonnxruntime_providers_cuda\.so of ONNX Runtime 1\.29\.0/,
+  );
   assert.match(m, /--device cpu/);
 });
 
@@ -114,7 +120,12 @@ Deno.test("cuda check: provider in place but CUDA 13 libraries missing lists eac
   const sys = fakeSystem({ files: providersInPlace, loadable: ["libcuda.so.1", "libcudart.so.13"] });
   const c = checkCuda(RT, sys);
   assert.equal(c.ready, false);
-  for (const [lib, name] of [["libcublasLt.so.13", "cuBLASLt, CUDA 13"], ["libcublas.so.13", "cuBLAS, CUDA 13"], ["libcurand.so.10", "cuRAND, CUDA 13"], ["libcudnn.so.9", "cuDNN 9"]]) {
+  for (
+    const [lib, name] of [["libcublasLt.so.13", "cuBLASLt, CUDA 13"], ["libcublas.so.13", "cuBLAS, CUDA 13"], [
+      "libcurand.so.10",
+      "cuRAND, CUDA 13",
+    ], ["libcudnn.so.9", "cuDNN 9"]]
+  ) {
     assert.ok(c.problems.some((p) => p.startsWith(`cannot load ${lib} (${name})`)), `${lib} in ${c.problems.join(" | ")}`);
   }
   assert.ok(!c.problems.some((p) => p.includes("libcudart")), "cudart loads");
@@ -132,9 +143,18 @@ Deno.test("cuda check: ready when the providers, every library and a GPU are the
 });
 
 Deno.test("cuda check: a driver without a device is reported as such", () => {
-  const c = checkCuda(RT, fakeSystem({ files: providersInPlace, loadable: everythingLoads, devices: "cuInit failed with CUDA driver error 100 (no CUDA-capable device)" }));
+  const c = checkCuda(
+    RT,
+    fakeSystem({
+      files: providersInPlace,
+      loadable: everythingLoads,
+      devices: "cuInit failed with CUDA driver error 100 (no CUDA-capable device)",
+    }),
+  );
   assert.equal(c.ready, false);
-  assert.deepEqual(c.problems, ["the NVIDIA driver reports no usable GPU: cuInit failed with CUDA driver error 100 (no CUDA-capable device)"]);
+  assert.deepEqual(c.problems, [
+    "the NVIDIA driver reports no usable GPU: cuInit failed with CUDA driver error 100 (no CUDA-capable device)",
+  ]);
 });
 
 Deno.test("FORA_ORT_CUDA_DIR: links both provider files next to the core after checking the version", () => {
@@ -147,7 +167,10 @@ Deno.test("FORA_ORT_CUDA_DIR: links both provider files next to the core after c
   });
   const c = checkCuda(RT, sys, { link: true });
   assert.deepEqual(c.problems, []);
-  assert.deepEqual(sys.links, [[join(dir, PROVIDER_SHARED), join(CORE, PROVIDER_SHARED)], [join(dir, PROVIDER_CUDA), join(CORE, PROVIDER_CUDA)]]);
+  assert.deepEqual(sys.links, [[join(dir, PROVIDER_SHARED), join(CORE, PROVIDER_SHARED)], [
+    join(dir, PROVIDER_CUDA),
+    join(CORE, PROVIDER_CUDA),
+  ]]);
   assert.ok(c.notes.some((n) => n.startsWith(`linked ${join(CORE, PROVIDER_CUDA)} -> ${join(dir, PROVIDER_CUDA)}`)));
 });
 
@@ -180,7 +203,9 @@ Deno.test("FORA_ORT_CUDA_DIR: a folder without the files, and an unwritable core
   });
   const c = checkCuda(RT, ro, { link: true });
   assert.equal(c.ready, false);
-  assert.ok(c.problems.some((p) => p.startsWith(`cannot link ${join(CORE, PROVIDER_SHARED)} to ${join(full, PROVIDER_SHARED)}: Permission denied`)));
+  assert.ok(
+    c.problems.some((p) => p.startsWith(`cannot link ${join(CORE, PROVIDER_SHARED)} to ${join(full, PROVIDER_SHARED)}: Permission denied`)),
+  );
   assert.ok(c.problems.some((p) => p.includes("copy the file there yourself")));
 });
 

@@ -4,7 +4,7 @@
  * GPU architectures are zeroed in place, everything else is left byte for byte.
  */
 import assert from "node:assert/strict";
-import { elfSections, fatbinEntries, FATBIN_MAGIC, KIND_CUBIN, KIND_PTX, trimFatbins } from "../../bench/gpu/fatbin.ts";
+import { elfSections, FATBIN_MAGIC, fatbinEntries, KIND_CUBIN, KIND_PTX, trimFatbins } from "../../bench/gpu/fatbin.ts";
 
 interface Entry {
   kind: number;

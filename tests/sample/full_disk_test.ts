@@ -16,7 +16,10 @@ const WORK = await workDir("fora-full-disk-test-");
 const BUNDLE = await tinyBundle(WORK);
 
 /** 16 images of 16x16x3 make a 12.5 KB batch file; the run file and journal stay far below 8 KiB. */
-const sampleArgs = (out: string, num = 16) => ["sample", "-m", BUNDLE, "--num", String(num), "--batch", "16", "--steps", "3", "--json", "-o", out];
+const sampleArgs = (
+  out: string,
+  num = 16,
+) => ["sample", "-m", BUNDLE, "--num", String(num), "--batch", "16", "--steps", "3", "--json", "-o", out];
 
 Deno.test("sample under a file-size limit smaller than a batch: one clear error, exit 1, no partial batch file", async () => {
   const out = join(WORK, "limited");

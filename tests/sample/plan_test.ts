@@ -5,15 +5,7 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { isForaError } from "../../lib/errors.ts";
-import {
-  batchCount,
-  batchRange,
-  classOf,
-  classesOf,
-  parseShard,
-  shardBatches,
-  shardImages,
-} from "../../lib/sample/plan.ts";
+import { batchCount, batchRange, classesOf, classOf, parseShard, shardBatches, shardImages } from "../../lib/sample/plan.ts";
 
 Deno.test("the shards of a run cover every image exactly once, in order, sizes within one batch", () => {
   fc.assert(

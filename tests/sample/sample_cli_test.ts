@@ -16,16 +16,7 @@ import { readPng } from "../../lib/io/png.ts";
 import { classOf } from "../../lib/sample/plan.ts";
 import { JOURNAL_FILE, RUN_FILE } from "../../lib/sample/folder.ts";
 import { copyTree, exists, listDir, PIXEL_ORIGINAL } from "../bundle/helpers.ts";
-import {
-  eventsOf,
-  journalLines,
-  npzArrays,
-  runFora,
-  spawnFora,
-  tempFiles,
-  tinyBundle,
-  workDir,
-} from "./helpers.ts";
+import { eventsOf, journalLines, npzArrays, runFora, spawnFora, tempFiles, tinyBundle, workDir } from "./helpers.ts";
 
 const WORK = await workDir("fora-sample-test-");
 const BUNDLE = await tinyBundle(WORK);
@@ -103,10 +94,20 @@ Deno.test("a shard killed with SIGKILL mid-run and restarted completes with no g
   const resumed = await runFora("sample", "-m", BUNDLE, ...args, "--json", "-o", killed);
   assert.equal(resumed.code, 0, resumed.stderr);
   const ev = batches(eventsOf(resumed.stdout));
-  assert.deepEqual(ev.map((e) => [e.first, e.status]), [[12, "verified"], [16, "verified"], [20, "written"]], "only the missing batch is sampled");
+  assert.deepEqual(
+    ev.map((e) => [e.first, e.status]),
+    [[12, "verified"], [16, "verified"], [20, "written"]],
+    "only the missing batch is sampled",
+  );
   const journal = await journalLines(killed);
   assert.deepEqual(journal.map((r) => r.first), [12, 16, 20], "one record per batch: no gap, no duplicate");
-  assert.deepEqual(await listDir(killed), [JOURNAL_FILE, RUN_FILE, "samples-000012-000015.npz", "samples-000016-000019.npz", "samples-000020-000023.npz"]);
+  assert.deepEqual(await listDir(killed), [
+    JOURNAL_FILE,
+    RUN_FILE,
+    "samples-000012-000015.npz",
+    "samples-000016-000019.npz",
+    "samples-000020-000023.npz",
+  ]);
 
   const straight = await runFora("sample", "-m", BUNDLE, ...args, "--json", "-o", clean);
   assert.equal(straight.code, 0, straight.stderr);
@@ -215,7 +216,11 @@ Deno.test("merge refuses a missing, repeated, incomplete, inconsistent or damage
   const journal = join(b, JOURNAL_FILE);
   const lines = await Deno.readTextFile(journal);
   await Deno.writeTextFile(journal, lines.split("\n")[0] + "\n");
-  await expectFail([a, b], 1, /shard 1\/2 is incomplete: 1 of 2 batches not done \(the first from image 8\); run the same fora sample command again/);
+  await expectFail(
+    [a, b],
+    1,
+    /shard 1\/2 is incomplete: 1 of 2 batches not done \(the first from image 8\); run the same fora sample command again/,
+  );
   await Deno.writeTextFile(journal, lines);
 
   const npz = join(b, "samples-000004-000007.npz");
@@ -223,7 +228,11 @@ Deno.test("merge refuses a missing, repeated, incomplete, inconsistent or damage
   const damaged = bytes.slice();
   damaged[300] ^= 4;
   await Deno.writeFile(npz, damaged);
-  await expectFail([a, b], 1, /samples-000004-000007\.npz does not match its recorded sha256; run the same fora sample command in .* again/);
+  await expectFail(
+    [a, b],
+    1,
+    /samples-000004-000007\.npz does not match its recorded sha256; run the same fora sample command in .* again/,
+  );
   await Deno.writeFile(npz, bytes);
 
   assert.equal((await runFora("merge", a, b, "--out", out)).code, 0);

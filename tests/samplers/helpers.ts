@@ -5,7 +5,11 @@ import type { Denoiser, LatentShape } from "../../lib/samplers/types.ts";
  * The toy model of reference_samplers.py (t = model time, c = channel, j = h*W + w):
  *   eps = 0.6 x + 0.3 sin(1.7 x + 0.01 t + 0.5 c + 0.05 j);  v = tanh(0.5 x - 0.001 t + 0.1 c)
  */
-export function toyModel(shape: LatentShape, learnSigma: boolean, calls?: { x: Float32Array; index: number; modelTime: number }[]): Denoiser {
+export function toyModel(
+  shape: LatentShape,
+  learnSigma: boolean,
+  calls?: { x: Float32Array; index: number; modelTime: number }[],
+): Denoiser {
   const { batch, channels: C, height, width } = shape, hw = height * width, outC = learnSigma ? 2 * C : C;
   return (x, step) => {
     calls?.push({ x: Float32Array.from(x), ...step });

@@ -32,7 +32,9 @@ for (const [key, name, steps, opts] of cases) {
     const want = golden[key] as { modelTimes: number[]; x0: number[] };
     const sampler = makeSampler(name, steps, opts);
     assert.equal(sampler.plan.modelTimes.length, want.modelTimes.length);
-    sampler.plan.modelTimes.forEach((m, k) => assert.ok(Math.abs(m - want.modelTimes[k]) < 1e-9, `model time ${k}: ${m} vs ${want.modelTimes[k]}`));
+    sampler.plan.modelTimes.forEach((m, k) =>
+      assert.ok(Math.abs(m - want.modelTimes[k]) < 1e-9, `model time ${k}: ${m} vs ${want.modelTimes[k]}`)
+    );
     const rngs = sampleRngs(golden.seed, batch);
     const xT = initialLatent(shape, rngs);
     const got = await sampler.sample(toyModel(shape, opts.learnSigma ?? true), xT, shape, rngs);

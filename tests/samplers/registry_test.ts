@@ -18,7 +18,10 @@ Deno.test("the registry names four samplers with their default steps", () => {
 });
 
 Deno.test("an unknown sampler or a bad step count is a usage error", () => {
-  assert.throws(() => makeSampler("euler"), (e) => e instanceof ForaError && e.code === "usage" && /ddpm, ddim, dpm-solver\+\+, iddpm/.test(e.message));
+  assert.throws(
+    () => makeSampler("euler"),
+    (e) => e instanceof ForaError && e.code === "usage" && /ddpm, ddim, dpm-solver\+\+, iddpm/.test(e.message),
+  );
   assert.throws(() => makeSampler("ddpm", 0), ForaError);
   assert.throws(() => makeSampler("ddim", 1001), ForaError);
   assert.throws(() => makeSampler("dpm-solver++", 1), ForaError);

@@ -46,7 +46,8 @@ Deno.test("spaceTimesteps equals DiT's space_timesteps for S = 250, 100, 50, 21,
 });
 
 Deno.test("DESIGN's round(k*999/(S-1)) agrees with the reference at S=250/100/50/20 but not at S=21", () => {
-  const closedForm = (s: number) => [...new Set(Array.from({ length: s }, (_, k) => roundHalfEven(k * 999 / (s - 1))))].sort((a, b) => a - b);
+  const closedForm = (s: number) =>
+    [...new Set(Array.from({ length: s }, (_, k) => roundHalfEven(k * 999 / (s - 1))))].sort((a, b) => a - b);
   for (const s of [10, 20, 25, 50, 100, 250, 1000]) assert.deepEqual(closedForm(s), spaceTimesteps(1000, s), `S=${s}`);
   // the reference accumulates the stride: 10 additions of 49.95 give 499.49999999999994 -> 499
   assert.equal(spaceTimesteps(1000, 21)[10], 499);

@@ -46,7 +46,15 @@ Deno.test("the consecutive-step plot draws one line per block for each branch", 
   const S = 12;
   const tracks: Track[] = [0, 1].flatMap((layer) => (["attn", "mlp"] as const).map((branch) => ({ layer, branch, matrix: band(S) })));
   assert.deepEqual(consecutive(band(4), 4), [0.75, 0.75, 0.75]);
-  const r = { model: "m", steps: S, modelTimes: [], layers: [0, 1], branches: ["attn", "mlp"], depth: 2, tracks } as unknown as SimilarityResult;
+  const r = {
+    model: "m",
+    steps: S,
+    modelTimes: [],
+    layers: [0, 1],
+    branches: ["attn", "mlp"],
+    depth: 2,
+    tracks,
+  } as unknown as SimilarityResult;
   const svg = consecutiveSvg(r);
   assert.equal(svg.match(/<polyline/g)?.length, 4);
   const png = await svgToPng(svg);

@@ -15,11 +15,31 @@ function decaying(S: number, decay: number, layer = 0): Track {
 
 Deno.test("a step reuses while its similarity to the last full step stays above the threshold", () => {
   // 0.9^1 = 0.9, 0.9^2 = 0.81: with threshold 0.85 every other step is full.
-  assert.deepEqual(suggestSchedule([decaying(6, 0.9)], 6, { threshold: 0.85, aggregate: "mean" }), ["full", "reuse", "full", "reuse", "full", "reuse"]);
+  assert.deepEqual(suggestSchedule([decaying(6, 0.9)], 6, { threshold: 0.85, aggregate: "mean" }), [
+    "full",
+    "reuse",
+    "full",
+    "reuse",
+    "full",
+    "reuse",
+  ]);
   // 0.81 >= 0.8 but 0.729 < 0.8: two reuse steps after each full one.
-  assert.deepEqual(suggestSchedule([decaying(7, 0.9)], 7, { threshold: 0.8, aggregate: "mean" }), ["full", "reuse", "reuse", "full", "reuse", "reuse", "full"]);
+  assert.deepEqual(suggestSchedule([decaying(7, 0.9)], 7, { threshold: 0.8, aggregate: "mean" }), [
+    "full",
+    "reuse",
+    "reuse",
+    "full",
+    "reuse",
+    "reuse",
+    "full",
+  ]);
   assert.deepEqual(suggestSchedule([decaying(4, 0.9)], 4, { threshold: 1, aggregate: "mean" }), ["full", "full", "full", "full"]);
-  assert.deepEqual(suggestSchedule([decaying(4, 1)], 4, { threshold: 0.99, aggregate: "mean", maxReuse: 2 }), ["full", "reuse", "reuse", "full"]);
+  assert.deepEqual(suggestSchedule([decaying(4, 1)], 4, { threshold: 0.99, aggregate: "mean", maxReuse: 2 }), [
+    "full",
+    "reuse",
+    "reuse",
+    "full",
+  ]);
 });
 
 Deno.test("min aggregates by the least similar layer, mean by the average", () => {
@@ -38,7 +58,10 @@ Deno.test("a schedule file round-trips; broken ones are refused with the reason"
   assert.match(text, /"kinds": \["full","reuse","reuse","full"\]/, "the step list stays on one line");
   const back = await readScheduleFile(path);
   assert.deepEqual(back, file);
-  assert.deepEqual(planOfSchedule(back), { policy: { name: "schedule", params: { threshold: 0.9, full_steps: 2 } }, kinds: ["full", "reuse", "reuse", "full"] });
+  assert.deepEqual(planOfSchedule(back), {
+    policy: { name: "schedule", params: { threshold: 0.9, full_steps: 2 } },
+    kinds: ["full", "reuse", "reuse", "full"],
+  });
   assert.equal(stepsForSchedule(back, path), 4);
   assert.equal(stepsForSchedule(back, path, 4), 4);
   assert.throws(() => stepsForSchedule(back, path, 5), /--steps 5 does not match --schedule .*4 steps/);

@@ -28,9 +28,17 @@ Deno.test("similarity writes a matrix, a heatmap per block and branch, the summa
   assert.equal(rows.at(-1)!.kind, "summary");
   const names = [...Deno.readDirSync(out)].map((e) => e.name).sort();
   assert.deepEqual(names, [
-    "block0-attn.npy", "block0-attn.png", "block0-mlp.npy", "block0-mlp.png",
-    "block1-attn.npy", "block1-attn.png", "block1-mlp.npy", "block1-mlp.png",
-    "consecutive.png", "report.html", "summary.json",
+    "block0-attn.npy",
+    "block0-attn.png",
+    "block0-mlp.npy",
+    "block0-mlp.png",
+    "block1-attn.npy",
+    "block1-attn.png",
+    "block1-mlp.npy",
+    "block1-mlp.png",
+    "consecutive.png",
+    "report.html",
+    "summary.json",
   ]);
   for (const t of ["block0-attn", "block1-mlp"]) {
     const m = await readNpy(join(out, `${t}.npy`));
@@ -84,7 +92,21 @@ Deno.test("over --max-memory the features are sketched, and the sketched matrice
 
 Deno.test("--layers and --branches choose what is recorded; a pixel-space model without guidance works too", async () => {
   const out = await freshDir("layers");
-  const r = await runFora("similarity", "-m", await pixelBundle(), "--steps", "6", "--cfg", "1", "--layers", "1-2", "--branches", "mlp", "-o", out);
+  const r = await runFora(
+    "similarity",
+    "-m",
+    await pixelBundle(),
+    "--steps",
+    "6",
+    "--cfg",
+    "1",
+    "--layers",
+    "1-2",
+    "--branches",
+    "mlp",
+    "-o",
+    out,
+  );
   assert.equal(r.code, 0, r.stderr);
   const names = [...Deno.readDirSync(out)].map((e) => e.name).filter((n) => n.startsWith("block")).sort();
   assert.deepEqual(names, ["block1-mlp.npy", "block1-mlp.png", "block2-mlp.npy", "block2-mlp.png"]);
@@ -101,7 +123,19 @@ Deno.test("a suggested schedule round-trips through fora generate --schedule, wh
   const bundle = await tinyBundle();
   const dir = await freshDir("roundtrip");
   const sched = join(dir, "schedule.json");
-  const r = await runFora("similarity", "-m", bundle, "--steps", "12", "-o", join(dir, "sim"), "--suggest-schedule", sched, "--threshold", "0.9");
+  const r = await runFora(
+    "similarity",
+    "-m",
+    bundle,
+    "--steps",
+    "12",
+    "-o",
+    join(dir, "sim"),
+    "--suggest-schedule",
+    sched,
+    "--threshold",
+    "0.9",
+  );
   assert.equal(r.code, 0, r.stderr);
   const file = await readScheduleFile(sched);
   assert.equal(file.steps, 12);

@@ -1,15 +1,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { loadCheckpoint, requireTensor } from "../../lib/weights/checkpoint.ts";
-import {
-  readTensorF32,
-  writeSafetensors,
-} from "../../lib/weights/safetensors.ts";
-import {
-  assertWeightsError,
-  withTempDir,
-  writeRawSafetensors,
-} from "./helpers.ts";
+import { readTensorF32, writeSafetensors } from "../../lib/weights/safetensors.ts";
+import { assertWeightsError, withTempDir, writeRawSafetensors } from "./helpers.ts";
 
 const f32 = (...values: number[]) => ({
   dtype: "F32" as const,

@@ -7,13 +7,7 @@ import {
   readTensorF32,
   writeSafetensors,
 } from "../../lib/weights/safetensors.ts";
-import {
-  assertWeightsError,
-  bytesOf,
-  concat,
-  withTempDir,
-  writeRawSafetensors,
-} from "./helpers.ts";
+import { assertWeightsError, bytesOf, concat, withTempDir, writeRawSafetensors } from "./helpers.ts";
 
 const f32Entry = (shape: number[], begin: number) => ({
   dtype: "F32",

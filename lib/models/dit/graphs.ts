@@ -98,7 +98,6 @@ function buildProbe(w: DitWeights, cfg: DitConfig, opts: DitGraphOptions): Graph
   return g.data();
 }
 
-
 function buildReuse(w: DitWeights, cfg: DitConfig, opts: DitGraphOptions): GraphData {
   const g = new GraphBuilder("dit_reuse", opts.computeType);
   const io = stepInputs(g, w, cfg, opts);
@@ -129,7 +128,11 @@ function buildPartial(w: DitWeights, cfg: DitConfig, opts: DitGraphOptions): Gra
         (s) => {
           // Not computed: x passes through; zeros stand for its (masked-out) features.
           const zero = s.mul(xin, s.scalar(0));
-          return [s.node("Identity", [xin], [{ dtype: xin.dtype, shape: xin.shape }])[0], zero, s.node("Identity", [zero], [{ dtype: zero.dtype, shape: zero.shape }])[0]];
+          return [
+            s.node("Identity", [xin], [{ dtype: xin.dtype, shape: xin.shape }])[0],
+            zero,
+            s.node("Identity", [zero], [{ dtype: zero.dtype, shape: zero.shape }])[0],
+          ];
         },
       );
       x = xk;
@@ -221,16 +224,22 @@ function stepInputs(g: GraphBuilder, w: DitWeights, cfg: DitConfig, opts: DitGra
 function ditBlock(g: GraphBuilder, x: Value, c: Value, b: DitBlockWeights, cfg: DitConfig, opts: DitGraphOptions) {
   const [shiftMsa, scaleMsa, gateMsa, shiftMlp, scaleMlp, gateMlp] = adaLNModulation(g, c, lin(g, b.adaLN), 6);
   const attn = g.scope("attn", () =>
-    selfAttention(g, layerNormModulate(g, x, shiftMsa, scaleMsa, NORM_EPS), {
-      q: lin(g, b.q),
-      k: lin(g, b.k),
-      v: lin(g, b.v),
-      out: lin(g, b.proj),
-    }, cfg.numHeads, opts.attention ?? "portable")
-  );
+    selfAttention(
+      g,
+      layerNormModulate(g, x, shiftMsa, scaleMsa, NORM_EPS),
+      {
+        q: lin(g, b.q),
+        k: lin(g, b.k),
+        v: lin(g, b.v),
+        out: lin(g, b.proj),
+      },
+      cfg.numHeads,
+      opts.attention ?? "portable",
+    ));
   const x1 = gatedResidual(g, x, gateMsa, attn);
-  const m = g.scope("mlp", () =>
-    mlp(g, layerNormModulate(g, x1, shiftMlp, scaleMlp, cfg.mlpNormEps), { fc1: lin(g, b.fc1), fc2: lin(g, b.fc2) })
+  const m = g.scope(
+    "mlp",
+    () => mlp(g, layerNormModulate(g, x1, shiftMlp, scaleMlp, cfg.mlpNormEps), { fc1: lin(g, b.fc1), fc2: lin(g, b.fc2) }),
   );
   return { x: gatedResidual(g, x1, gateMlp, m), attn, mlp: m };
 }

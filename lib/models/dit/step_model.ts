@@ -39,12 +39,24 @@ export interface StepModel {
    * cover only the first `residualBlocks` blocks, and a reuse step from one such residual
    * that computes the last `computeLast` blocks on top of it.
    */
-  partialFull?(x: Float32Array, t: number, reuseTimes: number[], residualBlocks: number): Promise<{ out: Float32Array; residuals: Float32Array }>;
+  partialFull?(
+    x: Float32Array,
+    t: number,
+    reuseTimes: number[],
+    residualBlocks: number,
+  ): Promise<{ out: Float32Array; residuals: Float32Array }>;
   partialReuse?(x: Float32Array, t: number, residual: Float32Array, computeLast: number): Promise<Float32Array>;
   /** The dynamic policy's indicator tensor for this step's input (block 0's modulated input). */
   probe?(x: Float32Array, t: number): Promise<Float32Array>;
   /** Literal path: blocks flagged in `reuse` take their A_k/M_k (and X_k) from the cache arrays. */
-  blocks(x: Float32Array, t: number, reuse: boolean[], cachedAttn: Float32Array, cachedMlp: Float32Array, cachedCross?: Float32Array): Promise<{
+  blocks(
+    x: Float32Array,
+    t: number,
+    reuse: boolean[],
+    cachedAttn: Float32Array,
+    cachedMlp: Float32Array,
+    cachedCross?: Float32Array,
+  ): Promise<{
     out: Float32Array;
     attn: Float32Array;
     mlp: Float32Array;

@@ -64,10 +64,15 @@ export function parsePixartDiffusersConfig(json: unknown, where: string): Pixart
   const sample = positiveInt(o, "sample_size", where);
   const extra = o.use_additional_conditions ?? (sample === 128);
   if (extra) {
-    throw new ForaError("bundle", `${where}: this is a 1024-MS model (resolution and aspect-ratio micro-conditions); fora runs the 256 and 512 PixArt-alpha models`);
+    throw new ForaError(
+      "bundle",
+      `${where}: this is a 1024-MS model (resolution and aspect-ratio micro-conditions); fora runs the 256 and 512 PixArt-alpha models`,
+    );
   }
   const scale = o.interpolation_scale ?? Math.max(Math.floor(sample / 64), 1);
-  if (scale !== 1) throw new ForaError("bundle", `${where}: interpolation_scale ${scale} is not supported (only 1: the 256 and 512 models)`);
+  if (scale !== 1) {
+    throw new ForaError("bundle", `${where}: interpolation_scale ${scale} is not supported (only 1: the 256 and 512 models)`);
+  }
   const inChannels = positiveInt(o, "in_channels", where);
   const out = o.out_channels === undefined || o.out_channels === null ? inChannels : positiveInt(o, "out_channels", where);
   if (out !== inChannels && out !== 2 * inChannels) {

@@ -14,7 +14,7 @@ import { join } from "node:path";
 import { ForaError } from "../../errors.ts";
 import { stopOnAbort } from "../../generator.ts";
 import type { Precision } from "../../bundle/manifest.ts";
-import { type PixartManifest, pixartGraphPath, readPixartManifest, t5GraphPath } from "../../bundle/pixart.ts";
+import { pixartGraphPath, type PixartManifest, readPixartManifest, t5GraphPath } from "../../bundle/pixart.ts";
 import { vaeGraphFile } from "../../bundle/manifest.ts";
 import type { CachePlan, CachePolicy } from "../../fora/policy.ts";
 import { residualDenoiser, type StepListener } from "../../fora/denoiser.ts";
@@ -91,7 +91,11 @@ export async function openPixartGenerator(s: PixartGeneratorSettings): Promise<P
   const C = cfg.inChannels, S = cfg.inputSize, perSample = C * S * S, Dc = cfg.captionChannels;
   const tokenizer = await loadT5Tokenizer(join(s.model, manifest.textEncoder.tokenizer));
   const t5Graph = t5GraphPath(s.model, manifest, precision);
-  const idFiles = new Set([...manifest.textEncoder.weights.files, `${manifest.textEncoder.tokenizer}/tokenizer.json`, t5Graph.slice(s.model.length + 1)]);
+  const idFiles = new Set([
+    ...manifest.textEncoder.weights.files,
+    `${manifest.textEncoder.tokenizer}/tokenizer.json`,
+    t5Graph.slice(s.model.length + 1),
+  ]);
   const encoder = openPromptEncoder({
     graph: t5Graph,
     tokenizer,

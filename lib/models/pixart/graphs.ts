@@ -37,7 +37,7 @@ import { patchEmbedding, unpatchify } from "../../../kernels/patch_embedding.ts"
 import { sinCosPositionEmbedding2d } from "../../../kernels/position_embedding.ts";
 import { timestepEmbedding } from "../../../kernels/timestep_embedding.ts";
 import { PIXART_FREQ_DIVISOR, PIXART_NORM_EPS, type PixartConfig, pixartGrid, pixartOutChannels, pixartTokens } from "./config.ts";
-import { type Linear, type PixartBlockWeights, type PixartWeights, loadPixartWeights } from "./weights.ts";
+import { type Linear, loadPixartWeights, type PixartBlockWeights, type PixartWeights } from "./weights.ts";
 
 export type PixartGraphKind = "text" | "full" | "reuse" | "full-xr" | "reuse-xr" | "blocks";
 export const PIXART_STEP_KINDS = ["full", "reuse", "full-xr", "reuse-xr", "blocks"] as const;
@@ -232,12 +232,18 @@ function stepInputs(g: GraphBuilder, w: PixartWeights, cfg: PixartConfig, opts: 
 }
 
 function selfAttentionOf(g: GraphBuilder, x: Value, m: Value[], b: PixartBlockWeights, cfg: PixartConfig, opts: PixartGraphOptions): Value {
-  return selfAttention(g, layerNormModulate(g, x, m[0], m[1], PIXART_NORM_EPS), {
-    q: lin(g, b.q),
-    k: lin(g, b.k),
-    v: lin(g, b.v),
-    out: lin(g, b.proj),
-  }, cfg.numHeads, opts.attention ?? "portable");
+  return selfAttention(
+    g,
+    layerNormModulate(g, x, m[0], m[1], PIXART_NORM_EPS),
+    {
+      q: lin(g, b.q),
+      k: lin(g, b.k),
+      v: lin(g, b.v),
+      out: lin(g, b.proj),
+    },
+    cfg.numHeads,
+    opts.attention ?? "portable",
+  );
 }
 
 function mlpOf(g: GraphBuilder, x: Value, m: Value[], b: PixartBlockWeights): Value {

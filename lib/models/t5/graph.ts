@@ -8,13 +8,13 @@
  * and the `wo` projection stay in float32 (transformers keeps `wo` in fp32 for the same reason:
  * T5 v1.1's feed-forward outputs exceed fp16's range); the other matrix products run in fp16.
  */
-import { GraphBuilder, type ComputeType, type GraphData, type Value } from "../../onnx/builder.ts";
+import { type ComputeType, GraphBuilder, type GraphData, type Value } from "../../onnx/builder.ts";
 import type { WeightSource } from "../../weights/source.ts";
 import { geluTanh } from "../../../kernels/activations.ts";
 import { linear } from "../../../kernels/linear.ts";
 import { rmsNorm } from "../../../kernels/rms_norm.ts";
 import { relativePositionBias, relativePositionBuckets, t5AttentionCore } from "../../../kernels/t5_attention.ts";
-import { type T5Config, T5_MAX_LENGTH } from "./config.ts";
+import { T5_MAX_LENGTH, type T5Config } from "./config.ts";
 import { loadT5Weights } from "./weights.ts";
 
 export function buildT5EncoderGraph(src: WeightSource, c: T5Config, computeType: ComputeType): GraphData {

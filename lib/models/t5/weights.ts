@@ -31,10 +31,15 @@ export function loadT5Weights(src: WeightSource, c: T5Config): T5Weights {
   const D = c.dModel, inner = c.numHeads * c.dKv;
   const table = ["shared.weight", "encoder.embed_tokens.weight"].find((n) => src.has(n));
   if (!table) {
-    throw new ForaError("weights", `${src.origin}: no token embedding ("shared.weight" or "encoder.embed_tokens.weight"); is this a T5 encoder?`);
+    throw new ForaError(
+      "weights",
+      `${src.origin}: no token embedding ("shared.weight" or "encoder.embed_tokens.weight"); is this a T5 encoder?`,
+    );
   }
   const rows = src.get(table).shape[0];
-  if (rows < c.vocabSize) throw new ForaError("weights", `${src.origin}: "${table}" has ${rows} rows, the config's vocabulary ${c.vocabSize}`);
+  if (rows < c.vocabSize) {
+    throw new ForaError("weights", `${src.origin}: "${table}" has ${rows} rows, the config's vocabulary ${c.vocabSize}`);
+  }
   const layer = (i: number): T5LayerWeights => {
     const p = `encoder.block.${i}.layer`;
     return {
@@ -51,7 +56,10 @@ export function loadT5Weights(src: WeightSource, c: T5Config): T5Weights {
   };
   return {
     embedding: src.get(table, [rows, D]),
-    relativeBias: src.get("encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight", [c.relativeAttentionNumBuckets, c.numHeads]),
+    relativeBias: src.get("encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight", [
+      c.relativeAttentionNumBuckets,
+      c.numHeads,
+    ]),
     layers: Array.from({ length: c.numLayers }, (_, i) => layer(i)),
     finalNorm: src.get("encoder.final_layer_norm.weight", [D]),
   };

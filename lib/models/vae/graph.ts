@@ -13,7 +13,7 @@
  * Node names carry the module path ("decoder/up_blocks.1/resnets.0/conv1/Conv_42") so
  * profiles attribute time to model parts.
  */
-import { type ComputeType, type GraphData, GraphBuilder, type Value } from "../../onnx/builder.ts";
+import { type ComputeType, GraphBuilder, type GraphData, type Value } from "../../onnx/builder.ts";
 import { formatShape, shapeError } from "../../onnx/shapes.ts";
 import type { WeightSource } from "../../weights/source.ts";
 import { silu } from "../../../kernels/activations.ts";
