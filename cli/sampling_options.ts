@@ -38,6 +38,9 @@ export const seedOption = () =>
 export const intervalOption = () =>
   new Option("-N, --cache-interval <n>", "FORA interval N: full step when i == S-1 or i % N == 0 (i counts down); 1 disables caching")
     .argParser(positiveInt("--cache-interval")).default(3);
+export const scheduleOption = () =>
+  new Option("--schedule <file.json>", "run this recompute schedule (from fora similarity --suggest-schedule) instead of -N")
+    .conflicts("cacheInterval");
 export const precisionOption = () =>
   new Option("--precision <p>", "graph precision: fp32 (CPU) or fp16").choices(["fp32", "fp16"] as const).default("fp32" as const);
 export const deviceOption = () =>

@@ -23,6 +23,7 @@ import {
   precisionOption,
   samplerOption,
   samplingSettings,
+  scheduleOption,
   seedOption,
   stepsOption,
   threadsOption,
@@ -51,10 +52,7 @@ export function generateCommand() {
     .addOption(cfgChannelsOption())
     .addOption(seedOption())
     .addOption(intervalOption())
-    .addOption(
-      new Option("--schedule <file.json>", "run this recompute schedule (from fora similarity --suggest-schedule) instead of -N")
-        .conflicts("cacheInterval"),
-    )
+    .addOption(scheduleOption())
     .addOption(policyOption())
     .addOption(thresholdOption())
     .addOption(lookaheadOption())

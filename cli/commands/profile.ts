@@ -17,6 +17,7 @@ import {
   precisionOption,
   samplerOption,
   samplingSettings,
+  scheduleOption,
   seedOption,
   threadsOption,
 } from "../sampling_options.ts";
@@ -46,7 +47,7 @@ export function profileCommand() {
     .addOption(cfgChannelsOption())
     .addOption(seedOption())
     .addOption(intervalOption())
-    .addOption(new Option("--schedule <file.json>", "run this recompute schedule instead of -N").conflicts("cacheInterval"))
+    .addOption(scheduleOption())
     .addOption(precisionOption())
     .addOption(threadsOption())
     .option("--json", "one JSON object per phase and part on stdout (NDJSON) instead of the table")

@@ -17,6 +17,7 @@ import {
   precisionOption,
   samplerOption,
   samplingSettings,
+  scheduleOption,
   seedOption,
   stepsOption,
   threadsOption,
@@ -54,10 +55,7 @@ export function sampleCommand() {
     .addOption(cfgChannelsOption())
     .addOption(seedOption())
     .addOption(intervalOption())
-    .addOption(
-      new Option("--schedule <file.json>", "run this recompute schedule (from fora similarity --suggest-schedule) instead of -N")
-        .conflicts("cacheInterval"),
-    )
+    .addOption(scheduleOption())
     .addOption(
       new Option("--shard <i/n>", "sample only shard i of n (0 <= i < n), e.g. $SLURM_ARRAY_TASK_ID/8")
         .argParser(parseShardArg).default({ index: 0, count: 1 } as Shard, "0/1"),

@@ -15,6 +15,7 @@
  * learned null caption where the transformer's weights carry it (original checkpoints, read
  * from weights/pixart at run time), T5("") with its own length otherwise (diffusers).
  */
+import { readJson } from "./source.ts";
 import { join } from "node:path";
 import { ForaError } from "../errors.ts";
 import type { ComputeType } from "../onnx/builder.ts";
@@ -364,21 +365,6 @@ export function checkPixartManifest(json: Record<string, unknown>, where: string
     arr(v.graphs, "vae.graphs").forEach((g, i) => file(obj(g, `vae.graphs[${i}]`).file, `vae.graphs[${i}].file`));
   }
   return json as unknown as PixartManifest;
-}
-
-async function readJson(path: string): Promise<unknown> {
-  let text: string;
-  try {
-    text = await Deno.readTextFile(path);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) throw new ForaError("bundle", `${path}: missing`);
-    throw new ForaError("bundle", `${path}: cannot read: ${(e as Error).message}`);
-  }
-  try {
-    return JSON.parse(text);
-  } catch (e) {
-    throw new ForaError("bundle", `${path}: not valid JSON (${(e as Error).message})`);
-  }
 }
 
 async function readJsonOr(path: string): Promise<Record<string, unknown> | undefined> {

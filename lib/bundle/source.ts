@@ -12,6 +12,7 @@
  * (for diffusers also accepted in model_index.json) marks pixel-space models.
  * Only headers are read here; the weights stay where they are.
  */
+import { asObject } from "../models/config_fields.ts";
 import { join, resolve } from "node:path";
 import { ForaError } from "../errors.ts";
 import { type Checkpoint, loadCheckpoint } from "../weights/checkpoint.ts";
@@ -137,7 +138,8 @@ function readSpace(o: Record<string, unknown>, where: string): Space | undefined
   return v;
 }
 
-async function readJson(path: string): Promise<unknown> {
+/** A JSON file of a model or bundle folder, with one-line errors naming it. */
+export async function readJson(path: string): Promise<unknown> {
   let text: string;
   try {
     text = await Deno.readTextFile(path);
@@ -150,13 +152,6 @@ async function readJson(path: string): Promise<unknown> {
   } catch (e) {
     throw new ForaError("bundle", `${path}: not valid JSON (${(e as Error).message})`);
   }
-}
-
-function asObject(v: unknown, where: string): Record<string, unknown> {
-  if (typeof v !== "object" || v === null || Array.isArray(v)) {
-    throw new ForaError("bundle", `${where}: expected a JSON object`);
-  }
-  return v as Record<string, unknown>;
 }
 
 async function exists(path: string): Promise<boolean> {

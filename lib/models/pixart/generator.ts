@@ -12,43 +12,28 @@
  */
 import { join } from "node:path";
 import { ForaError } from "../../errors.ts";
-import { stopOnAbort } from "../../generator.ts";
-import type { Precision } from "../../bundle/manifest.ts";
+import { type GeneratorSettings, stopOnAbort } from "../../generator.ts";
 import { pixartGraphPath, type PixartManifest, readPixartManifest, t5GraphPath } from "../../bundle/pixart.ts";
 import { vaeGraphFile } from "../../bundle/manifest.ts";
-import type { CachePlan, CachePolicy } from "../../fora/policy.ts";
 import { residualDenoiser, type StepListener } from "../../fora/denoiser.ts";
-import { makeSampler, type Sampler, type SamplerName } from "../../samplers/mod.ts";
+import { makeSampler, type Sampler } from "../../samplers/mod.ts";
 import { batchNormals, sampleRngs } from "../../random/mod.ts";
 import { type Image, toUint8Image } from "../../io/image.ts";
-import { type Device, f32, openSession, type Session } from "../../runtime/session.ts";
+import { f32, openSession, type Session } from "../../runtime/session.ts";
 import { readSafetensorsHeader, readTensorF32 } from "../../weights/safetensors.ts";
 import { loadT5Tokenizer } from "../../text/tokenizer.ts";
 import { type EncodedPrompt, openPromptEncoder, type PromptEncoder } from "../../text/encoder.ts";
 import { encoderIdentity, openEmbeddingsCache } from "../../text/embeddings_cache.ts";
 import { openPixartStepModel, type PixartStepModel } from "./step_model.ts";
 
-export interface PixartGeneratorSettings {
-  model: string;
-  sampler: SamplerName;
-  steps: number;
-  cfg: number;
-  cfgChannels: "ref" | "all";
-  plan: CachePlan;
-  /**
-   * The cache policy the denoiser runs (lib/fora/policy.ts); absent: `plan` as it is.
-   * With a policy, `plan` is only its summary (see planOfPolicy).
-   */
-  policy?: CachePolicy;
+/** The DiT generator's settings, plus the text-conditioning options of PixArt-α. */
+export interface PixartGeneratorSettings extends GeneratorSettings {
   /** Caption cleaning before tokenizing (the reference's default); off: lower-case and strip only. */
   cleanCaption?: boolean;
   /** Cross-attention cached like self-attention on reuse steps (default), or recomputed. */
   cacheCrossAttention?: boolean;
   /** Folder of the text embeddings cache. */
   embeddingsCache?: string;
-  precision?: Precision;
-  device?: Device;
-  threads?: number;
 }
 
 export interface PixartBatchRequest {
