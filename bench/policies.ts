@@ -10,7 +10,8 @@
  *     [--rows "static:1,static:2,...,dynamic:0.1,partial:3/1,forecast:3"] [--guards "warmup=2,cooldown=2"]
  *     [--part quality|cost|both]
  *
- * Row syntax: static:N | dynamic:THRESHOLD[/MAX_REUSE] | partial:N/B | forecast:N.
+ * Row syntax: static:N | dynamic:THRESHOLD[/MAX_REUSE] | partial:N/B (last B blocks computed) |
+ * partial-first:N/B (first B) | forecast:N.
  * `--guards` applies to every row but static:1 (warmup=W, cooldown=C, max_reuse=M).
  */
 import { parseArgs } from "node:util";
@@ -25,6 +26,7 @@ import {
   partialPolicy,
   planOfPolicy,
   planPolicy,
+  reusedBlocks,
   staticIntervalPlan,
 } from "../lib/fora/policy.ts";
 import { isSamplerName } from "../lib/samplers/mod.ts";
@@ -77,7 +79,9 @@ function policyOf(row: string, guards: Guards): CachePolicy {
     case "dynamic":
       return dynamicPolicy(steps, a, b || 4, { ...guards, ...(b ? { maxReuse: b } : {}) });
     case "partial":
-      return partialPolicy(steps, a, b, depth, guards);
+      return partialPolicy(steps, a, { end: "last", blocks: b }, depth, guards);
+    case "partial-first":
+      return partialPolicy(steps, a, { end: "first", blocks: b }, depth, guards);
     case "forecast":
       return forecastPolicy(steps, a, guards);
   }
@@ -148,10 +152,16 @@ if (args.part !== "quality") {
     console.log(`| reuse | ${(await time(() => model.reuse(x, 500, R))).toFixed(2)} |`);
     console.log(`| probe (dynamic, every step) | ${(await time(() => model.probe!(x, 500))).toFixed(2)} |`);
     for (const b of [1, 2, Math.floor(depth / 2)].filter((b, i, a) => b < depth && a.indexOf(b) === i)) {
-      console.log(`| partial reuse, last ${b} of ${depth} blocks | ${(await time(() => model.partialReuse!(x, 500, R, b))).toFixed(2)} |`);
+      for (const end of ["last", "first"] as const) {
+        const reused = reusedBlocks({ partial: { end, blocks: b } }, depth);
+        console.log(
+          `| partial reuse, ${end} ${b} of ${depth} blocks | ${(await time(() => model.partialReuse!(x, 500, R, reused))).toFixed(2)} |`,
+        );
+      }
+      const reused = reusedBlocks({ partial: { end: "last", blocks: b } }, depth);
       console.log(
         `| partial full step (residuals over ${depth - b} blocks), J = 2 | ${
-          (await time(() => model.partialFull!(x, 510, [500, 490], depth - b))).toFixed(1)
+          (await time(() => model.partialFull!(x, 510, [500, 490], reused))).toFixed(1)
         } |`,
       );
     }

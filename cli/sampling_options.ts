@@ -3,7 +3,7 @@
  * typed commander Options, their parsers, and the check that turns them into the
  * generator's settings. One definition, so the commands agree on names and defaults.
  */
-import { InvalidArgumentError, Option } from "@commander-js/extra-typings";
+import { InvalidArgumentError, Option, type OptionValues } from "@commander-js/extra-typings";
 import { ForaError } from "../lib/errors.ts";
 import { DEFAULT_MODEL } from "../lib/defaults.ts";
 import { defaultSteps, isSamplerName, type SamplerName, samplerNames } from "../lib/samplers/mod.ts";
@@ -11,6 +11,7 @@ import {
   type CachePlan,
   type CachePolicy,
   makePolicy,
+  planOfPolicy,
   POLICY_DEFAULTS,
   POLICY_NAMES,
   type PolicyName,
@@ -18,6 +19,7 @@ import {
 } from "../lib/fora/policy.ts";
 import type { GeneratorSettings } from "../lib/generator.ts";
 import { DEVICE_CHOICES, type DeviceChoice, resolveDevice } from "../lib/runtime/devices.ts";
+import { planOfSchedule, readScheduleFile, stepsForSchedule } from "../lib/fora/schedule_file.ts";
 
 export const modelOption = () =>
   new Option("-m, --model <bundle>", "bundle folder (from fora convert)").default(DEFAULT_MODEL, "the shipped Fashion-MNIST DiT");
@@ -124,7 +126,8 @@ export const policyOption = () =>
   new Option(
     "--policy <name>",
     "cache policy: static (FORA: full every N steps), schedule (a --schedule file), dynamic (decide each step " +
-      "from how much the model's input changed), partial (static, but the last --compute-last blocks run every step), " +
+      "from how much the model's input changed), partial (static, but the last --compute-last or first --compute-first " +
+      "blocks run every step), " +
       "forecast (static, reuse steps extrapolate from the last two full steps)",
   ).choices(POLICY_NAMES).default("static" as PolicyName);
 export const thresholdOption = () =>
@@ -144,7 +147,13 @@ export const computeLastOption = () =>
     "--compute-last <b>",
     `partial: blocks at the end of the model computed on every step, 1 .. depth-1 (default ${POLICY_DEFAULTS.computeLast})`,
   )
-    .argParser(positiveInt("--compute-last"));
+    .argParser(positiveInt("--compute-last")).conflicts("computeFirst");
+export const computeFirstOption = () =>
+  new Option(
+    "--compute-first <b>",
+    "partial: blocks at the start of the model computed on every step, 1 .. depth-1 (instead of --compute-last)",
+  )
+    .argParser(positiveInt("--compute-first"));
 export const warmupOption = () =>
   new Option("--warmup <w>", "any policy: the first W steps run in full").argParser(wholeNumber("--warmup")).default(0);
 export const cooldownOption = () =>
@@ -157,6 +166,7 @@ export interface PolicyFlags {
   threshold?: number;
   lookahead?: number;
   computeLast?: number;
+  computeFirst?: number;
   warmup: number;
   cooldown: number;
   maxReuse?: number;
@@ -186,6 +196,7 @@ export function policyOf(flags: PolicyFlags, steps: number, opts: { schedule?: C
   only("--threshold", flags.threshold, "dynamic");
   only("--lookahead", flags.lookahead, "dynamic");
   only("--compute-last", flags.computeLast, "partial");
+  only("--compute-first", flags.computeFirst, "partial");
   if (name === "dynamic" && flags.intervalGiven) {
     throw new ForaError("usage", "--policy dynamic decides every step itself: leave out -N (use --threshold, --max-reuse)");
   }
@@ -199,6 +210,7 @@ export function policyOf(flags: PolicyFlags, steps: number, opts: { schedule?: C
     threshold: flags.threshold,
     lookahead: flags.lookahead,
     computeLast: flags.computeLast,
+    computeFirst: flags.computeFirst,
     depth: opts.depth,
     schedule: opts.schedule,
     warmup: flags.warmup,
@@ -223,4 +235,50 @@ export function wholeNumber(flag: string) {
     }
     return n;
   };
+}
+
+/**
+ * -N, --schedule, --policy and the policies' parameters: the cache options every sampling
+ * command takes (add each with addOption; read them back with cacheFlags).
+ */
+export function cacheOptions() {
+  return [
+    intervalOption(),
+    scheduleOption(),
+    policyOption(),
+    thresholdOption(),
+    lookaheadOption(),
+    computeLastOption(),
+    computeFirstOption(),
+    warmupOption(),
+    cooldownOption(),
+    maxReuseOption(),
+  ];
+}
+
+/** The parsed values of cacheOptions() (typed by their parsers and defaults). */
+export function cacheFlags(cmd: { opts(): OptionValues; getOptionValueSource(key: string): string | undefined }): CacheFlags {
+  // The command's typed view does not include options added in a loop; their parsers and defaults make these the types.
+  const values = cmd.opts() as unknown as CacheFlags;
+  return { ...values, intervalGiven: cmd.getOptionValueSource("cacheInterval") === "cli" };
+}
+
+export type CacheFlags = PolicyFlags & { schedule?: string };
+
+/**
+ * A command's sampling settings with its cache policy: --schedule's file read (its step
+ * count wins over the default), the policy built and checked, and `plan` its summary.
+ * `depthOf` gives the model's block count (DiT bundles), which partial reuse needs.
+ */
+export async function cachedSamplingSettings(
+  flags: SamplingFlags & CacheFlags,
+  depthOf: (model: string) => Promise<number | undefined>,
+) {
+  const file = flags.schedule ? await readScheduleFile(flags.schedule) : undefined;
+  const schedule = file ? planOfSchedule(file) : undefined;
+  const settings = file
+    ? await samplingSettings({ ...flags, steps: stepsForSchedule(file, flags.schedule!, flags.steps), cacheInterval: 1 }, schedule)
+    : await samplingSettings(flags);
+  const policy = policyOf(flags, settings.steps, { schedule, depth: await depthOf(settings.model) });
+  return { ...settings, plan: planOfPolicy(policy), policy, cacheInterval: file ? 1 : flags.cacheInterval };
 }

@@ -3,23 +3,25 @@ import { Command, Option } from "@commander-js/extra-typings";
 import { DEFAULT_CLASSIFIER } from "../../lib/defaults.ts";
 import { type EvalProgress, type EvalSummary, evaluate } from "../../lib/eval/evaluate.ts";
 import { ndjsonWriter } from "../../lib/events/ndjson.ts";
+import { readManifest } from "../../lib/bundle/manifest.ts";
 import {
+  cachedSamplingSettings,
+  cacheFlags,
+  cacheOptions,
   cfgChannelsOption,
   cfgOption,
   deviceOption,
-  intervalOption,
   modelOption,
   positiveInt,
   precisionOption,
   samplerOption,
-  samplingSettings,
   seedOption,
   stepsOption,
   threadsOption,
 } from "../sampling_options.ts";
 
 export function evalCommand() {
-  return new Command("eval")
+  const command = new Command("eval")
     .summary("score generated samples: class accuracy and Fréchet distance")
     .description(
       "Generate --samples images (classes cycled 0, 1, 2, ...; sample i seeded from --seed and i) with " +
@@ -35,8 +37,9 @@ export function evalCommand() {
     .addOption(stepsOption())
     .addOption(cfgOption())
     .addOption(cfgChannelsOption())
-    .addOption(seedOption())
-    .addOption(intervalOption())
+    .addOption(seedOption());
+  for (const option of cacheOptions()) command.addOption(option);
+  return command
     .addOption(
       new Option("--classifier <dir>", "classifier folder (classifier.onnx, test_stats.safetensors)").default(
         DEFAULT_CLASSIFIER,
@@ -52,10 +55,15 @@ export function evalCommand() {
       `
 Examples:
   fora eval --samples 1000 -N 1
-  fora eval --samples 1000 -N 3 --sampler ddim --steps 50 --json | tail -1`,
+  fora eval --samples 1000 -N 3 --sampler ddim --steps 50 --json | tail -1
+  fora eval --samples 1000 --sampler ddim --steps 50 --policy dynamic --threshold 0.1 --max-reuse 4
+  (cache policies: fora generate --help)`,
     )
-    .action(async (opts) => {
-      const settings = await samplingSettings(opts);
+    .action(async (opts, cmd) => {
+      const settings = await cachedSamplingSettings(
+        { ...opts, ...cacheFlags(cmd) },
+        async (model) => (await readManifest(model)).dit.config.depth,
+      );
       const json = opts.json ? ndjsonWriter<EvalProgress | EvalSummary>() : null;
       const progress = (p: EvalProgress) =>
         Deno.stderr.writeSync(

@@ -6,33 +6,24 @@ import { readAnyManifest } from "../../lib/bundle/pixart.ts";
 import type { Manifest } from "../../lib/bundle/manifest.ts";
 import { chooseSink } from "../../lib/events/sink.ts";
 import { stopOnSignals } from "../signals.ts";
-import { planOfSchedule, readScheduleFile, stepsForSchedule } from "../../lib/fora/schedule_file.ts";
 import {
+  cachedSamplingSettings,
+  cacheFlags,
+  cacheOptions,
   cfgChannelsOption,
   cfgOption,
-  computeLastOption,
-  cooldownOption,
   deviceOption,
-  intervalOption,
-  lookaheadOption,
-  maxReuseOption,
   modelOption,
-  policyOf,
-  policyOption,
   positiveInt,
   precisionOption,
   samplerOption,
-  samplingSettings,
-  scheduleOption,
   seedOption,
   stepsOption,
   threadsOption,
-  thresholdOption,
-  warmupOption,
 } from "../sampling_options.ts";
 
 export function generateCommand() {
-  return new Command("generate")
+  const command = new Command("generate")
     .summary("sample images from a DiT or PixArt-alpha bundle with FORA caching")
     .description(
       "Sample class-conditional images from a bundle made by `fora convert`, with FORA feature " +
@@ -50,16 +41,9 @@ export function generateCommand() {
     .addOption(stepsOption())
     .addOption(cfgOption())
     .addOption(cfgChannelsOption())
-    .addOption(seedOption())
-    .addOption(intervalOption())
-    .addOption(scheduleOption())
-    .addOption(policyOption())
-    .addOption(thresholdOption())
-    .addOption(lookaheadOption())
-    .addOption(computeLastOption())
-    .addOption(warmupOption())
-    .addOption(cooldownOption())
-    .addOption(maxReuseOption())
+    .addOption(seedOption());
+  for (const option of cacheOptions()) command.addOption(option);
+  return command
     .addOption(
       new Option("-p, --prompt <text>", "text prompt of a sample (PixArt-alpha bundles); repeat for several samples").argParser(collect)
         .default([] as string[]),
@@ -101,7 +85,8 @@ Cache policies (--policy; README "Cache policies" compares them):
   dynamic   each step reuses while the input has changed little since the last full
             step (--threshold X, higher = faster); a full step prepares at most
             --lookahead K reuse steps
-  partial   static, but the last --compute-last B blocks run on every step
+  partial   static, but the last --compute-last B (or first --compute-first B)
+            blocks run on every step
   forecast  static, but reuse steps extrapolate the cached features linearly from
             the last two full steps (TaylorSeer, order 1)
   Any policy takes --warmup W (first W steps full), --cooldown C (last C steps full)
@@ -125,19 +110,13 @@ Cache policies (--policy; README "Cache policies" compares them):
       } else if (opts.prompt.length) {
         throw new ForaError("usage", "--prompt needs a PixArt-alpha bundle; this bundle is class-conditional (use --class)");
       }
-      const schedule = opts.schedule ? await readScheduleFile(opts.schedule) : undefined;
-      const settings = schedule
-        ? await samplingSettings(
-          { ...opts, steps: stepsForSchedule(schedule, opts.schedule!, opts.steps), cacheInterval: 1 },
-          planOfSchedule(schedule),
-        )
-        : await samplingSettings(opts);
-      const manifest = pixart ? null : await readAnyManifest(settings.model) as Manifest;
-      const policy = policyOf(
-        { ...opts, intervalGiven: cmd.getOptionValueSource("cacheInterval") === "cli" },
-        settings.steps,
-        { schedule: schedule ? planOfSchedule(schedule) : undefined, depth: manifest?.dit.config.depth },
+      const ditManifest = async (model: string) => pixart ? null : await readAnyManifest(model) as Manifest;
+      const cache = cacheFlags(cmd);
+      const settings = await cachedSamplingSettings(
+        { ...opts, ...cache },
+        async (model) => (await ditManifest(model))?.dit.config.depth,
       );
+      const manifest = await ditManifest(settings.model);
       const classes = manifest
         ? resolveClasses(opts.class.length ? opts.class : ["0"], opts.batch, manifest.dit.config.numClasses, manifest.dit.classNames)
         : [];
@@ -159,9 +138,7 @@ Cache policies (--policy; README "Cache policies" compares them):
           cacheCrossAttention: opts.cacheCrossAttn === "on",
           embeddingsCache: opts.embeddingsCache,
           seed: opts.seed,
-          cacheInterval: opts.cacheInterval,
-          schedule: opts.schedule,
-          policy,
+          schedule: cache.schedule,
           out: opts.out,
           grid: opts.grid ?? false,
           latentsIn: opts.latentsIn,

@@ -1,7 +1,6 @@
 /** `fora profile`: where the time of a generation goes, per model part. */
 import { Command, Option } from "@commander-js/extra-typings";
 import { readManifest } from "../../lib/bundle/manifest.ts";
-import { planOfSchedule, readScheduleFile, stepsForSchedule } from "../../lib/fora/schedule_file.ts";
 import { profileRun } from "../../lib/profile/run.ts";
 import { formatProfile, profileRows } from "../../lib/profile/report.ts";
 import { writeProfileChart } from "../../lib/profile/chart.ts";
@@ -9,15 +8,15 @@ import { ForaError } from "../../lib/errors.ts";
 import { isBrokenPipe, OutputClosed, writeAllSync } from "../../lib/events/output.ts";
 import { stopOnSignals } from "../signals.ts";
 import {
+  cachedSamplingSettings,
+  cacheFlags,
+  cacheOptions,
   cfgChannelsOption,
   cfgOption,
-  intervalOption,
   modelOption,
   positiveInt,
   precisionOption,
   samplerOption,
-  samplingSettings,
-  scheduleOption,
   seedOption,
   threadsOption,
 } from "../sampling_options.ts";
@@ -26,7 +25,7 @@ import { classId } from "./generate.ts";
 export const PROFILE_STEPS = 20;
 
 export function profileCommand() {
-  return new Command("profile")
+  const command = new Command("profile")
     .summary("profile a short generation: kernel time per block, attention, MLP, embedders, VAE")
     .description(
       "Run a short generation with ONNX Runtime's profiler on, and attribute the kernel time of " +
@@ -45,9 +44,9 @@ export function profileCommand() {
     )
     .addOption(cfgOption())
     .addOption(cfgChannelsOption())
-    .addOption(seedOption())
-    .addOption(intervalOption())
-    .addOption(scheduleOption())
+    .addOption(seedOption());
+  for (const option of cacheOptions()) command.addOption(option);
+  return command
     .addOption(precisionOption())
     .addOption(threadsOption())
     .option("--json", "one JSON object per phase and part on stdout (NDJSON) instead of the table")
@@ -67,18 +66,17 @@ Examples:
   fora profile -m bundle --json | jq -c 'select(.kind=="full" and .branch=="attn")'
   fora profile -m bundle --chart profile.png --threads 1
 
-NDJSON fields: kind (full, reuse, decode), part, block, branch, ms, ms_per_step, share (of the
+NDJSON fields: kind (full, reuse, decode; with --policy partial or dynamic also partial_full,
+partial_reuse, probe), part, block, branch, ms, ms_per_step, share (of the
 kind's kernel time), flops, flops_per_step, bytes_per_step, gflops, kernels, runs; a row with
 part "total" closes each kind.`,
     )
-    .action(async (opts) => {
-      const schedule = opts.schedule ? await readScheduleFile(opts.schedule) : undefined;
-      const settings = schedule
-        ? await samplingSettings(
-          { ...opts, steps: stepsForSchedule(schedule, opts.schedule!, opts.steps), cacheInterval: 1 },
-          planOfSchedule(schedule),
-        )
-        : await samplingSettings({ ...opts, steps: opts.steps ?? PROFILE_STEPS });
+    .action(async (opts, cmd) => {
+      const cache = cacheFlags(cmd);
+      const settings = await cachedSamplingSettings(
+        { ...opts, ...cache, steps: cache.schedule ? opts.steps : opts.steps ?? PROFILE_STEPS },
+        async (model) => (await readManifest(model)).dit.config.depth,
+      );
       const manifest = await readManifest(settings.model);
       const list = opts.class.length ? opts.class : ["0"];
       const ids = list.map((c) => classId(c, manifest.dit.config.numClasses, manifest.dit.classNames));

@@ -7,24 +7,23 @@ import { sample } from "../../lib/sample/run.ts";
 import { MAX_BATCH, MAX_NUM, parseShard, type Shard } from "../../lib/sample/plan.ts";
 import { stopOnSignals } from "../signals.ts";
 import { classId } from "./generate.ts";
-import { planOfSchedule, readScheduleFile, stepsForSchedule } from "../../lib/fora/schedule_file.ts";
 import {
+  cachedSamplingSettings,
+  cacheFlags,
+  cacheOptions,
   cfgChannelsOption,
   cfgOption,
   deviceOption,
-  intervalOption,
   modelOption,
   precisionOption,
   samplerOption,
-  samplingSettings,
-  scheduleOption,
   seedOption,
   stepsOption,
   threadsOption,
 } from "../sampling_options.ts";
 
 export function sampleCommand() {
-  return new Command("sample")
+  const command = new Command("sample")
     .summary("sample many images for an evaluation (.npz batches; sharded, resumable)")
     .description(
       "Sample --num images from a bundle for an evaluation such as FID, with FORA caching, into a " +
@@ -53,9 +52,9 @@ export function sampleCommand() {
     .addOption(stepsOption())
     .addOption(cfgOption())
     .addOption(cfgChannelsOption())
-    .addOption(seedOption())
-    .addOption(intervalOption())
-    .addOption(scheduleOption())
+    .addOption(seedOption());
+  for (const option of cacheOptions()) command.addOption(option);
+  return command
     .addOption(
       new Option("--shard <i/n>", "sample only shard i of n (0 <= i < n), e.g. $SLURM_ARRAY_TASK_ID/8")
         .argParser(parseShardArg).default({ index: 0, count: 1 } as Shard, "0/1"),
@@ -77,15 +76,11 @@ Examples:
 Exit status: 0 done; 1 an error (message on stderr); 2 a usage error; 130 / 143 stopped by
 SIGINT / SIGTERM (run the same command again to resume).`,
     )
-    .action(async (opts) => {
-      const schedule = opts.schedule ? await readScheduleFile(opts.schedule) : undefined;
-      const cacheInterval = schedule ? 1 : opts.cacheInterval;
-      const settings = schedule
-        ? await samplingSettings(
-          { ...opts, steps: stepsForSchedule(schedule, opts.schedule!, opts.steps), cacheInterval },
-          planOfSchedule(schedule),
-        )
-        : await samplingSettings(opts);
+    .action(async (opts, cmd) => {
+      const settings = await cachedSamplingSettings(
+        { ...opts, ...cacheFlags(cmd) },
+        async (model) => (await readManifest(model)).dit.config.depth,
+      );
       const manifest = await readManifest(settings.model);
       const { numClasses } = manifest.dit.config;
       const classes = opts.class.map((c) => classId(c, numClasses, manifest.dit.classNames));
@@ -102,7 +97,6 @@ SIGINT / SIGTERM (run the same command again to resume).`,
           classes: classes.length > 0 ? classes : "uniform",
           batch: opts.batch,
           seed: opts.seed,
-          cacheInterval,
           shard: opts.shard,
           out: opts.out,
           png: opts.png ?? false,

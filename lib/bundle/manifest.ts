@@ -29,7 +29,7 @@ export type Guidance = "cfg" | "plain";
 export type Space = "latent" | "pixel";
 export type AttentionKind = "portable" | "fused";
 
-export const DIT_GRAPH_KINDS: readonly DitGraphKind[] = ["full", "reuse", "blocks", "partial", "probe"];
+export const DIT_GRAPH_KINDS: readonly DitGraphKind[] = ["full", "reuse", "blocks", "partial_full", "partial_reuse", "probe"];
 export const GUIDANCES: readonly Guidance[] = ["cfg", "plain"];
 export const PRECISIONS: readonly Precision[] = ["fp32", "fp16"];
 
@@ -375,16 +375,19 @@ export function checkManifest(json: unknown, where: string): Manifest {
     outChannels: posInt(cv, "outChannels", ck("outChannels")),
     tokens: posInt(cv, "tokens", ck("tokens")),
   };
-  const ditGraphs = arr(ditObj, "graphs", "dit.graphs").map((v, i): DitGraphEntry => {
+  const ditGraphs = arr(ditObj, "graphs", "dit.graphs").flatMap((v, i): DitGraphEntry[] => {
     const key = `dit.graphs[${i}]`;
     const g = obj(v, key);
-    return {
+    // Bundles converted before partial reuse got its two lean graphs list one "partial" graph;
+    // they still run every other policy, and partial asks for a re-conversion (ditGraphPath).
+    if (g.kind === "partial") return [];
+    return [{
       file: listedPath(g.file, `${key}.file`),
       kind: oneOf(g, "kind", `${key}.kind`, DIT_GRAPH_KINDS),
       guidance: oneOf(g, "guidance", `${key}.guidance`, GUIDANCES),
       precision: oneOf(g, "precision", `${key}.precision`, PRECISIONS),
       attention: oneOf(g, "attention", `${key}.attention`, ["portable", "fused"] as const),
-    };
+    }];
   });
   if (ditGraphs.length === 0) fail("dit.graphs", "is empty: the bundle has no DiT graph");
 

@@ -6,8 +6,8 @@
  *
  * Two equivalent routes:
  * - residual (fast): a full step also returns R_j for each step of its horizon (the reuse
- *   steps it may serve); a reuse step runs only patch embedding + x_0 + R_j (+ the last B
- *   blocks for partial reuse) + final layer.
+ *   steps it may serve); a reuse step runs only patch embedding + x_0 + R_j (+ the B
+ *   computed blocks for partial reuse) + final layer.
  * - literal (reference): FORA's per-block cache, A_k/M_k kept per block and fed back
  *   through the per-block graph. Used to prove the residual route and for analysis.
  *
@@ -18,7 +18,7 @@
 import type { Denoiser } from "../samplers/types.ts";
 import type { StepModel } from "../models/dit/step_model.ts";
 import { ForaError } from "../errors.ts";
-import { type CachePlan, type CachePolicy, decide, planPolicy, relativeL1, type StepKind } from "./policy.ts";
+import { type CachePlan, type CachePolicy, decide, planPolicy, relativeL1, reusedBlocks, type StepKind } from "./policy.ts";
 
 export interface StepReport {
   /** Execution position, 0..S-1. */
@@ -44,14 +44,14 @@ export function residualDenoiser(model: StepModel, plan: CachePlan | CachePolicy
   const policy: CachePolicy = "planned" in plan ? plan : planPolicy(plan);
   const S = policy.planned.length, L = model.depth;
   const dynamic = policy.planned.includes("decide");
-  const partial = policy.computeLast > 0;
+  const partial = policy.partial !== null;
   if ((dynamic && !model.probe) || (partial && (!model.partialFull || !model.partialReuse))) {
     throw new ForaError(
       "usage",
       `the ${policy.name} cache policy needs a DiT bundle (this model supports static, schedule and forecast only)`,
     );
   }
-  const residualBlocks = L - policy.computeLast;
+  const reused = reusedBlocks(policy, L);
   const size = model.featureSize;
   /**
    * What the last full step (`cur`) and the one before (`prev`) emitted: the positions of
@@ -88,7 +88,7 @@ export function residualDenoiser(model: StepModel, plan: CachePlan | CachePolicy
   const runFull = async (x: Float32Array, k: number, t: number): Promise<Float32Array> => {
     const horizon = policy.horizon(k);
     const times = horizon.map((j) => modelTimes[j]);
-    const r = partial ? await model.partialFull!(x, t, times, residualBlocks) : await model.full(x, t, times);
+    const r = partial ? await model.partialFull!(x, t, times, reused) : await model.full(x, t, times);
     prev = cur;
     cur = { positions: horizon, residuals: r.residuals };
     prevFull = lastFull;
@@ -122,21 +122,26 @@ export function residualDenoiser(model: StepModel, plan: CachePlan | CachePolicy
     else {
       const predicted = policy.forecast ? forecastFor(k) : undefined;
       forecast = predicted !== undefined;
-      if (partial) out = await model.partialReuse!(x, step.modelTime, slice(cur, k)!, policy.computeLast);
+      if (partial) out = await model.partialReuse!(x, step.modelTime, slice(cur, k)!, reused);
       else if (predicted) out = await model.reuse(x, step.modelTime, predicted);
       else out = await model.reuse(x, step.modelTime, cur.residuals, cur.positions.indexOf(k));
     }
-    const rep = report(k, step, kind, performance.now() - t0, L, kind === "reuse" ? residualBlocks : 0);
+    const rep = report(k, step, kind, performance.now() - t0, kind === "reuse" ? reused : reused.map(() => false));
     onStep?.({ ...rep, ...(indicator !== undefined ? { indicator } : {}), ...(forecast ? { forecast } : {}) });
     return out;
   };
 }
 
 /**
- * FORA's literal per-block cache. With `computeLast` B > 0 (partial reuse), reuse steps
- * still compute the last B blocks.
+ * FORA's literal per-block cache. A reuse step takes the blocks flagged in `reused` from
+ * the cache (default: all; partial reuse computes the others).
  */
-export function literalDenoiser(model: StepModel, plan: CachePlan, onStep?: StepListener, computeLast = 0): Denoiser {
+export function literalDenoiser(
+  model: StepModel,
+  plan: CachePlan,
+  onStep?: StepListener,
+  reused: boolean[] = Array(model.depth).fill(true),
+): Denoiser {
   const S = plan.kinds.length, L = model.depth;
   let attn: Float32Array = new Float32Array(L * model.featureSize);
   let mlp: Float32Array = new Float32Array(L * model.featureSize);
@@ -145,25 +150,17 @@ export function literalDenoiser(model: StepModel, plan: CachePlan, onStep?: Step
     const k = S - 1 - step.index;
     const kind = plan.kinds[k];
     const t0 = performance.now();
-    const reused = kind === "reuse" ? L - computeLast : 0;
-    const flags = Array.from({ length: L }, (_, b) => b < reused);
+    const flags = reused.map((r) => r && kind === "reuse");
     const r = await model.blocks(x, step.modelTime, flags, attn, mlp, cross);
     attn = r.attn;
     mlp = r.mlp;
     cross = r.cross ?? cross;
-    onStep?.(report(k, step, kind, performance.now() - t0, L, reused));
+    onStep?.(report(k, step, kind, performance.now() - t0, flags));
     return r.out;
   };
 }
 
-function report(
-  k: number,
-  step: { index: number; modelTime: number },
-  kind: StepKind,
-  ms: number,
-  depth: number,
-  reused: number,
-): StepReport {
-  const hits = Array.from({ length: depth }, (_, b) => b < reused);
+/** `hits`: per block, whether this step took it from the cache. */
+function report(k: number, step: { index: number; modelTime: number }, kind: StepKind, ms: number, hits: boolean[]): StepReport {
   return { k, index: step.index, modelTime: step.modelTime, kind, ms, attnHits: hits, mlpHits: [...hits] };
 }

@@ -35,6 +35,12 @@ export interface Guards {
   maxReuse?: number;
 }
 
+export interface PartialReuse {
+  /** Which end of the model runs on every step. */
+  end: "first" | "last";
+  blocks: number;
+}
+
 export interface CachePolicy {
   name: string;
   /** Reported in run_start's plan.policy.params. */
@@ -43,8 +49,8 @@ export interface CachePolicy {
   planned: PlannedKind[];
   /** Reuse steps forecast (TaylorSeer order 1) from the last two full steps instead of reusing the last. */
   forecast: boolean;
-  /** Partial reuse: the last B blocks are computed on every step; the residual covers the others. */
-  computeLast: number;
+  /** Partial reuse: B blocks at one end of the model are computed on every step; the residual covers the others. */
+  partial: PartialReuse | null;
   /** Dynamic: a "decide" step reuses while the indicator accumulated since the last full step stays below this. */
   threshold: number;
   /**
@@ -116,7 +122,7 @@ export function planPolicy(plan: CachePlan, guards: Guards = {}): CachePolicy {
     params: { ...plan.policy.params, ...guardParams(guards) },
     planned,
     forecast: false,
-    computeLast: 0,
+    partial: null,
     threshold: 0,
     horizon: (k) => reuseRunAfter(planned, k),
   };
@@ -135,7 +141,7 @@ export function forecastPolicy(steps: number, interval: number, guards: Guards =
     params: { interval, order: 1, ...guardParams(guards) },
     planned,
     forecast: true,
-    computeLast: 0,
+    partial: null,
     threshold: 0,
     horizon(k) {
       const own = reuseRunAfter(planned, k);
@@ -145,16 +151,24 @@ export function forecastPolicy(steps: number, interval: number, guards: Guards =
   };
 }
 
-/** Static FORA where the last B blocks run on every step; reuse steps reuse the first L-B. */
-export function partialPolicy(steps: number, interval: number, computeLast: number, depth: number, guards: Guards = {}): CachePolicy {
-  if (!Number.isInteger(computeLast) || computeLast < 1 || computeLast >= depth) {
+/** Static FORA where B blocks at one end (`partial.end`) run on every step; reuse steps reuse the others. */
+export function partialPolicy(steps: number, interval: number, partial: PartialReuse, depth: number, guards: Guards = {}): CachePolicy {
+  const flag = partial.end === "first" ? "--compute-first" : "--compute-last";
+  if (!Number.isInteger(partial.blocks) || partial.blocks < 1 || partial.blocks >= depth) {
     throw new ForaError(
       "usage",
-      `--compute-last must be a whole number from 1 to ${depth - 1} (the model has ${depth} blocks), got ${computeLast}`,
+      `${flag} must be a whole number from 1 to ${depth - 1} (the model has ${depth} blocks), got ${partial.blocks}`,
     );
   }
   const base = planPolicy(staticIntervalPlan(steps, interval), guards);
-  return { ...base, name: "partial", params: { interval, compute_last: computeLast, ...guardParams(guards) }, computeLast };
+  const param = partial.end === "first" ? "compute_first" : "compute_last";
+  return { ...base, name: "partial", params: { interval, [param]: partial.blocks, ...guardParams(guards) }, partial };
+}
+
+/** Per block, whether a reuse step of this policy takes it from the cache (all of them but partial reuse's computed end). */
+export function reusedBlocks(policy: Pick<CachePolicy, "partial">, depth: number): boolean[] {
+  const p = policy.partial;
+  return Array.from({ length: depth }, (_, k) => !p || (p.end === "last" ? k < depth - p.blocks : k >= p.blocks));
 }
 
 /**
@@ -178,7 +192,7 @@ export function dynamicPolicy(steps: number, threshold: number, lookahead: numbe
     params: { threshold, lookahead: reach, ...guardParams(guards) },
     planned,
     forecast: false,
-    computeLast: 0,
+    partial: null,
     threshold,
     horizon(k) {
       const out: number[] = [];
@@ -242,8 +256,9 @@ export interface PolicySettings extends Guards {
   /** dynamic */
   threshold?: number;
   lookahead?: number;
-  /** partial */
+  /** partial: B blocks computed every step, at the end or the start of the model (one of the two). */
   computeLast?: number;
+  computeFirst?: number;
   /** The model's block count (partial). */
   depth?: number;
   /** schedule: the plan read from the file. */
@@ -271,7 +286,18 @@ export function makePolicy(s: PolicySettings): CachePolicy {
       );
     case "partial":
       if (s.depth === undefined) throw new ForaError("usage", "--policy partial needs a DiT bundle");
-      return partialPolicy(s.steps, s.interval, s.computeLast ?? POLICY_DEFAULTS.computeLast, s.depth, guards);
+      if (s.computeFirst !== undefined && s.computeLast !== undefined) {
+        throw new ForaError("usage", "give --compute-first or --compute-last, not both");
+      }
+      return partialPolicy(
+        s.steps,
+        s.interval,
+        s.computeFirst !== undefined
+          ? { end: "first", blocks: s.computeFirst }
+          : { end: "last", blocks: s.computeLast ?? POLICY_DEFAULTS.computeLast },
+        s.depth,
+        guards,
+      );
     case "forecast":
       return forecastPolicy(s.steps, s.interval, guards);
   }

@@ -95,6 +95,9 @@ export function branchTotals(p: PhaseProfile): Map<string, { us: number; flops: 
 const PHASE_TITLE: Record<Phase, string> = {
   full: "full steps",
   reuse: "reuse steps",
+  partial_full: "full steps of partial reuse",
+  partial_reuse: "partial-reuse steps",
+  probe: "dynamic policy's probe",
   decode: "VAE decode",
   literal: "literal per-block steps",
 };

@@ -6,7 +6,7 @@
  */
 import { basename } from "node:path";
 import type { Precision } from "../bundle/manifest.ts";
-import type { CachePlan } from "../fora/policy.ts";
+import type { CachePlan, CachePolicy, StepKind } from "../fora/policy.ts";
 import { openGenerator } from "../generator.ts";
 import type { SamplerName } from "../samplers/mod.ts";
 import { type Device, withProfiling } from "../runtime/session.ts";
@@ -24,6 +24,8 @@ export interface ProfileOptions {
   cfgChannels: "ref" | "all";
   seed: number;
   plan: CachePlan;
+  /** A cache policy that replaces `plan` (then `plan` is its summary, planOfPolicy). */
+  policy?: CachePolicy;
   precision?: Precision;
   device?: Device;
   threads?: number;
@@ -36,8 +38,11 @@ export interface ProfileOptions {
   signal?: AbortSignal;
 }
 
-/** Which work a graph does: full steps, reuse steps, the VAE decode, the literal per-block path. */
-export type Phase = "full" | "reuse" | "decode" | "literal";
+/**
+ * Which work a graph does: full steps, reuse steps, the VAE decode, the literal per-block
+ * path, and the policies' own graphs (partial reuse's two steps, the dynamic policy's probe).
+ */
+export type Phase = "full" | "reuse" | "partial_full" | "partial_reuse" | "probe" | "decode" | "literal";
 
 export interface PhaseProfile extends Attribution {
   phase: Phase;
@@ -49,9 +54,10 @@ export interface PhaseProfile extends Attribution {
 
 export interface ProfileReport {
   model: string;
+  /** The policy, and each step's kind as it ran. */
   plan: CachePlan;
   steps: number;
-  /** One per graph that ran, in the order full, reuse, decode, literal. */
+  /** One per graph that ran, in the order full, partial_full, reuse, partial_reuse, probe, decode, literal. */
   phases: PhaseProfile[];
   samplingMs: number;
   decodeMs: number;
@@ -67,10 +73,12 @@ export async function profileRun(opts: ProfileOptions): Promise<ProfileReport> {
     }
   }
   try {
+    const kinds: StepKind[] = [];
     const { result, sessions } = await withProfiling(dir, async () => {
       const gen = await openGenerator({ ...opts });
       try {
-        return await gen.sampleBatch({ classes: opts.classes, seed: opts.seed, firstIndex: 0, signal: opts.signal });
+        const req = { classes: opts.classes, seed: opts.seed, firstIndex: 0, signal: opts.signal };
+        return await gen.sampleBatch(req, (r) => kinds.push(r.kind));
       } finally {
         await gen.release();
       }
@@ -83,9 +91,11 @@ export async function profileRun(opts: ProfileOptions): Promise<ProfileReport> {
       const a = attribute(trace, await graphParts(s.graph), { skipRuns: opts.includeWarmup ? 0 : 1, stat: opts.stat });
       phases.push({ ...a, phase: phaseOf(s.graph), graph: basename(s.graph), trace: opts.traceDir ? s.trace : null });
     }
-    const order: Phase[] = ["full", "reuse", "decode", "literal"];
+    const order: Phase[] = ["full", "partial_full", "reuse", "partial_reuse", "probe", "decode", "literal"];
     phases.sort((a, b) => order.indexOf(a.phase) - order.indexOf(b.phase));
-    return { model: opts.model, plan: opts.plan, steps: opts.steps, phases, samplingMs: result.samplingMs, decodeMs: result.decodeMs };
+    // The kinds as they ran (a dynamic policy decides some during the run).
+    const plan = { policy: opts.plan.policy, kinds };
+    return { model: opts.model, plan, steps: opts.steps, phases, samplingMs: result.samplingMs, decodeMs: result.decodeMs };
   } finally {
     if (!opts.traceDir) await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
@@ -95,6 +105,9 @@ function phaseOf(graph: string): Phase {
   const name = basename(graph);
   if (name.startsWith("dit-full")) return "full";
   if (name.startsWith("dit-reuse")) return "reuse";
+  if (name.startsWith("dit-partial_full")) return "partial_full";
+  if (name.startsWith("dit-partial_reuse")) return "partial_reuse";
+  if (name.startsWith("dit-probe")) return "probe";
   if (name.startsWith("dit-blocks")) return "literal";
   return "decode";
 }

@@ -42,8 +42,11 @@ export interface SampleSettings {
   cfg: number;
   cfgChannels: "ref" | "all";
   cacheInterval: number;
-  /** The cache plan: its policy's name, and each step's kind in execution order, F full, R reuse. */
-  plan: { policy: string; kinds: string };
+  /**
+   * The cache policy: its name and parameters (absent in runs of fora before policies:
+   * none), and each step's kind in execution order: F full, R reuse, D decided at run time.
+   */
+  plan: { policy: string; params?: Record<string, number>; kinds: string };
   precision: "fp32" | "fp16";
   device: string;
   seed: number;
@@ -170,7 +173,14 @@ export function checkRunRecord(json: unknown, where: string): RunRecord {
   const steps = int(s, "steps", "settings.steps", 1);
   const p = obj(s.plan, "settings.plan");
   const kinds = str(p, "kinds", "settings.plan.kinds");
-  if (!/^[FR]*$/.test(kinds) || kinds.length !== steps) fail("settings.plan.kinds", "must be one F or R per step");
+  if (!/^[FRD]*$/.test(kinds) || kinds.length !== steps) fail("settings.plan.kinds", "must be one F, R or D per step");
+  let params: Record<string, number> | undefined;
+  if (p.params !== undefined) {
+    params = obj(p.params, "settings.plan.params") as Record<string, number>;
+    if (!Object.values(params).every((v) => typeof v === "number" && Number.isFinite(v))) {
+      fail("settings.plan.params", "must map parameter names to numbers");
+    }
+  }
   const settings: SampleSettings = {
     foraVersion: str(s, "foraVersion", "settings.foraVersion"),
     model: { fingerprint, architecture: str(m, "architecture", "settings.model.architecture"), numClasses },
@@ -179,7 +189,7 @@ export function checkRunRecord(json: unknown, where: string): RunRecord {
     cfg: s.cfg as number,
     cfgChannels: cfgChannels as "ref" | "all",
     cacheInterval: int(s, "cacheInterval", "settings.cacheInterval", 1, steps),
-    plan: { policy: str(p, "policy", "settings.plan.policy"), kinds },
+    plan: { policy: str(p, "policy", "settings.plan.policy"), ...(params ? { params } : {}), kinds },
     precision: precision as "fp32" | "fp16",
     device: str(s, "device", "settings.device"),
     seed: int(s, "seed", "settings.seed", 0),
@@ -207,7 +217,7 @@ export function settingsDiff(a: SampleSettings, b: SampleSettings, aName: string
     ["--cfg", String(s.cfg)],
     ["--cfg-channels", s.cfgChannels],
     ["--cache-interval", String(s.cacheInterval)],
-    ["cache plan", `${s.plan.policy} ${s.plan.kinds}`],
+    ["cache plan", `${s.plan.policy} ${JSON.stringify(s.plan.params ?? {})} ${s.plan.kinds}`],
     ["--precision", s.precision],
     ["device", s.device],
     ["--seed", String(s.seed)],

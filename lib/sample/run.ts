@@ -19,7 +19,7 @@ import * as fastPng from "fast-png";
 import { ForaError, interrupted, isInterrupted } from "../errors.ts";
 import { type Manifest, type Precision, readManifest } from "../bundle/manifest.ts";
 import { FORA_VERSION } from "../bundle/version.ts";
-import { type CachePlan, staticIntervalPlan } from "../fora/policy.ts";
+import { type CachePlan, type CachePolicy, planOfPolicy, planPolicy, staticIntervalPlan } from "../fora/policy.ts";
 import type { StepReport } from "../fora/denoiser.ts";
 import { type Generator, openGenerator } from "../generator.ts";
 import { type Image, toUint8Image } from "../io/image.ts";
@@ -77,6 +77,8 @@ export interface SampleOptions {
   threads?: number;
   /** A cache plan that replaces the static interval (e.g. a schedule file). */
   plan?: CachePlan;
+  /** A cache policy (lib/fora/policy.ts) that replaces `plan`. */
+  policy?: CachePolicy;
   /** Aborted with "SIGINT" or "SIGTERM" as reason: stop at the next step boundary. */
   signal?: AbortSignal;
 }
@@ -92,8 +94,9 @@ export interface SampleResult {
 export async function sample(opts: SampleOptions, emit: EmitEvent): Promise<SampleResult> {
   const events = stamper(emit);
   const manifest = await readManifest(opts.model);
-  const plan = opts.plan ?? staticIntervalPlan(opts.steps, opts.cacheInterval);
-  const run = runRecordOf(opts, manifest, plan);
+  const policy = opts.policy ?? planPolicy(opts.plan ?? staticIntervalPlan(opts.steps, opts.cacheInterval));
+  const plan = planOfPolicy(policy);
+  const run = runRecordOf(opts, manifest, policy);
   const { settings } = run;
   const { start, end } = shardBatches(settings.num, settings.batch, opts.shard);
   const total = shardImages(settings.num, settings.batch, opts.shard).count;
@@ -129,8 +132,8 @@ export async function sample(opts: SampleOptions, emit: EmitEvent): Promise<Samp
       flags: flagsOf(opts),
       plan: {
         steps: opts.steps,
-        full: plan.kinds.flatMap((k, i) => (k === "full" ? [i] : [])),
-        kind: plan.kinds,
+        full: policy.planned.flatMap((k, i) => (k === "full" ? [i] : [])),
+        kind: policy.planned,
         policy: plan.policy,
       },
       schema_version: 1,
@@ -152,7 +155,7 @@ export async function sample(opts: SampleOptions, emit: EmitEvent): Promise<Samp
     for (let j = start; j < end; j++) {
       if (done.has(j)) continue;
       if (opts.signal?.aborted) throw interrupted(signalName(opts.signal));
-      gen ??= await openForSampling(opts, plan);
+      gen ??= await openForSampling({ ...opts, policy }, plan);
       const range = batchRange(settings.num, settings.batch, j);
       const classes = classesOf(settings.classes, settings.model.numClasses, settings.seed, range);
       const result = await gen.sampleBatch({ classes, seed: settings.seed, firstIndex: range.first, signal: opts.signal }, onStep);
@@ -182,7 +185,7 @@ export async function sample(opts: SampleOptions, emit: EmitEvent): Promise<Samp
 }
 
 /** The run record of these options on this bundle; checks class ids against the model. */
-export function runRecordOf(opts: SampleOptions, manifest: Manifest, plan: CachePlan): RunRecord {
+export function runRecordOf(opts: SampleOptions, manifest: Manifest, policy: CachePolicy): RunRecord {
   const numClasses = manifest.dit.config.numClasses;
   if (opts.classes !== "uniform") {
     if (opts.classes.length === 0) throw new ForaError("usage", "--class: give at least one class id, or none for uniform classes");
@@ -198,7 +201,11 @@ export function runRecordOf(opts: SampleOptions, manifest: Manifest, plan: Cache
     cfg: opts.cfg,
     cfgChannels: opts.cfgChannels,
     cacheInterval: opts.cacheInterval,
-    plan: { policy: plan.policy.name, kinds: plan.kinds.map((k) => (k === "full" ? "F" : "R")).join("") },
+    plan: {
+      policy: policy.name,
+      params: policy.params,
+      kinds: policy.planned.map((k) => (k === "full" ? "F" : k === "reuse" ? "R" : "D")).join(""),
+    },
     precision: opts.precision ?? "fp32",
     device: opts.device ?? "cpu",
     seed: opts.seed,

@@ -12,6 +12,7 @@ import {
   partialPolicy,
   planPolicy,
   relativeL1,
+  reusedBlocks,
   staticIntervalPlan,
   type StepKind,
 } from "../../lib/fora/policy.ts";
@@ -77,9 +78,13 @@ Deno.test("forecast policy: a full step's horizon reaches through the next cycle
   assert.deepEqual(p.horizon(6), [7, 8]);
 });
 
-Deno.test("partial policy: B must leave at least one reused block", () => {
-  assert.equal(partialPolicy(10, 3, 2, 4).computeLast, 2);
-  assert.throws(() => partialPolicy(10, 3, 4, 4), /--compute-last must be a whole number from 1 to 3/);
+Deno.test("partial policy: B blocks at either end computed, at least one reused", () => {
+  assert.deepEqual(reusedBlocks(partialPolicy(10, 3, { end: "last", blocks: 2 }, 4), 4), [true, true, false, false]);
+  assert.deepEqual(reusedBlocks(partialPolicy(10, 3, { end: "first", blocks: 1 }, 4), 4), [false, true, true, true]);
+  assert.deepEqual(reusedBlocks(forecastPolicy(10, 3), 4), [true, true, true, true]);
+  assert.deepEqual(partialPolicy(10, 3, { end: "first", blocks: 1 }, 4).params, { interval: 3, compute_first: 1 });
+  assert.throws(() => partialPolicy(10, 3, { end: "last", blocks: 4 }, 4), /--compute-last must be a whole number from 1 to 3/);
+  assert.throws(() => partialPolicy(10, 3, { end: "first", blocks: 0 }, 4), /--compute-first must be a whole number from 1 to 3/);
 });
 
 Deno.test("relativeL1 is TeaCache's |a-b|_1/|b|_1", () => {

@@ -48,6 +48,11 @@ Deno.test("generate --policy: valid events for every policy, decisions in step a
       assert.deepEqual(r.start.plan.policy, { name: "partial", params: { interval: 3, compute_last: 1 } });
       for (const [i, s] of r.steps.entries()) assert.equal(r.cache[i].mlp, s.kind === "reuse" ? "HM" : "MM");
     });
+    await t.step("partial --compute-first: reuse steps compute the first block (cache string MH)", async () => {
+      const r = await gen("--policy", "partial", "-N", "3", "--compute-first", "1");
+      assert.deepEqual(r.start.plan.policy, { name: "partial", params: { interval: 3, compute_first: 1 } });
+      for (const [i, s] of r.steps.entries()) assert.equal(r.cache[i].attn, s.kind === "reuse" ? "MH" : "MM");
+    });
     await t.step("forecast: static FORA's plan", async () => {
       const r = await gen("--policy", "forecast", "-N", "3", "--cooldown", "2");
       assert.deepEqual(r.start.plan.policy, { name: "forecast", params: { interval: 3, order: 1, cooldown: 2 } });
@@ -61,12 +66,53 @@ Deno.test("generate --policy: valid events for every policy, decisions in step a
           [["--policy", "dynamic", "-N", "2"], /leave out -N/],
           [["--policy", "partial", "--compute-last", "2"], /--compute-last must be a whole number from 1 to 1/],
           [["--policy", "schedule"], /--policy schedule needs --schedule/],
+          [
+            ["--policy", "partial", "--compute-first", "1", "--compute-last", "1"],
+            /--compute-last.*--compute-first|--compute-first.*--compute-last/,
+          ],
+          [["--compute-first", "1"], /--compute-first applies to --policy partial only/],
         ] as const
       ) {
         const r = await runFora("generate", "-m", bundle, "--steps", "6", "-o", join(work, "bad"), ...flags);
         assert.notEqual(r.code, 0);
         assert.match(r.stderr, message);
       }
+    });
+  } finally {
+    await Deno.remove(work, { recursive: true });
+  }
+});
+
+Deno.test("sample and profile take --policy: the run record keeps its parameters, profile shows the policy's graphs", async (t) => {
+  const work = await Deno.makeTempDir({ prefix: "fora-policy-cmds-" });
+  try {
+    const bundle = join(work, "bundle");
+    const c = await runFora("convert", TINY_DIFFUSERS, bundle, "-q");
+    assert.equal(c.code, 0, c.stderr);
+    await t.step("sample --policy dynamic: fora-sample.json names the policy; another threshold is another run", async () => {
+      const out = join(work, "samples");
+      const flags = ["--num", "4", "--batch", "2", "--sampler", "ddim", "--steps", "8", "--policy", "dynamic", "--warmup", "1"];
+      const r = await runFora("sample", "-m", bundle, ...flags, "--threshold", "0.5", "--json", "-o", out);
+      assert.equal(r.code, 0, r.stderr);
+      const start = lines(r.stdout).map((l) => JSON.parse(l) as ForaEvent).find((e) => e.event === "run_start") as RunStartEvent;
+      assert.ok(validate(start), JSON.stringify(validate.errors));
+      assert.deepEqual(start.plan.policy, { name: "dynamic", params: { threshold: 0.5, lookahead: 4, warmup: 1 } });
+      const record = JSON.parse(await Deno.readTextFile(join(out, "fora-sample.json")));
+      assert.deepEqual(record.settings.plan, { policy: "dynamic", params: { threshold: 0.5, lookahead: 4, warmup: 1 }, kinds: "FDDDDDDD" });
+      const other = await runFora("sample", "-m", bundle, ...flags, "--threshold", "0.2", "--json", "-o", out);
+      assert.notEqual(other.code, 0);
+      assert.match(other.stderr, /cache plan/);
+    });
+    await t.step("profile --policy partial: the partial graphs' phases, and the kinds as they ran", async () => {
+      const r = await runFora("profile", "-m", bundle, "--steps", "7", "--policy", "partial", "-N", "3", "--json");
+      assert.equal(r.code, 0, r.stderr);
+      const rows = lines(r.stdout).map((l) => JSON.parse(l) as { kind: string; part: string; runs: number });
+      const kinds = new Set(rows.map((x) => x.kind));
+      assert.ok(kinds.has("partial_full") && kinds.has("partial_reuse"), [...kinds].join(", "));
+      assert.ok(!kinds.has("full") && !kinds.has("reuse"), "the plain step graphs did not run");
+      // 7 steps at N = 3: full at positions 0, 3, 6; the first run of each graph is left out as warm-up.
+      assert.equal(rows.find((x) => x.kind === "partial_full" && x.part === "total")!.runs, 2);
+      assert.equal(rows.find((x) => x.kind === "partial_reuse" && x.part === "total")!.runs, 3);
     });
   } finally {
     await Deno.remove(work, { recursive: true });

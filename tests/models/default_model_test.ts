@@ -81,3 +81,15 @@ Deno.test("fora eval on the shipped model: the classifier agrees with the reques
   assert.ok(summary.accuracy >= 0.15, `accuracy ${summary.accuracy}`);
   assert.ok(Number.isFinite(summary.frechet_distance));
 });
+
+Deno.test("fora eval --policy: the summary names the policy and counts the steps as they ran", async () => {
+  const r = await runFora(
+    "eval",
+    ...["--samples", "10", "--batch", "10", "--sampler", "ddim", "--steps", "20", "--policy", "forecast", "-N", "4", "--json"],
+  );
+  assert.equal(r.code, 0, r.stderr);
+  const summary = JSON.parse(lines(r.stdout).at(-1)!);
+  assert.deepEqual(summary.policy, { name: "forecast", params: { interval: 4, order: 1 } });
+  assert.equal(summary.full_steps, 6); // i = 19 and i % 4 == 0 for i = 16, 12, 8, 4, 0
+  assert.equal(summary.full_steps + summary.reuse_steps, 20);
+});

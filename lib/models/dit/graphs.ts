@@ -7,11 +7,12 @@
  * - probe:  patch embedding and block 0's modulated input LN(x_0)(1 + scale_msa) + shift_msa
  *           only: the dynamic policy's indicator (its relative L1 change between steps,
  *           TeaCache-like), cheaper than a reuse step.
- * - partial: both steps of partial reuse in one graph: x = x_0 + `residual`, then the
- *           blocks flagged in `compute_blocks` [L] (an `If` per block), final layer, and
- *           R_j over the blocks flagged in `residual_mask` [L]. Its full step passes a zero
- *           residual, computes every block and masks the last B out of R_j; its reuse
- *           step passes R_j, computes the last B and asks for no residuals (J = 0).
+ * - partial_full: the full graph whose R_j sum only the blocks flagged in `residual_mask`
+ *           [L]: the reused blocks of partial reuse.
+ * - partial_reuse: a partial-reuse step: the blocks flagged in `compute_blocks` [L] run
+ *           (an `If` per block), the others pass x through, and `residual` (R_j over
+ *           the reused blocks) is added where the reused run starts, before block
+ *           `residual_at`: 0 when the last B blocks are computed, B when the first B are.
  * - blocks: the literal per-block path; each block either computes its attention and
  *           MLP outputs or takes them from the cache inputs (an `If` per block), and
  *           all of them are returned, for analysis and per-layer policies.
@@ -37,7 +38,7 @@ import { timestepEmbedding } from "../../../kernels/timestep_embedding.ts";
 import { type DitConfig, gridSize, NORM_EPS, numTokens, outChannels } from "./config.ts";
 import { type DitBlockWeights, type DitWeights, type Linear, linearRows, loadDitWeights } from "./weights.ts";
 
-export type DitGraphKind = "full" | "reuse" | "blocks" | "partial" | "probe";
+export type DitGraphKind = "full" | "reuse" | "blocks" | "partial_full" | "partial_reuse" | "probe";
 
 export interface DitGraphOptions {
   computeType: ComputeType;
@@ -51,10 +52,11 @@ export { detectNaming } from "./weights.ts";
 export function buildDitGraphs(src: WeightSource, cfg: DitConfig, opts: DitGraphOptions): Record<DitGraphKind, GraphData> {
   const w = loadDitWeights(src, cfg);
   return {
-    full: buildFull(w, cfg, opts),
+    full: buildFull(w, cfg, opts, false),
     reuse: buildReuse(w, cfg, opts),
     blocks: buildBlocks(w, cfg, opts),
-    partial: buildPartial(w, cfg, opts),
+    partial_full: buildFull(w, cfg, opts, true),
+    partial_reuse: buildPartialReuse(w, cfg, opts),
     probe: buildProbe(w, cfg, opts),
   };
 }
@@ -67,12 +69,14 @@ export function guidanceMask(cfg: DitConfig, mode: "ref" | "all"): Float32Array 
   return mask;
 }
 
-// ---- the three graphs ----------------------------------------------------------
+// ---- the step graphs ----------------------------------------------------------
 
-function buildFull(w: DitWeights, cfg: DitConfig, opts: DitGraphOptions): GraphData {
-  const g = new GraphBuilder("dit_full", opts.computeType);
+/** `masked`: the partial_full graph (R_j over the blocks flagged in `residual_mask` only). */
+function buildFull(w: DitWeights, cfg: DitConfig, opts: DitGraphOptions, masked: boolean): GraphData {
+  const g = new GraphBuilder(masked ? "dit_partial_full" : "dit_full", opts.computeType);
   const io = stepInputs(g, w, cfg, opts);
   const reuseT = g.input("reuse_timesteps", "float32", ["reuse"], { keepFloat32: true });
+  const mask = masked ? g.input("residual_mask", "float32", [cfg.depth]) : undefined;
   let x = io.tokens;
   const cached: { attn: Value; mlp: Value }[] = [];
   w.blocks.forEach((b, k) =>
@@ -83,7 +87,7 @@ function buildFull(w: DitWeights, cfg: DitConfig, opts: DitGraphOptions): GraphD
     })
   );
   io.finish(x);
-  g.scope("residuals", () => g.output(reuseResiduals(g, w, cfg, reuseT, io.labelEmb, cached), "residuals"));
+  g.scope("residuals", () => g.output(reuseResiduals(g, w, cfg, reuseT, io.labelEmb, cached, mask), "residuals"));
   return g.data();
 }
 
@@ -106,42 +110,29 @@ function buildReuse(w: DitWeights, cfg: DitConfig, opts: DitGraphOptions): Graph
   return g.data();
 }
 
-function buildPartial(w: DitWeights, cfg: DitConfig, opts: DitGraphOptions): GraphData {
-  const g = new GraphBuilder("dit_partial", opts.computeType);
+function buildPartialReuse(w: DitWeights, cfg: DitConfig, opts: DitGraphOptions): GraphData {
+  const g = new GraphBuilder("dit_partial_reuse", opts.computeType);
   const io = stepInputs(g, w, cfg, opts);
-  const reuseT = g.input("reuse_timesteps", "float32", ["reuse"], { keepFloat32: true });
   const residual = g.input("residual", "float32", [io.batch2, numTokens(cfg), cfg.hiddenSize]);
   const compute = g.input("compute_blocks", "bool", [cfg.depth]);
-  const mask = g.input("residual_mask", "float32", [cfg.depth]);
-  let x = g.add(io.tokens, residual);
-  const cached: { attn: Value; mlp: Value }[] = [];
+  const at = g.input("residual_at", "int64", [1]);
+  let x = io.tokens;
   w.blocks.forEach((b, k) =>
     g.scope(`blocks.${k}`, () => {
+      const here = g.reshape(g.node("Equal", [at, g.ints([k])], [{ dtype: "bool", shape: [1] }])[0], []);
+      const before = x;
+      [x] = g.ifElse(here, (s) => [s.add(before, residual)], (s) => [identity(s, before)]);
       const flag = g.reshape(g.slice(compute, 0, k, k + 1), []);
       const xin = x;
-      const [xk, attn, mlpK] = g.ifElse(
-        flag,
-        (s) => {
-          const r = ditBlock(s, xin, io.c, b, cfg, opts);
-          return [r.x, r.attn, r.mlp];
-        },
-        (s) => {
-          // Not computed: x passes through; zeros stand for its (masked-out) features.
-          const zero = s.mul(xin, s.scalar(0));
-          return [
-            s.node("Identity", [xin], [{ dtype: xin.dtype, shape: xin.shape }])[0],
-            zero,
-            s.node("Identity", [zero], [{ dtype: zero.dtype, shape: zero.shape }])[0],
-          ];
-        },
-      );
-      x = xk;
-      cached.push({ attn, mlp: mlpK });
+      [x] = g.ifElse(flag, (s) => [ditBlock(s, xin, io.c, b, cfg, opts).x], (s) => [identity(s, xin)]);
     })
   );
   io.finish(x);
-  g.scope("residuals", () => g.output(reuseResiduals(g, w, cfg, reuseT, io.labelEmb, cached, mask), "residuals"));
   return g.data();
+}
+
+function identity(g: GraphBuilder, v: Value): Value {
+  return g.node("Identity", [v], [{ dtype: v.dtype, shape: v.shape }])[0];
 }
 
 function buildBlocks(w: DitWeights, cfg: DitConfig, opts: DitGraphOptions): GraphData {
@@ -262,7 +253,7 @@ function reuseResiduals(
   const gates: Value[] = [], features: Value[] = [];
   w.blocks.forEach((b, k) =>
     g.scope(`blocks.${k}`, () => {
-      // Partial graph: residual_mask[k] (1, or 0 for a block computed every step) scales both gates.
+      // partial_full: residual_mask[k] (1, or 0 for a block computed every step) scales both gates.
       const gate = (chunk: number) => {
         const v = linear(g, act, lin(g, linearRows(b.adaLN, chunk, 6)));
         return mask ? g.mul(v, g.slice(mask, 0, k, k + 1)) : v;

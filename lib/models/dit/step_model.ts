@@ -35,17 +35,18 @@ export interface StepModel {
    */
   reuse(x: Float32Array, t: number, residuals: Float32Array, j?: number): Promise<Float32Array>;
   /**
-   * Partial reuse (absent on models without it, e.g. PixArt): a full step whose residuals
-   * cover only the first `residualBlocks` blocks, and a reuse step from one such residual
-   * that computes the last `computeLast` blocks on top of it.
+   * Partial reuse (absent on models without it, e.g. PixArt): `reused` flags the blocks a
+   * reuse step takes from the cache, a contiguous run at the start or the end of the model.
+   * The full step's residuals cover only those blocks; the reuse step computes the others
+   * and adds its residual where the reused run starts.
    */
   partialFull?(
     x: Float32Array,
     t: number,
     reuseTimes: number[],
-    residualBlocks: number,
+    reused: boolean[],
   ): Promise<{ out: Float32Array; residuals: Float32Array }>;
-  partialReuse?(x: Float32Array, t: number, residual: Float32Array, computeLast: number): Promise<Float32Array>;
+  partialReuse?(x: Float32Array, t: number, residual: Float32Array, reused: boolean[]): Promise<Float32Array>;
   /** The dynamic policy's indicator tensor for this step's input (block 0's modulated input). */
   probe?(x: Float32Array, t: number): Promise<Float32Array>;
   /** Literal path: blocks flagged in `reuse` take their A_k/M_k (and X_k) from the cache arrays. */
@@ -130,24 +131,25 @@ export async function openDitStepModel(
           const out = await (await session("full")).run({ ...stepFeeds(x, t), reuse_timesteps: f32([reuseTimes.length], reuseTimes) });
           return { out: out.model_out.data as Float32Array, residuals: out.residuals.data as Float32Array };
         },
-        async partialFull(x, t, reuseTimes, residualBlocks) {
-          const out = await (await session("partial")).run({
+        async partialFull(x, t, reuseTimes, reused) {
+          const out = await (await session("partial_full")).run({
             ...stepFeeds(x, t),
             reuse_timesteps: f32([reuseTimes.length], reuseTimes),
-            residual: f32([modelBatch, T, D]),
-            compute_blocks: bools(L, () => true),
-            residual_mask: f32([L], Float32Array.from({ length: L }, (_, k) => (k < residualBlocks ? 1 : 0))),
+            residual_mask: f32([L], Float32Array.from(reused, (r) => (r ? 1 : 0))),
           });
           return { out: out.model_out.data as Float32Array, residuals: out.residuals.data as Float32Array };
         },
-        async partialReuse(x, t, residual, computeLast) {
-          const out = await (await session("partial")).run({
+        async partialReuse(x, t, residual, reused) {
+          const at = reused.indexOf(true);
+          if (at < 0 || reused.lastIndexOf(true) - at + 1 !== reused.filter(Boolean).length) {
+            throw new Error(`partial reuse needs one contiguous run of reused blocks, got ${reused.map(Number).join("")}`);
+          }
+          const out = await (await session("partial_reuse")).run({
             ...stepFeeds(x, t),
-            reuse_timesteps: f32([0], []),
             residual: f32([modelBatch, T, D], residual),
-            compute_blocks: bools(L, (k) => k >= L - computeLast),
-            residual_mask: f32([L]),
-          }, ["model_out"]);
+            compute_blocks: bools(L, (k) => !reused[k]),
+            residual_at: i64([1], [at]),
+          });
           return out.model_out.data as Float32Array;
         },
         async probe(x, t) {
