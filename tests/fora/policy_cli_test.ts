@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { Ajv2020 } from "ajv/dist/2020.js";
 import schema from "../../lib/events/schema.json" with { type: "json" };
 import type { CacheEvent, ForaEvent, RunStartEvent, StepEvent } from "../../lib/events/types.ts";
-import { TINY_DIFFUSERS } from "../bundle/helpers.ts";
+import { copyTree, TINY_DIFFUSERS } from "../bundle/helpers.ts";
 import { lines, runFora } from "../cli/run.ts";
 
 const validate = new Ajv2020({ allErrors: true, strict: false }).compile(schema);
@@ -77,6 +77,20 @@ Deno.test("generate --policy: valid events for every policy, decisions in step a
         assert.notEqual(r.code, 0);
         assert.match(r.stderr, message);
       }
+    });
+    await t.step("a bundle without the partial graphs (converted before them) is refused before sampling", async () => {
+      const old = join(work, "old-bundle");
+      await copyTree(bundle, old);
+      const manifest = JSON.parse(await Deno.readTextFile(join(old, "manifest.json")));
+      manifest.dit.graphs = manifest.dit.graphs.filter((g: { kind: string }) => !g.kind.startsWith("partial"));
+      await Deno.writeTextFile(join(old, "manifest.json"), JSON.stringify(manifest));
+      const out = join(work, "old-out");
+      const r = await runFora("generate", "-m", old, "--steps", "6", "--policy", "partial", "--json", "-o", out);
+      assert.notEqual(r.code, 0);
+      assert.match(r.stderr, /no partial_full\/cfg\/fp32 DiT graph .*re-run fora convert/);
+      assert.ok(!lines(r.stdout).some((l) => JSON.parse(l).event === "step"), "no step ran");
+      const written = await Array.fromAsync(Deno.readDir(out)).catch(() => []);
+      assert.deepEqual(written, [], "no file written");
     });
   } finally {
     await Deno.remove(work, { recursive: true });

@@ -8,6 +8,7 @@ import { type Device, f32, type HostTensor, i64, openSession, type Session } fro
 import { ditGraphPath, type Manifest, type Precision } from "../../bundle/manifest.ts";
 import { type DitConfig, numTokens, outChannels } from "./config.ts";
 import { type DitGraphKind, guidanceMask } from "./graphs.ts";
+import type { CachePolicy } from "../../fora/policy.ts";
 
 export interface GuidanceOptions {
   /** 1 disables guidance (and halves the batch the model computes). */
@@ -76,6 +77,14 @@ export interface StepModelOptions {
   precision?: Precision;
   device?: Device;
   threads?: number;
+  /** The cache policy the run drives: the graphs it needs are opened up front (graphsFor). */
+  policy?: Pick<CachePolicy, "planned" | "partial">;
+}
+
+/** The step graphs a run under `policy` calls (static FORA: full and reuse). */
+export function graphsFor(policy?: Pick<CachePolicy, "planned" | "partial">): DitGraphKind[] {
+  if (policy?.partial) return ["partial_full", "partial_reuse"];
+  return policy?.planned.includes("decide") ? ["full", "reuse", "probe"] : ["full", "reuse"];
 }
 
 function bools(n: number, f: (k: number) => boolean): HostTensor {
@@ -102,9 +111,8 @@ export async function openDitStepModel(
     }
     return s;
   };
-  // Open the two graphs every cached run needs now, so load errors surface before sampling.
-  await session("full");
-  await session("reuse");
+  // Open the graphs the run needs now, so a missing or broken one fails before sampling starts.
+  for (const kind of graphsFor(opts.policy)) await session(kind);
   const guidanceFeeds: Record<string, HostTensor> = guided
     ? {
       guidance_scale: f32([1], [guidance.cfgScale]),
