@@ -18,7 +18,7 @@ import { makeGrid } from "./io/image.ts";
 import type { Device } from "./runtime/session.ts";
 import { stamper } from "./events/stamp.ts";
 import { runTotals } from "./events/totals.ts";
-import type { EmitEvent, JsonValue, RunTotals } from "./events/types.ts";
+import { type EmitEvent, type JsonValue, type RunTotals, SCHEMA_VERSION } from "./events/types.ts";
 
 export interface GenerateOptions {
   /** Bundle folder made by `fora convert`. */
@@ -96,7 +96,7 @@ export async function generate(opts: GenerateOptions, emit: EmitEvent): Promise<
         kind: policy?.planned ?? plan.kinds,
         policy: plan.policy,
       },
-      schema_version: 1,
+      schema_version: SCHEMA_VERSION,
     });
     const onStep = (r: StepReport) => {
       steps.push(r);

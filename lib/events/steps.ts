@@ -3,7 +3,15 @@ import type { StepReport } from "../fora/denoiser.ts";
 import { roundMs, type Stamper } from "./stamp.ts";
 
 export function emitStep(events: Stamper, r: StepReport): void {
-  events.emit({ event: "step", index: r.index, k: r.k, timestep: r.modelTime, kind: r.kind, ms: roundMs(r.ms) });
+  events.emit({
+    event: "step",
+    index: r.index,
+    k: r.k,
+    timestep: r.modelTime,
+    kind: r.kind,
+    ms: roundMs(r.ms),
+    ...(r.indicator !== undefined ? { indicator: r.indicator } : {}),
+  });
   events.emit({ event: "cache", index: r.index, attn: hitString(r.attnHits), mlp: hitString(r.mlpHits) });
 }
 

@@ -15,7 +15,7 @@
  */
 
 /** Version of the event format; also the last path part of schema.json's `$id`. */
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
 
 /** Whether a step runs the whole transformer ("full") or reuses cached block outputs. */
 export type StepKind = "full" | "reuse";
@@ -76,6 +76,12 @@ export interface StepEvent extends EventBase {
   kind: StepKind;
   /** Wall time of the step (model call plus sampler update). */
   ms: number;
+  /**
+   * Dynamic cache policy only: its indicator (relative L1 change of block 0's modulated
+   * input) summed since the last full step, this step's included; below --threshold the
+   * step reused.
+   */
+  indicator?: number;
 }
 
 /**

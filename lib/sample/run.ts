@@ -27,7 +27,7 @@ import type { Device } from "../runtime/session.ts";
 import type { SamplerName } from "../samplers/mod.ts";
 import { stamper } from "../events/stamp.ts";
 import { runTotals } from "../events/totals.ts";
-import type { EmitEvent, JsonValue, RunTotals } from "../events/types.ts";
+import { type EmitEvent, type JsonValue, type RunTotals, SCHEMA_VERSION } from "../events/types.ts";
 import { ioReason, removeStaleTemps, sha256Hex, writeAtomicWith, writeBytesAtomic } from "./files.ts";
 import {
   appendJournal,
@@ -136,7 +136,7 @@ export async function sample(opts: SampleOptions, emit: EmitEvent): Promise<Samp
         kind: policy.planned,
         policy: plan.policy,
       },
-      schema_version: 1,
+      schema_version: SCHEMA_VERSION,
     });
     for (let j = start; j < end; j++) {
       const r = batchRange(settings.num, settings.batch, j);

@@ -49,6 +49,7 @@ export const EXAMPLES = {
     timestep: 999,
     kind: "full",
     ms: 810.25,
+    indicator: 0.125,
   },
   cache: {
     event: "cache",

@@ -41,6 +41,9 @@ Deno.test("generate --policy: valid events for every policy, decisions in step a
       assert.equal(r.start.flags.policy, "dynamic");
       assert.equal(r.steps.length, 12);
       assert.ok(r.steps.some((s) => s.kind === "reuse"), "some steps reused");
+      // Each step after the first carries the indicator it was decided on; reuse steps stayed below the threshold.
+      assert.ok(r.steps.slice(1).every((s) => typeof s.indicator === "number"));
+      for (const s of r.steps.filter((s) => s.kind === "reuse")) assert.ok(s.indicator! < 0.5);
       for (const [i, s] of r.steps.entries()) assert.equal(r.cache[i].attn, s.kind === "reuse" ? "HH" : "MM");
     });
     await t.step("partial: reuse steps compute the last block (cache string HM)", async () => {
