@@ -11,7 +11,7 @@
  *     [--part quality|cost|both]
  *
  * Row syntax: static:N | dynamic:THRESHOLD[/MAX_REUSE] | partial:N/B (last B blocks computed) |
- * partial-first:N/B (first B) | forecast:N.
+ * partial-first:N/B (first B) | forecast:N | schedule:FILE.json (a `fora similarity --suggest-schedule` plan).
  * `--guards` applies to every row but static:1 (warmup=W, cooldown=C, max_reuse=M).
  */
 import { parseArgs } from "node:util";
@@ -30,6 +30,7 @@ import {
   staticIntervalPlan,
 } from "../lib/fora/policy.ts";
 import { isSamplerName } from "../lib/samplers/mod.ts";
+import { planOfSchedule, readScheduleFile } from "../lib/fora/schedule_file.ts";
 import { readManifest } from "../lib/bundle/manifest.ts";
 import { openDitStepModel } from "../lib/models/dit/step_model.ts";
 
@@ -70,10 +71,12 @@ function guardsOf(text: string): Guards {
   return g;
 }
 
-function policyOf(row: string, guards: Guards): CachePolicy {
+async function policyOf(row: string, guards: Guards): Promise<CachePolicy> {
   const [name, spec] = row.split(":");
   const [a, b] = spec.split("/").map(Number);
   switch (name) {
+    case "schedule":
+      return planPolicy(planOfSchedule(await readScheduleFile(spec)), guards);
     case "static":
       return planPolicy(staticIntervalPlan(steps, a), a === 1 ? {} : guards);
     case "dynamic":
@@ -98,7 +101,7 @@ if (args.part !== "cost") {
   console.log("|---|---|---|---|---|---|---|");
   let base: EvalSummary | undefined;
   for (const row of args.rows!.split(",")) {
-    const policy = policyOf(row, guards);
+    const policy = await policyOf(row, guards);
     const s = await evaluate({
       model: args.model!,
       sampler,
