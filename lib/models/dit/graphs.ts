@@ -121,18 +121,15 @@ function buildPartialReuse(w: DitWeights, cfg: DitConfig, opts: DitGraphOptions)
     g.scope(`blocks.${k}`, () => {
       const here = g.reshape(g.node("Equal", [at, g.ints([k])], [{ dtype: "bool", shape: [1] }])[0], []);
       const before = x;
-      [x] = g.ifElse(here, (s) => [s.add(before, residual)], (s) => [identity(s, before)]);
+      // ifElse copies each branch output through an Identity, so a branch may return its input as is.
+      [x] = g.ifElse(here, (s) => [s.add(before, residual)], () => [before]);
       const flag = g.reshape(g.slice(compute, 0, k, k + 1), []);
       const xin = x;
-      [x] = g.ifElse(flag, (s) => [ditBlock(s, xin, io.c, b, cfg, opts).x], (s) => [identity(s, xin)]);
+      [x] = g.ifElse(flag, (s) => [ditBlock(s, xin, io.c, b, cfg, opts).x], () => [xin]);
     })
   );
   io.finish(x);
   return g.data();
-}
-
-function identity(g: GraphBuilder, v: Value): Value {
-  return g.node("Identity", [v], [{ dtype: v.dtype, shape: v.shape }])[0];
 }
 
 function buildBlocks(w: DitWeights, cfg: DitConfig, opts: DitGraphOptions): GraphData {
