@@ -65,7 +65,11 @@ try {
   const base = fora.find((r) => r.interval === 1)?.seconds;
   const torchBase = torch?.results.find((r) => r.interval === 1)?.seconds;
   console.log(`\n${args.preset}, DDPM ${S} steps, batch 1 + CFG 1.5, fp32, CPU (${os.cpus()[0]?.model ?? "?"}, ${os.cpus().length} cores)`);
-  if (torch) console.log(`PyTorch ${torch.torch}, ${torch.threads} threads, BLAS: ${torch.blas}`);
+  if (torch) {
+    const k = torch.blas_kernels;
+    console.log(`PyTorch ${torch.torch}, ${torch.threads} threads, BLAS: ${torch.blas}`);
+    console.log(`PyTorch's OpenBLAS kernels: ${k.openblas ?? "none"} (removed from its process: ${k.removed.join(", ") || "nothing"})`);
+  }
   console.log(
     `\n| N | full steps | ideal S/full | fora s/img | fora speed-up | % of ideal | PyTorch s/img | PyTorch speed-up | fora vs PyTorch |`,
   );
@@ -94,6 +98,8 @@ try {
 interface TorchResult {
   torch: string;
   blas: string;
+  /** bench/fair_blas.py's report: the kernels the peer ran on its own CPU. */
+  blas_kernels: { openblas: string | null; removed: string[] };
   threads: number;
   results: { interval: number; full_steps: number; seconds: number }[];
 }

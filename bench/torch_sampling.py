@@ -44,10 +44,16 @@ THREADS = int(os.environ.get("OMP_NUM_THREADS", "2"))
 os.environ.setdefault("OPENBLAS_NUM_THREADS", str(THREADS))
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "..", "tools", "reference"))
+import fair_blas  # noqa: E402
+
+# The peer runs on its CPU's own BLAS kernels (bench/fair_blas.py says why).
+REMOVED_OVERRIDES = fair_blas.unset_overrides()
+
 import torch  # noqa: E402
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "tools", "reference"))
 from dit import DiT, DiTConfig  # noqa: E402
 
 PRESETS = {  # depth, hidden, heads; patch 2, latent 4x32x32, 1000 classes, learn_sigma
@@ -314,6 +320,8 @@ def main():
     args = ap.parse_args()
 
     torch.set_num_threads(THREADS)
+    blas_kernels = fair_blas.check(REMOVED_OVERRIDES)
+    log(f"OpenBLAS: {blas_kernels.get('openblas')}; overrides removed from this process: {blas_kernels['removed'] or 'none'}")
     if args.self_test:
         self_test()
         return
@@ -392,6 +400,7 @@ def main():
         "implementation": "pytorch",
         "torch": torch.__version__,
         "blas": blas,
+        "blas_kernels": blas_kernels,
         "threads": torch.get_num_threads(),
         "env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_WAIT_POLICY") if k in os.environ},
         "preset": args.preset,
