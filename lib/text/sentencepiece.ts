@@ -193,7 +193,7 @@ function makeNormalizer(model: SentencePieceModel, userDefined: TrieNode, where:
     while (at < s.length) {
       const [piece, n] = prefix(s, at);
       let k = 0;
-      if (prevSpace) while (k < piece.length && piece[k] === SPACE) k++;
+      if (prevSpace) { while (k < piece.length && piece[k] === SPACE) k++; }
       if (k < piece.length) {
         for (; k < piece.length; k++) {
           if (escapeWhitespaces && piece[k] === SPACE) out.push(...SPACE_SYMBOL);
