@@ -143,10 +143,11 @@ def train(prefix, corpus_text, args):
         path = os.path.join(tmp, "corpus.txt")
         with open(path, "w", encoding="utf-8") as f:
             f.write(corpus_text)
-        subprocess.run(["spm_train", f"--input={path}", f"--model_prefix={os.path.join(tmp, 'm')}", "--model_type=unigram",
+        # Relative paths (run inside tmp): the model records them, and re-runs stay byte-identical.
+        subprocess.run(["spm_train", "--input=corpus.txt", "--model_prefix=m", "--model_type=unigram",
                         "--character_coverage=1.0", "--pad_id=0", "--eos_id=1", "--unk_id=2", "--bos_id=-1",
                         "--pad_piece=<pad>", "--eos_piece=</s>", "--unk_piece=<unk>", "--num_threads=1",
-                        "--minloglevel=2", *args], check=True, capture_output=True)
+                        "--minloglevel=2", *args], check=True, capture_output=True, cwd=tmp)
         os.makedirs(os.path.dirname(prefix), exist_ok=True)
         shutil.copy(os.path.join(tmp, "m.model"), prefix + ".model")
 
