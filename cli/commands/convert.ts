@@ -17,7 +17,7 @@ export function convertCommand(): Command<[string, string], { force?: true; copy
       "<src>",
       "model folder: a diffusers DiT pipeline (model_index.json, transformer/, optional vae/), " +
         "an original-format DiT (config.json + model.safetensors), or a diffusers PixArt-alpha pipeline " +
-        "(transformer/, text_encoder/, tokenizer/ with tokenizer.json, vae/)",
+        "(transformer/, text_encoder/, tokenizer/ with spiece.model or tokenizer.json, vae/)",
     )
     .argument("<dst>", "bundle folder to create; must not exist or be empty (see --force)")
     .option("--force", "replace DST even if it is not empty")

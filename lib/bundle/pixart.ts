@@ -8,7 +8,7 @@
  *   pixart-{full,reuse,full-xr,reuse-xr,blocks}-{cfg,plain}.{fp32,fp16}.onnx
  *   t5-encoder.{fp32,fp16}.onnx                           the T5 v1.1 encoder
  *   vae-decoder.{fp32,fp16}.onnx
- *   tokenizer/tokenizer.json (+ tokenizer_config.json)    copied
+ *   tokenizer/{spiece.model,tokenizer.json} (+ tokenizer_config.json)   copied, whichever exist
  *   weights/{pixart,t5,vae}/*.safetensors                 hard-linked (or copied), never rewritten
  *
  * The unconditional input of classifier-free guidance is recorded in the manifest: the
@@ -37,7 +37,7 @@ import {
 } from "../models/pixart/config.ts";
 import { buildPixartGraphs, PIXART_STEP_KINDS, type PixartGraphKind } from "../models/pixart/graphs.ts";
 import { detectPixartNaming, loadPixartWeights } from "../models/pixart/weights.ts";
-import { loadT5Tokenizer } from "../text/tokenizer.ts";
+import { loadT5Tokenizer, SPIECE_FILE, TOKENIZER_JSON_FILE } from "../text/tokenizer.ts";
 import {
   type AttentionKind,
   BUNDLE_FORMAT,
@@ -99,7 +99,7 @@ export interface PixartManifest {
     config: T5Config;
     weights: WeightsEntry;
     graphs: { file: string; precision: Precision }[];
-    /** Bundle folder holding tokenizer.json. */
+    /** Bundle folder holding spiece.model and/or tokenizer.json. */
     tokenizer: string;
   };
   vae: null | { config: VaeConfig; weights: WeightsEntry; graphs: VaeGraphEntry[] };
@@ -155,7 +155,7 @@ export async function readPixartSource(root: string): Promise<PixartSource> {
     );
   }
   const tokDir = await need("tokenizer", "the T5 tokenizer");
-  await loadT5Tokenizer(tokDir); // fails early, with instructions, when tokenizer.json is missing
+  await loadT5Tokenizer(tokDir); // fails early when neither spiece.model nor tokenizer.json reads
   let vae: PixartSource["vae"];
   const vaeDir = join(root, "vae");
   if (await Deno.stat(vaeDir).then((s) => s.isDirectory, () => false)) {
@@ -242,9 +242,10 @@ export async function buildPixartBundle(
   }
 
   await Deno.mkdir(join(work, TOKENIZER_FOLDER));
-  for (const name of ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"]) {
+  // loadT5Tokenizer has read at least one of the two tokenizer files.
+  for (const name of [SPIECE_FILE, TOKENIZER_JSON_FILE, "tokenizer_config.json", "special_tokens_map.json"]) {
     await Deno.copyFile(join(source.tokenizerDir, name), join(work, TOKENIZER_FOLDER, name)).catch((e) => {
-      if (name === "tokenizer.json" || !(e instanceof Deno.errors.NotFound)) throw e;
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
     });
   }
 
@@ -358,7 +359,9 @@ export function checkPixartManifest(json: Record<string, unknown>, where: string
   const te = obj(json.textEncoder, "textEncoder");
   obj(te.config, "textEncoder.config");
   arr(te.graphs, "textEncoder.graphs").forEach((g, i) => file(obj(g, `textEncoder.graphs[${i}]`).file, `textEncoder.graphs[${i}].file`));
-  file(`${te.tokenizer}/tokenizer.json`, "textEncoder.tokenizer");
+  if (![SPIECE_FILE, TOKENIZER_JSON_FILE].some((f) => listed.has(`${te.tokenizer}/${f}`))) {
+    fail("textEncoder.tokenizer", `must name a folder whose ${SPIECE_FILE} or ${TOKENIZER_JSON_FILE} "files" lists`);
+  }
   for (const w of [p.weights, te.weights]) arr(obj(w, "weights").files, "weights.files").forEach((f, i) => file(f, `weights.files[${i}]`));
   if (json.vae !== null) {
     const v = obj(json.vae, "vae");

@@ -1,7 +1,7 @@
 /**
  * PixArt-alpha end to end through the real CLI (a subprocess, as `deno task fora` runs it):
  * `fora convert` on the diffusers-layout tiny PixArt pipeline of fixtures/pixart-tiny
- * (transformer, a sharded 2-layer T5 encoder, tokenizer.json, the tiny VAE, scheduler), then
+ * (transformer, a sharded 2-layer T5 encoder, spiece.model and tokenizer.json, the tiny VAE, scheduler), then
  * `fora generate --prompt`, which writes a 16x16 PNG per prompt and NDJSON events carrying the
  * prompt. Few steps each, so every run takes about a second.
  */
@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { ForaEvent, ImageEvent, RunEndEvent, RunStartEvent } from "../../lib/events/types.ts";
 import { readPng } from "../../lib/io/png.ts";
-import { FIXTURES, listDir } from "../bundle/helpers.ts";
+import { copyTree, FIXTURES, listDir } from "../bundle/helpers.ts";
 import { lines, runFora } from "./run.ts";
 
 const WORK = await Deno.makeTempDir({ prefix: "fora-pixart-cli-" });
@@ -190,4 +190,26 @@ Deno.test("PixArt usage errors: --class on a PixArt bundle, no --prompt, --promp
   const c = await runFora("generate", "-m", dit, "--prompt", "a cat", "-o", join(WORK, "x.png"));
   assert.equal(c.code, 2);
   assert.match(c.stderr, /--prompt needs a PixArt-alpha bundle/);
+});
+
+Deno.test("a pipeline whose tokenizer/ has spiece.model only converts, and generates what tokenizer.json only gives", async () => {
+  const bundleWith = async (only: string, drop: string) => {
+    const src = join(WORK, `${only}-only`), dir = join(WORK, `${only}-bundle`);
+    await copyTree(join(FIXTURES, "pixart-tiny", "diffusers"), src);
+    await Deno.remove(join(src, "tokenizer", drop));
+    const c = await runFora("convert", src, dir, "--precision", "fp32", "-q");
+    assert.equal(c.code, 0, c.stderr);
+    assert.deepEqual((await listDir(join(dir, "tokenizer"))).sort(), [only, "special_tokens_map.json", "tokenizer_config.json"].sort());
+    return dir;
+  };
+  const image = async (bundle: string) => {
+    const out = join(bundle, "image.png");
+    // Sentinels, full-width letters and a zero-width joiner: where a tokenizer would most likely slip.
+    const prompt = "Ｃａｃｔｕｓ <extra_id_0> in the\u200d desert, ﬁne art";
+    const r = await runFora("generate", "-m", bundle, "--prompt", prompt, "--no-clean-caption", "--steps", "4", "-o", out, "--json");
+    assert.equal(r.code, 0, r.stderr);
+    return await Deno.readFile(out);
+  };
+  const spm = await image(await bundleWith("spiece.model", "tokenizer.json"));
+  assert.deepEqual(await image(await bundleWith("tokenizer.json", "spiece.model")), spm);
 });
