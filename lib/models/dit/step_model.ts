@@ -101,7 +101,7 @@ export async function openDitStepModel(
   const guided = guidance.cfgScale !== 1;
   const precision = opts.precision ?? "fp32";
   if (precision === "int8" && opts.device && opts.device !== "cpu") {
-    // ONNX Runtime's DynamicQuantizeMatMul has CPU kernels only.
+    // int8 graphs are made for the CPU execution provider's int8 kernels (MLAS).
     throw new ForaError(
       "usage",
       `--precision int8 runs on the CPU only; use --device cpu, or --precision fp16 with --device ${opts.device}`,
