@@ -24,6 +24,7 @@ import {
   type DitGraphEntry,
   ditGraphFile,
   type FileEntry,
+  FLOAT_PRECISIONS,
   floatPrecision,
   GUIDANCES,
   type Manifest,
@@ -69,7 +70,7 @@ export interface ConvertResult {
 const COMPUTE_TYPE: Record<Precision, ComputeType> = { fp32: "float32", fp16: "float16", int8: "float32" };
 
 export async function convertBundle(src: string, dst: string, opts: ConvertOptions = {}): Promise<ConvertResult> {
-  const precisions = checkPrecisions(opts.precisions ?? PRECISIONS);
+  const precisions = checkPrecisions(opts.precisions ?? FLOAT_PRECISIONS);
   const source = await readModelSource(src);
   return await convertInto(
     source.root,
@@ -88,7 +89,7 @@ export async function convertAnyBundle(
 ): Promise<{ dir: string; manifest: Manifest | PixartManifest; linked: number; copied: number }> {
   const root = resolve(src);
   if (!(await isPixartPipeline(root))) return await convertBundle(src, dst, opts);
-  const precisions = checkPrecisions(opts.precisions ?? PRECISIONS);
+  const precisions = checkPrecisions(opts.precisions ?? FLOAT_PRECISIONS);
   if (precisions.includes("int8")) {
     throw new ForaError(
       "usage",
