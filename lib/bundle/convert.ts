@@ -146,7 +146,7 @@ function checkPrecisions(list: readonly Precision[]): Precision[] {
   const out = [...new Set(list)];
   for (const p of out) {
     if (!PRECISIONS.includes(p)) {
-      throw new ForaError("usage", `unknown precision ${JSON.stringify(p)}; use ${PRECISIONS.join(" or ")}`);
+      throw new ForaError("usage", `unknown precision ${JSON.stringify(p)}; use one or more of ${PRECISIONS.join(", ")}`);
     }
   }
   if (out.length === 0) throw new ForaError("usage", `no precision chosen; use one or more of ${PRECISIONS.join(", ")}`);
