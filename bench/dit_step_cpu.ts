@@ -1,15 +1,17 @@
 /**
  * One full step vs one FORA reuse step of DiT on the CPU EP, side by side in one run.
  * Random weights at the real size (default XL/2-256), one sample with CFG (batch 2
- * inside the graph), fp32. Prints a markdown table for bench/RESULTS.md.
+ * inside the graph), fp32, or int8 block linears (--precision int8, quantized as
+ * `fora convert --precision int8` does). Prints a markdown table for bench/RESULTS.md.
  *
- *   deno task bench:step [--preset XL/2-256] [--full-runs 3] [--reuse-runs 30]
+ *   deno task bench:step [--preset XL/2-256] [--precision fp32|int8] [--full-runs 3] [--reuse-runs 30]
  */
 import { parseArgs } from "node:util";
 import { basename, join } from "node:path";
 import os from "node:os";
 import { ditPreset, numTokens, outChannels } from "../lib/models/dit/config.ts";
 import { buildDitGraphs, guidanceMask } from "../lib/models/dit/graphs.ts";
+import { quantizeDitBlocks } from "../lib/models/dit/int8.ts";
 import { loadCheckpoint } from "../lib/weights/checkpoint.ts";
 import { weightSource } from "../lib/weights/source.ts";
 import { writeModel } from "../lib/onnx/serialize.ts";
@@ -23,15 +25,20 @@ const { values: args } = parseArgs({
     "reuse-runs": { type: "string", default: "30" },
     /** Upcoming reuse steps whose residuals the full step emits (N - 1 for interval N). */
     residuals: { type: "string", default: "2" },
+    precision: { type: "string", default: "fp32" },
   },
 });
+const precision = args.precision!;
+if (precision !== "fp32" && precision !== "int8") throw new Error(`--precision ${precision}: use fp32 or int8 (the CPU precisions)`);
 const cfg = ditPreset(args.preset!);
 const dir = await Deno.makeTempDir({ prefix: "fora-bench-" });
 try {
   console.error(`writing random ${args.preset} weights to ${dir} ...`);
   await writeRandomDit(join(dir, "weights"), cfg);
   const ckpt = await loadCheckpoint(join(dir, "weights"));
-  const graphs = buildDitGraphs(weightSource(ckpt, (f) => `weights/${basename(f)}`), cfg, { computeType: "float32", cfg: true });
+  const src = weightSource(ckpt, (f) => `weights/${basename(f)}`);
+  const int8 = precision === "int8" ? await quantizeDitBlocks(dir, src, cfg) : undefined;
+  const graphs = buildDitGraphs(src, cfg, { computeType: "float32", cfg: true, int8 });
   await writeModel(join(dir, "full.onnx"), graphs.full);
   await writeModel(join(dir, "reuse.onnx"), graphs.reuse);
 
@@ -53,11 +60,15 @@ try {
   const reuseMs = await timeRuns(reuse, reuseFeeds, Number(args["reuse-runs"]));
   console.log(`| model | graph | median ms | runs |`);
   console.log(`|---|---|---|---|`);
-  console.log(`| DiT-${args.preset} fp32, B=1 + CFG (batch 2), no residuals | full step | ${bare.median.toFixed(1)} | ${bare.runs} |`);
   console.log(
-    `| DiT-${args.preset} fp32, B=1 + CFG (batch 2), ${J} reuse residuals | full step | ${fullMs.median.toFixed(1)} | ${fullMs.runs} |`,
+    `| DiT-${args.preset} ${precision}, B=1 + CFG (batch 2), no residuals | full step | ${bare.median.toFixed(1)} | ${bare.runs} |`,
   );
-  console.log(`| DiT-${args.preset} fp32, B=1 + CFG (batch 2) | reuse step | ${reuseMs.median.toFixed(2)} | ${reuseMs.runs} |`);
+  console.log(
+    `| DiT-${args.preset} ${precision}, B=1 + CFG (batch 2), ${J} reuse residuals | full step | ${
+      fullMs.median.toFixed(1)
+    } | ${fullMs.runs} |`,
+  );
+  console.log(`| DiT-${args.preset} ${precision}, B=1 + CFG (batch 2) | reuse step | ${reuseMs.median.toFixed(2)} | ${reuseMs.runs} |`);
   console.log(`\nreuse / full = ${(100 * reuseMs.median / fullMs.median).toFixed(3)}%`);
   console.log(
     `machine: ${os.cpus()[0]?.model ?? "unknown CPU"}, ${os.cpus().length} cores, ${

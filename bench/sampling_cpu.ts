@@ -5,10 +5,13 @@
  *
  * DiT with random weights at the real size, DDPM with learned-range variance, one
  * sample with classifier-free guidance (scale 1.5), fp32, CPU. Only the sampling loop
- * is timed (as in the paper), after one warm-up model call.
+ * is timed (as in the paper), after one warm-up model call. With --precision int8, fora
+ * runs its int8 graphs (block linears quantized as `fora convert --precision int8` does);
+ * PyTorch stays fp32.
  *
  *   deno task bench:sampling --preset S/2-256 --steps 250 --intervals 1,2,3,5,7,10
  *   deno task bench:sampling --preset XL/2-256 --steps 20 --intervals 1,2,3 --no-torch
+ *   deno task bench:sampling --preset XL/2-256 --steps 20 --intervals 1,2,3,5,10 --precision int8
  */
 import { parseArgs } from "node:util";
 import { join } from "node:path";
@@ -29,8 +32,11 @@ const { values: args } = parseArgs({
     steps: { type: "string", default: "250" },
     intervals: { type: "string", default: "1,2,3,5,7,10" },
     "no-torch": { type: "boolean", default: false },
+    precision: { type: "string", default: "fp32" },
   },
 });
+const precision = args.precision!;
+if (precision !== "fp32" && precision !== "int8") throw new Error(`--precision ${precision}: use fp32 or int8 (the CPU precisions)`);
 const cfg = ditPreset(args.preset!);
 const S = Number(args.steps);
 const intervals = args.intervals!.split(",").map(Number);
@@ -38,9 +44,9 @@ const tmp = await Deno.makeTempDir({ prefix: "fora-bench-sampling-" });
 try {
   console.error(`writing random ${args.preset} weights and converting ...`);
   await writeRandomDit(join(tmp, "src"), cfg);
-  const { dir } = await convertBundle(join(tmp, "src"), join(tmp, "bundle"), { precisions: ["fp32"] });
+  const { dir } = await convertBundle(join(tmp, "src"), join(tmp, "bundle"), { precisions: [precision] });
   const manifest = await readManifest(dir);
-  const session = await openDitStepModel(dir, manifest, { cfgScale: 1.5, cfgChannels: "ref" });
+  const session = await openDitStepModel(dir, manifest, { cfgScale: 1.5, cfgChannels: "ref" }, { precision });
   const model = session.bind([207]);
   const perSample = cfg.inChannels * cfg.inputSize ** 2;
   const shape = { batch: 1, channels: cfg.inChannels, height: cfg.inputSize, width: cfg.inputSize };
@@ -64,7 +70,11 @@ try {
   const torch = args["no-torch"] ? null : await runTorch(args.preset!, S, intervals);
   const base = fora.find((r) => r.interval === 1)?.seconds;
   const torchBase = torch?.results.find((r) => r.interval === 1)?.seconds;
-  console.log(`\n${args.preset}, DDPM ${S} steps, batch 1 + CFG 1.5, fp32, CPU (${os.cpus()[0]?.model ?? "?"}, ${os.cpus().length} cores)`);
+  console.log(
+    `\n${args.preset}, DDPM ${S} steps, batch 1 + CFG 1.5, fora ${precision} (PyTorch fp32), CPU (${
+      os.cpus()[0]?.model ?? "?"
+    }, ${os.cpus().length} cores)`,
+  );
   if (torch) {
     const k = torch.blas_kernels;
     console.log(`PyTorch ${torch.torch}, ${torch.threads} threads, BLAS: ${torch.blas}`);

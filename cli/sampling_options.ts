@@ -18,6 +18,7 @@ import {
   staticIntervalPlan,
 } from "../lib/fora/policy.ts";
 import type { GeneratorSettings } from "../lib/generator.ts";
+import { type Precision, PRECISIONS } from "../lib/bundle/manifest.ts";
 import { DEVICE_CHOICES, type DeviceChoice, resolveDevice } from "../lib/runtime/devices.ts";
 import { planOfSchedule, readScheduleFile, stepsForSchedule } from "../lib/fora/schedule_file.ts";
 
@@ -44,7 +45,8 @@ export const scheduleOption = () =>
   new Option("--schedule <file.json>", "run this recompute schedule (from fora similarity --suggest-schedule) instead of -N")
     .conflicts("cacheInterval");
 export const precisionOption = () =>
-  new Option("--precision <p>", "graph precision: fp32 (CPU) or fp16").choices(["fp32", "fp16"] as const).default("fp32" as const);
+  new Option("--precision <p>", "graph precision: fp32 (CPU), fp16 (CUDA), or int8 (CPU; DiT bundles converted with --precision int8)")
+    .choices(PRECISIONS).default("fp32" as Precision);
 export const deviceOption = () =>
   new Option("--device <name>", "execution provider: cpu, cuda, webgpu, or auto (the best available: cuda, then webgpu, then cpu)")
     .choices(DEVICE_CHOICES).default("auto" as DeviceChoice);
@@ -58,7 +60,7 @@ export interface SamplingFlags {
   cfg: number;
   cfgChannels: "ref" | "all";
   cacheInterval: number;
-  precision: "fp32" | "fp16";
+  precision: Precision;
   threads?: number;
   /** Absent in commands without --device: the CPU. */
   device?: DeviceChoice;
@@ -86,7 +88,8 @@ export async function samplingSettings(flags: SamplingFlags, plan?: CachePlan): 
     plan: plan ?? staticIntervalPlan(steps, flags.cacheInterval),
     precision: flags.precision,
     threads: flags.threads,
-    device: await resolveDevice(flags.device ?? "cpu"),
+    // int8 graphs run on the CPU only (openDitStepModel refuses another device).
+    device: await resolveDevice(flags.precision === "int8" && flags.device === "auto" ? "cpu" : flags.device ?? "cpu"),
   };
 }
 

@@ -2,14 +2,14 @@
 import { Command, InvalidArgumentError, Option } from "@commander-js/extra-typings";
 import { convertAnyBundle } from "../../lib/bundle/convert.ts";
 import { bytes } from "../../lib/bundle/info.ts";
-import type { Precision } from "../../lib/bundle/manifest.ts";
+import { type Precision, PRECISIONS } from "../../lib/bundle/manifest.ts";
 
 export function convertCommand(): Command<[string, string], { force?: true; copyWeights?: true; precision: Precision[]; quiet?: true }> {
   return new Command("convert")
     .summary("turn a DiT checkpoint folder into a fora bundle")
     .description(
       "Turn a DiT checkpoint folder into a fora bundle: ONNX graphs for every step variant " +
-        "(full / reuse / per-block, with and without classifier-free guidance, fp32 and fp16), " +
+        "(full / reuse / per-block, with and without classifier-free guidance, fp32 and fp16, and on request int8), " +
         "the weights (hard-linked into DST/weights/, copied only when linking is impossible), " +
         "and manifest.json, written last. Nothing is left at DST if conversion fails.",
     )
@@ -23,7 +23,10 @@ export function convertCommand(): Command<[string, string], { force?: true; copy
     .option("--force", "replace DST even if it is not empty")
     .option("--copy-weights", "copy the weight files instead of hard-linking them to the source files")
     .addOption(
-      new Option("--precision <list>", "graph precisions to build, comma-separated: fp32 (CPU), fp16 (CUDA)")
+      new Option(
+        "--precision <list>",
+        "graph precisions to build, comma-separated: fp32 (CPU), fp16 (CUDA), int8 (CPU, DiT only: block linears quantized to int8)",
+      )
         .default(["fp32", "fp16"] as Precision[], "fp32,fp16")
         .argParser(parsePrecisions),
     )
@@ -34,6 +37,7 @@ export function convertCommand(): Command<[string, string], { force?: true; copy
 Examples:
   fora convert fixtures/dit-tiny/diffusers /tmp/tiny-bundle
   fora convert ./DiT-XL-2-256 ./bundles/dit-xl --precision fp16
+  fora convert ./DiT-XL-2-256 ./bundles/dit-xl-cpu --precision fp32,int8
   fora convert fixtures/pixart-tiny/diffusers /tmp/pixart-tiny --precision fp32
 
 An original-format config.json holds: depth, hidden_size, num_heads, patch_size,
@@ -59,10 +63,10 @@ Then: fora info DST`,
 function parsePrecisions(value: string): Precision[] {
   const list = value.split(",").map((s) => s.trim()).filter((s) => s !== "");
   for (const p of list) {
-    if (p !== "fp32" && p !== "fp16") {
-      throw new InvalidArgumentError(`"${p}" is not a precision; use fp32, fp16 or fp32,fp16`);
+    if (!PRECISIONS.includes(p as Precision)) {
+      throw new InvalidArgumentError(`"${p}" is not a precision; use a comma-separated list of ${PRECISIONS.join(", ")}, e.g. fp32,fp16`);
     }
   }
-  if (list.length === 0) throw new InvalidArgumentError("give fp32, fp16 or fp32,fp16");
+  if (list.length === 0) throw new InvalidArgumentError(`give one or more of ${PRECISIONS.join(", ")}, e.g. fp32,fp16`);
   return list as Precision[];
 }

@@ -15,6 +15,7 @@ import type { Checkpoint } from "../weights/checkpoint.ts";
 import { weightSource } from "../weights/source.ts";
 import { NORM_EPS, numTokens, outChannels, TIMESTEP_FREQ_DIM } from "../models/dit/config.ts";
 import { buildDitGraphs } from "../models/dit/graphs.ts";
+import { DIT_INT8_WEIGHTS_FILE, quantizeDitBlocks } from "../models/dit/int8.ts";
 import { buildVaeDecoderGraph } from "../models/vae/graph.ts";
 import {
   BUNDLE_FORMAT,
@@ -23,6 +24,8 @@ import {
   type DitGraphEntry,
   ditGraphFile,
   type FileEntry,
+  FLOAT_PRECISIONS,
+  floatPrecision,
   GUIDANCES,
   type Manifest,
   MANIFEST_FILE,
@@ -46,7 +49,10 @@ export interface ConvertOptions {
    * also the automatic fallback where a hard link is impossible (another filesystem).
    */
   copyWeights?: boolean;
-  /** Graph precisions to build; default both (fp32 for the CPU EP, fp16 for CUDA). */
+  /**
+   * Graph precisions to build; default fp32 (for the CPU EP) and fp16 (for CUDA). int8 (DiT
+   * only, CPU only) adds graphs with int8 block linears and an fp32 VAE decoder.
+   */
   precisions?: readonly Precision[];
   /** Progress lines (the CLI prints them to stderr). */
   log?: (line: string) => void;
@@ -61,10 +67,10 @@ export interface ConvertResult {
   copied: number;
 }
 
-const COMPUTE_TYPE: Record<Precision, ComputeType> = { fp32: "float32", fp16: "float16" };
+const COMPUTE_TYPE: Record<Precision, ComputeType> = { fp32: "float32", fp16: "float16", int8: "float32" };
 
 export async function convertBundle(src: string, dst: string, opts: ConvertOptions = {}): Promise<ConvertResult> {
-  const precisions = checkPrecisions(opts.precisions ?? PRECISIONS);
+  const precisions = checkPrecisions(opts.precisions ?? FLOAT_PRECISIONS);
   const source = await readModelSource(src);
   return await convertInto(
     source.root,
@@ -83,11 +89,17 @@ export async function convertAnyBundle(
 ): Promise<{ dir: string; manifest: Manifest | PixartManifest; linked: number; copied: number }> {
   const root = resolve(src);
   if (!(await isPixartPipeline(root))) return await convertBundle(src, dst, opts);
-  const precisions = checkPrecisions(opts.precisions ?? PRECISIONS);
+  const precisions = checkPrecisions(opts.precisions ?? FLOAT_PRECISIONS);
+  if (precisions.includes("int8")) {
+    throw new ForaError(
+      "usage",
+      "--precision int8 is built for DiT bundles only; convert this PixArt-alpha pipeline with fp32 and/or fp16",
+    );
+  }
   const source = await readPixartSource(root);
   return await convertInto(root, dst, opts, describePixartSource(source), async (work, log) => {
     const stats = { linked: 0, copied: 0 };
-    const manifest = await buildPixartBundle(source, work, precisions, {
+    const manifest = await buildPixartBundle(source, work, precisions.map(floatPrecision), {
       placeWeights: (ckpt, w, folder) => placeWeights(ckpt, w, folder, opts.copyWeights ?? false, stats),
       weightsEntry,
       listFiles,
@@ -134,10 +146,10 @@ function checkPrecisions(list: readonly Precision[]): Precision[] {
   const out = [...new Set(list)];
   for (const p of out) {
     if (!PRECISIONS.includes(p)) {
-      throw new ForaError("usage", `unknown precision ${JSON.stringify(p)}; use ${PRECISIONS.join(" or ")}`);
+      throw new ForaError("usage", `unknown precision ${JSON.stringify(p)}; use one or more of ${PRECISIONS.join(", ")}`);
     }
   }
-  if (out.length === 0) throw new ForaError("usage", "no precision chosen; use fp32, fp16 or both");
+  if (out.length === 0) throw new ForaError("usage", `no precision chosen; use one or more of ${PRECISIONS.join(", ")}`);
   return PRECISIONS.filter((p) => out.includes(p));
 }
 
@@ -197,11 +209,18 @@ async function build(
   const cfg = source.dit.config;
   const ditSrc = weightSource(source.dit.checkpoint, locator(ditFiles));
   const ditGraphs: DitGraphEntry[] = [];
+  const int8 = precisions.includes("int8") ? await quantizeDitBlocks(work, ditSrc, cfg) : undefined;
+  if (int8) log(`weights: ${int8.size} block linears quantized to int8 into ${DIT_INT8_WEIGHTS_FILE}`);
   for (const precision of precisions) {
-    // fp32 is the portable variant (CPU EP); fp16 uses the fused attention CUDA maps onto flash attention.
+    // fp32 and int8 are portable variants (CPU EP); fp16 uses the fused attention CUDA maps onto flash attention.
     const attention = precision === "fp16" ? "fused" : "portable";
     for (const guidance of GUIDANCES) {
-      const graphs = buildDitGraphs(ditSrc, cfg, { computeType: COMPUTE_TYPE[precision], cfg: guidance === "cfg", attention });
+      const graphs = buildDitGraphs(ditSrc, cfg, {
+        computeType: COMPUTE_TYPE[precision],
+        cfg: guidance === "cfg",
+        attention,
+        int8: precision === "int8" ? int8 : undefined,
+      });
       for (const kind of DIT_GRAPH_KINDS) {
         const file = ditGraphFile(kind, guidance, precision);
         await writeModel(join(work, file), graphs[kind], `fora ${FORA_VERSION}: DiT ${kind} step, ${guidance}, ${precision}`);
@@ -216,7 +235,7 @@ async function build(
     const vaeSrc = weightSource(source.vae.checkpoint, locator(vaeFiles));
     const latentSize: [number, number] = [cfg.inputSize, cfg.inputSize];
     const graphs: VaeGraphEntry[] = [];
-    for (const precision of precisions) {
+    for (const precision of new Set(precisions.map(floatPrecision))) {
       const file = vaeGraphFile(precision);
       const graph = buildVaeDecoderGraph(vaeSrc, source.vae.config, COMPUTE_TYPE[precision], {
         height: latentSize[0],

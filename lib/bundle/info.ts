@@ -3,7 +3,7 @@ import { resolve } from "node:path";
 import { ForaError } from "../errors.ts";
 import type { DitConfig, Naming } from "../models/dit/config.ts";
 import { upscaleFactor } from "../models/vae/config.ts";
-import { type DitConventions, type Manifest, readManifest, type Space, verifyBundle } from "./manifest.ts";
+import { type DitConventions, type Manifest, type Precision, readManifest, type Space, verifyBundle } from "./manifest.ts";
 
 export interface GraphInfo {
   file: string;
@@ -12,7 +12,7 @@ export interface GraphInfo {
   kind: string;
   /** DiT graphs only. */
   guidance?: "cfg" | "plain";
-  precision: "fp32" | "fp16";
+  precision: Precision;
   attention?: "portable" | "fused";
   bytes: number;
 }

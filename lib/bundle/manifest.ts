@@ -2,9 +2,10 @@
  * A bundle is a folder that `fora convert` writes and every other command reads:
  *
  *   manifest.json                    written last: its presence marks a complete bundle
- *   dit-{full,reuse,blocks}-{cfg,plain}.{fp32,fp16}.onnx
- *   vae-decoder.{fp32,fp16}.onnx     only when the model has a VAE
+ *   dit-{full,reuse,blocks,...}-{cfg,plain}.{fp32,fp16,int8}.onnx
+ *   vae-decoder.{fp32,fp16}.onnx     only when the model has a VAE (int8 runs decode in fp32)
  *   weights/dit/*.safetensors        the checkpoint, hard-linked (or copied), never rewritten
+ *   weights/dit-int8.safetensors     int8 bundles: the quantized block linears (lib/models/dit/int8.ts)
  *   weights/vae/*.safetensors
  *
  * The .onnx files reference tensors inside weights/ by relative path and byte offset, so
@@ -24,14 +25,23 @@ export const BUNDLE_FORMAT = "fora-bundle";
 export const BUNDLE_FORMAT_VERSION = 1;
 export const MANIFEST_FILE = "manifest.json";
 
-export type Precision = "fp32" | "fp16";
+/** The precisions of floating-point graphs; every model part has them. */
+export type FloatPrecision = "fp32" | "fp16";
+/** int8: DiT graphs whose block linears run in int8 on the CPU; the VAE stays fp32. */
+export type Precision = FloatPrecision | "int8";
 export type Guidance = "cfg" | "plain";
 export type Space = "latent" | "pixel";
 export type AttentionKind = "portable" | "fused";
 
 export const DIT_GRAPH_KINDS: readonly DitGraphKind[] = ["full", "reuse", "blocks", "partial_full", "partial_reuse", "probe"];
 export const GUIDANCES: readonly Guidance[] = ["cfg", "plain"];
-export const PRECISIONS: readonly Precision[] = ["fp32", "fp16"];
+export const FLOAT_PRECISIONS: readonly FloatPrecision[] = ["fp32", "fp16"];
+export const PRECISIONS: readonly Precision[] = ["fp32", "fp16", "int8"];
+
+/** The precision of the graphs that int8 leaves in floating point (the VAE decoder). */
+export function floatPrecision(p: Precision): FloatPrecision {
+  return p === "int8" ? "fp32" : p;
+}
 
 export interface FileEntry {
   /** Relative to the bundle folder, "/"-separated. */
@@ -62,7 +72,7 @@ export interface DitGraphEntry {
 
 export interface VaeGraphEntry {
   file: string;
-  precision: Precision;
+  precision: FloatPrecision;
   /** Static latent size the decoder was built for (batch is dynamic). */
   latentSize: [number, number];
 }
@@ -112,8 +122,9 @@ export function ditGraphFile(kind: DitGraphKind, guidance: Guidance, precision: 
   return `dit-${kind}-${guidance}.${precision}.onnx`;
 }
 
+/** The VAE decoder a run at `precision` uses. */
 export function vaeGraphFile(precision: Precision): string {
-  return `vae-decoder.${precision}.onnx`;
+  return `vae-decoder.${floatPrecision(precision)}.onnx`;
 }
 
 /** Absolute path of the DiT graph with these properties, or a ForaError naming what the bundle has. */
@@ -124,6 +135,14 @@ export function ditGraphPath(
 ): string {
   const g = m.dit.graphs.find((e) => e.kind === want.kind && e.guidance === want.guidance && e.precision === want.precision);
   if (!g) {
+    const precisions = PRECISIONS.filter((p) => m.dit.graphs.some((e) => e.precision === p));
+    if (!precisions.includes(want.precision)) {
+      throw new ForaError(
+        "bundle",
+        `${dir}: bundle has no ${want.precision} DiT graphs (it has ${precisions.join(", ")}); convert the model again with ` +
+          `fora convert ${m.source.path} NEW_BUNDLE --precision ${[...precisions, want.precision].join(",")}`,
+      );
+    }
     const have = m.dit.graphs.map((e) => e.file).join(", ");
     throw new ForaError(
       "bundle",
@@ -425,7 +444,7 @@ export function checkManifest(json: unknown, where: string): Manifest {
         }
         return {
           file: listedPath(g.file, `${key}.file`),
-          precision: oneOf(g, "precision", `${key}.precision`, PRECISIONS),
+          precision: oneOf(g, "precision", `${key}.precision`, FLOAT_PRECISIONS),
           latentSize: size as [number, number],
         };
       }),

@@ -43,12 +43,12 @@ import {
   BUNDLE_FORMAT,
   checkFiles,
   type FileEntry,
+  FLOAT_PRECISIONS,
+  type FloatPrecision,
   type Guidance,
   GUIDANCES,
   isSafeRelativePath,
   type Manifest,
-  type Precision,
-  PRECISIONS,
   readManifest,
   readManifestJson,
   type VaeGraphEntry,
@@ -67,7 +67,7 @@ export interface PixartGraphEntry {
   kind: PixartGraphKind;
   /** null for the text graph (the same with and without guidance). */
   guidance: Guidance | null;
-  precision: Precision;
+  precision: FloatPrecision;
   attention: AttentionKind;
 }
 
@@ -98,7 +98,7 @@ export interface PixartManifest {
   textEncoder: {
     config: T5Config;
     weights: WeightsEntry;
-    graphs: { file: string; precision: Precision }[];
+    graphs: { file: string; precision: FloatPrecision }[];
     /** Bundle folder holding spiece.model and/or tokenizer.json. */
     tokenizer: string;
   };
@@ -114,11 +114,11 @@ export interface PixartSource {
   vae?: { config: VaeConfig; checkpoint: Checkpoint };
 }
 
-export function pixartGraphFile(kind: PixartGraphKind, guidance: Guidance | null, precision: Precision): string {
+export function pixartGraphFile(kind: PixartGraphKind, guidance: Guidance | null, precision: FloatPrecision): string {
   return kind === "text" ? `pixart-text.${precision}.onnx` : `pixart-${kind}-${guidance}.${precision}.onnx`;
 }
 
-export function t5GraphFile(precision: Precision): string {
+export function t5GraphFile(precision: FloatPrecision): string {
   return `t5-encoder.${precision}.onnx`;
 }
 
@@ -191,12 +191,12 @@ export interface BundleWriter {
   listFiles(root: string): Promise<FileEntry[]>;
 }
 
-const COMPUTE_TYPE: Record<Precision, ComputeType> = { fp32: "float32", fp16: "float16" };
+const COMPUTE_TYPE: Record<FloatPrecision, ComputeType> = { fp32: "float32", fp16: "float16" };
 
 export async function buildPixartBundle(
   source: PixartSource,
   work: string,
-  precisions: Precision[],
+  precisions: FloatPrecision[],
   io: BundleWriter,
   log: (line: string) => void,
 ): Promise<PixartManifest> {
@@ -305,7 +305,7 @@ export async function buildPixartBundle(
 export function pixartGraphPath(
   dir: string,
   m: PixartManifest,
-  want: { kind: PixartGraphKind; guidance: Guidance; precision: Precision },
+  want: { kind: PixartGraphKind; guidance: Guidance; precision: FloatPrecision },
 ): string {
   const g = m.pixart.graphs.find((e) =>
     e.kind === want.kind && e.precision === want.precision && (e.kind === "text" || e.guidance === want.guidance)
@@ -321,7 +321,7 @@ export function pixartGraphPath(
   return join(dir, g.file);
 }
 
-export function t5GraphPath(dir: string, m: PixartManifest, precision: Precision): string {
+export function t5GraphPath(dir: string, m: PixartManifest, precision: FloatPrecision): string {
   const g = m.textEncoder.graphs.find((e) => e.precision === precision);
   if (!g) throw new ForaError("bundle", `${dir}: bundle has no ${precision} T5 encoder graph; re-run fora convert`);
   return join(dir, g.file);
@@ -354,7 +354,7 @@ export function checkPixartManifest(json: Record<string, unknown>, where: string
     const e = obj(g, `pixart.graphs[${i}]`);
     file(e.file, `pixart.graphs[${i}].file`);
     if (!kinds.includes(e.kind as string)) fail(`pixart.graphs[${i}].kind`, `must be one of ${kinds.join(", ")}`);
-    if (!PRECISIONS.includes(e.precision as Precision)) fail(`pixart.graphs[${i}].precision`, "must be fp32 or fp16");
+    if (!FLOAT_PRECISIONS.includes(e.precision as FloatPrecision)) fail(`pixart.graphs[${i}].precision`, "must be fp32 or fp16");
   });
   const te = obj(json.textEncoder, "textEncoder");
   obj(te.config, "textEncoder.config");

@@ -1,8 +1,9 @@
 /** Element types a graph value can have, and how they map onto ONNX's enum. */
-export type DType = "float32" | "float16" | "bfloat16" | "int64" | "int32" | "bool";
+export type DType = "float32" | "float16" | "bfloat16" | "int64" | "int32" | "int8" | "bool";
 
 const ONNX_ENUM: Record<DType, number> = {
   float32: 1,
+  int8: 3,
   int32: 6,
   int64: 7,
   bool: 9,
@@ -14,6 +15,7 @@ const ITEM_SIZE: Record<DType, number> = {
   float32: 4,
   int32: 4,
   int64: 8,
+  int8: 1,
   bool: 1,
   float16: 2,
   bfloat16: 2,
@@ -44,6 +46,8 @@ export function fromSafetensorsDType(st: string): DType {
       return "int64";
     case "I32":
       return "int32";
+    case "I8":
+      return "int8";
     default:
       throw new Error(`no graph dtype for safetensors dtype ${st}`);
   }
@@ -63,6 +67,8 @@ export function encodeValues(values: ArrayLike<number> | BigInt64Array, dtype: D
       );
     case "int32":
       return bytesOf(Int32Array.from(values as ArrayLike<number>));
+    case "int8":
+      return bytesOf(Int8Array.from(values as ArrayLike<number>));
     case "bool":
       return bytesOf(Uint8Array.from(values as ArrayLike<number>, (v) => (v ? 1 : 0)));
     case "bfloat16":

@@ -4,7 +4,8 @@
  * (MatMul [M,K]x[K,N]: 2MKN). Elementwise arithmetic counts 1 per output element;
  * composite or transcendental operators use the fixed costs below (per element), the
  * usual convention of analytic roofline counts. Data movement (Reshape, Transpose,
- * Concat, Gather, Split, ...) counts 0.
+ * Concat, Gather, Split, ...) counts 0. int8 products (DynamicQuantizeMatMul) count as
+ * their float equivalents, so GFLOP/s of int8 parts read as operations per second.
  */
 
 /** FLOPs per output element of elementwise and normalisation operators. */
@@ -60,6 +61,15 @@ export function kernelCost(op: string, inputs: readonly Shape[], outputs: readon
   const prepacked = out !== undefined && inputs.length >= 1 &&
     (((op === "MatMul" || op === "FusedMatMul") && inputs.length === 1) ||
       (op === "Gemm" && inputs.length <= 2 && inputs[1]?.length !== 2));
+  if (op === "DynamicQuantizeMatMul" && out !== undefined && inputs[0]) {
+    // The int8 weight is pre-packed too: the trace then lists x, the scales and the bias, all
+    // but x of rank 1. One byte per weight element.
+    const weightListed = inputs[1]?.length === 2;
+    return {
+      flops: kernelFlops(op, inputs, outputs),
+      hiddenWeightBytes: weightListed ? 0 : inputs[0][inputs[0].length - 1] * out[out.length - 1],
+    };
+  }
   if (!prepacked) return { flops: kernelFlops(op, inputs, outputs), hiddenWeightBytes: 0 };
   // y = a W (+ bias): K from the activation a, N from the output.
   const a = inputs[0], n = out[out.length - 1];
@@ -81,6 +91,9 @@ export function kernelFlops(op: string, inputs: readonly Shape[], outputs: reado
     case "MatMul":
     case "FusedMatMul":
       return inputs.length >= 2 ? 2 * size(out) * matmulInner(inputs[0], inputs[1]) : 0;
+    case "DynamicQuantizeMatMul":
+      // int8 multiply-adds of x [.., M, K] by the weight [K, N], counted like float ones.
+      return inputs[0] ? 2 * size(out) * inputs[0][inputs[0].length - 1] : 0;
     case "Gemm": {
       if (inputs.length < 2 || out.length !== 2) return 0;
       const [m, n] = out, b = inputs[1];

@@ -70,7 +70,7 @@ const TOP_SCOPES: Record<string, PartName> = {
 
 /** Graph inputs whose consumers are cache plumbing. */
 const CACHE_INPUTS = new Set(["residual", "cached_attn", "cached_mlp", "reuse"]);
-const LINEAR_OPS = new Set(["MatMul", "Gemm", "FusedMatMul", "MultiHeadAttention", "Attention"]);
+const LINEAR_OPS = new Set(["MatMul", "Gemm", "FusedMatMul", "DynamicQuantizeMatMul", "MultiHeadAttention", "Attention"]);
 const EMBEDDERS = new Set<PartName>(["x_embedder", "t_embedder", "y_embedder", "conditioning"]);
 
 interface FlatNode {

@@ -19,6 +19,7 @@
  */
 import { join } from "node:path";
 import { ForaError } from "../errors.ts";
+import { type Precision, PRECISIONS } from "../bundle/manifest.ts";
 import { ioReason, printable, sha256Hex, writeAll, writeBytesAtomic } from "./files.ts";
 import { batchRange, classesOf, MAX_BATCH, MAX_CLASSES, MAX_NUM, MAX_SHARDS, type Shard, shardBatches } from "./plan.ts";
 
@@ -47,7 +48,7 @@ export interface SampleSettings {
    * none), and each step's kind in execution order: F full, R reuse, D decided at run time.
    */
   plan: { policy: string; params?: Record<string, number>; kinds: string };
-  precision: "fp32" | "fp16";
+  precision: Precision;
   device: string;
   seed: number;
   num: number;
@@ -161,7 +162,12 @@ export function checkRunRecord(json: unknown, where: string): RunRecord {
   const cfgChannels = s.cfgChannels;
   if (cfgChannels !== "ref" && cfgChannels !== "all") fail("settings.cfgChannels", `must be "ref" or "all"`);
   const precision = s.precision;
-  if (precision !== "fp32" && precision !== "fp16") fail("settings.precision", `must be "fp32" or "fp16"`);
+  if (!PRECISIONS.includes(precision as Precision)) {
+    fail(
+      "settings.precision",
+      `must be one of ${PRECISIONS.map((p) => `"${p}"`).join(", ")}`,
+    );
+  }
   if (typeof s.cfg !== "number" || !Number.isFinite(s.cfg) || s.cfg < 1) fail("settings.cfg", "must be a number >= 1");
   let classes: number[] | "uniform";
   if (s.classes === "uniform") classes = "uniform";
@@ -190,7 +196,7 @@ export function checkRunRecord(json: unknown, where: string): RunRecord {
     cfgChannels: cfgChannels as "ref" | "all",
     cacheInterval: int(s, "cacheInterval", "settings.cacheInterval", 1, steps),
     plan: { policy: str(p, "policy", "settings.plan.policy"), ...(params ? { params } : {}), kinds },
-    precision: precision as "fp32" | "fp16",
+    precision: precision as Precision,
     device: str(s, "device", "settings.device"),
     seed: int(s, "seed", "settings.seed", 0),
     num: int(s, "num", "settings.num", 1, MAX_NUM),

@@ -10,8 +10,11 @@ import { ForaError } from "../errors.ts";
 
 /** Dtypes that model weights may use. */
 export type DType = "F32" | "F16" | "BF16";
-/** Dtypes the reader accepts: weights plus the integer tensors goldens and labels use. */
-export type ReadableDType = DType | "I64" | "I32";
+/**
+ * Dtypes the reader accepts: weights, the integer tensors goldens and labels use, and
+ * the int8 weights `fora convert --precision int8` quantizes.
+ */
+export type ReadableDType = DType | "I64" | "I32" | "I8";
 
 export interface TensorRef {
   /** Absolute path of the file holding the tensor. */
@@ -34,10 +37,10 @@ export interface SafetensorsHeader {
 }
 
 export interface WritableTensor {
-  dtype: "F32" | "F16" | "I64";
+  dtype: "F32" | "F16" | "I64" | "I8";
   shape: number[];
-  /** F32: Float32Array; F16: raw half-precision bits in a Uint16Array; I64: BigInt64Array. */
-  data: Float32Array | Uint16Array | BigInt64Array;
+  /** F32: Float32Array; F16: raw half-precision bits in a Uint16Array; I64: BigInt64Array; I8: Int8Array. */
+  data: Float32Array | Uint16Array | BigInt64Array | Int8Array;
 }
 
 /** Same cap as the reference Rust implementation: real headers are a few MB at most. */
@@ -49,6 +52,7 @@ const ITEM_SIZE: Record<ReadableDType, number> = {
   BF16: 2,
   I64: 8,
   I32: 4,
+  I8: 1,
 };
 
 const PICKLED_EXTENSIONS = [".bin", ".pt", ".pth", ".ckpt"];
@@ -129,6 +133,8 @@ export async function readTensorF32(ref: TensorRef): Promise<Float32Array> {
       return Float32Array.from(new BigInt64Array(buffer), Number);
     case "I32":
       return Float32Array.from(new Int32Array(buffer));
+    case "I8":
+      return Float32Array.from(new Int8Array(buffer));
   }
 }
 
@@ -467,6 +473,7 @@ const WRITABLE_ARRAY = {
   F32: Float32Array,
   F16: Uint16Array,
   I64: BigInt64Array,
+  I8: Int8Array,
 } as const;
 
 function checkWritable(
@@ -482,7 +489,7 @@ function checkWritable(
     failTensor(
       path,
       name,
-      `cannot write dtype ${JSON.stringify(dtype)} (writable: F32, F16, I64)`,
+      `cannot write dtype ${JSON.stringify(dtype)} (writable: F32, F16, I64, I8)`,
     );
   }
   if (!(data instanceof WRITABLE_ARRAY[dtype])) {

@@ -73,6 +73,8 @@ const value = fc.oneof(
     "1/0",
     "fp16",
     "fp32",
+    "int8",
+    "fp32,int8",
     "all",
     "ref",
     "ddim",
@@ -123,7 +125,8 @@ function checkContracts({ command, opts }: Parsed, args: string[]): void {
   }
   if (opts.precision !== undefined) {
     const p = opts.precision;
-    assert.ok(p === "fp32" || p === "fp16" || (Array.isArray(p) && p.every((x) => x === "fp32" || x === "fp16")), `precision: ${where}`);
+    const precision = (x: unknown) => x === "fp32" || x === "fp16" || x === "int8";
+    assert.ok(precision(p) || (Array.isArray(p) && p.every(precision)), `precision: ${where}`);
   }
   if (opts.cfgChannels !== undefined) assert.ok(["ref", "all"].includes(opts.cfgChannels as string), `cfg-channels: ${where}`);
   if (opts.device !== undefined) assert.ok(["auto", "cpu", "cuda", "webgpu"].includes(opts.device as string), `device: ${where}`);

@@ -29,7 +29,7 @@ import { selfAttention } from "../../../kernels/attention.ts";
 import { silu } from "../../../kernels/activations.ts";
 import { gatedResidualSum } from "../../../kernels/residual_sum.ts";
 import { labelEmbedding, nullLabels } from "../../../kernels/label_embedding.ts";
-import { linear } from "../../../kernels/linear.ts";
+import { linear, type LinearWeights } from "../../../kernels/linear.ts";
 import { mlp } from "../../../kernels/mlp.ts";
 import { adaLNModulation, gatedResidual, layerNormModulate } from "../../../kernels/modulation.ts";
 import { patchEmbedding, unpatchify } from "../../../kernels/patch_embedding.ts";
@@ -37,6 +37,7 @@ import { sinCosPositionEmbedding2d } from "../../../kernels/position_embedding.t
 import { timestepEmbedding } from "../../../kernels/timestep_embedding.ts";
 import { type DitConfig, gridSize, NORM_EPS, numTokens, outChannels } from "./config.ts";
 import { type DitBlockWeights, type DitWeights, type Linear, linearRows, loadDitWeights } from "./weights.ts";
+import type { DitInt8Weights } from "./int8.ts";
 
 export type DitGraphKind = "full" | "reuse" | "blocks" | "partial_full" | "partial_reuse" | "probe";
 
@@ -45,6 +46,8 @@ export interface DitGraphOptions {
   /** Classifier-free guidance inside the graph (batch doubled with the null class). */
   cfg: boolean;
   attention?: AttentionKind;
+  /** int8 graphs: the quantized block linears (./int8.ts); needs computeType float32. */
+  int8?: DitInt8Weights;
 }
 
 export { detectNaming } from "./weights.ts";
@@ -216,10 +219,10 @@ function ditBlock(g: GraphBuilder, x: Value, c: Value, b: DitBlockWeights, cfg: 
       g,
       layerNormModulate(g, x, shiftMsa, scaleMsa, NORM_EPS),
       {
-        q: lin(g, b.q),
-        k: lin(g, b.k),
-        v: lin(g, b.v),
-        out: lin(g, b.proj),
+        q: blockLin(g, b.q, opts),
+        k: blockLin(g, b.k, opts),
+        v: blockLin(g, b.v, opts),
+        out: blockLin(g, b.proj, opts),
       },
       cfg.numHeads,
       opts.attention ?? "portable",
@@ -227,7 +230,11 @@ function ditBlock(g: GraphBuilder, x: Value, c: Value, b: DitBlockWeights, cfg: 
   const x1 = gatedResidual(g, x, gateMsa, attn);
   const m = g.scope(
     "mlp",
-    () => mlp(g, layerNormModulate(g, x1, shiftMlp, scaleMlp, cfg.mlpNormEps), { fc1: lin(g, b.fc1), fc2: lin(g, b.fc2) }),
+    () =>
+      mlp(g, layerNormModulate(g, x1, shiftMlp, scaleMlp, cfg.mlpNormEps), {
+        fc1: blockLin(g, b.fc1, opts),
+        fc2: blockLin(g, b.fc2, opts),
+      }),
   );
   return { x: gatedResidual(g, x1, gateMlp, m), attn, mlp: m };
 }
@@ -273,6 +280,14 @@ function guide(g: GraphBuilder, out: Value, scale: Value, mask: Value, channels:
 
 function lin(g: GraphBuilder, l: Linear) {
   return { weight: g.weight(l.weight), bias: g.weight(l.bias) };
+}
+
+/** A block's GEMM linear: its int8 version in int8 graphs, else the checkpoint's. */
+function blockLin(g: GraphBuilder, l: Linear, opts: DitGraphOptions): LinearWeights {
+  if (!opts.int8) return lin(g, l);
+  const q = opts.int8.get(l.weight.name);
+  if (!q) throw new Error(`internal: no int8 weight for ${l.weight.name}`);
+  return { weight: g.weight(q.weight), scale: g.weight(q.scale), bias: g.weight(l.bias) };
 }
 
 function tEmbedder(g: GraphBuilder, w: DitWeights) {

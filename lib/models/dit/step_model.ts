@@ -100,6 +100,13 @@ export async function openDitStepModel(
   const cfg = manifest.dit.config;
   const guided = guidance.cfgScale !== 1;
   const precision = opts.precision ?? "fp32";
+  if (precision === "int8" && opts.device && opts.device !== "cpu") {
+    // int8 graphs are made for the CPU execution provider's int8 kernels (MLAS).
+    throw new ForaError(
+      "usage",
+      `--precision int8 runs on the CPU only; use --device cpu, or --precision fp16 with --device ${opts.device}`,
+    );
+  }
   const C = cfg.inChannels, S = cfg.inputSize, T = numTokens(cfg), D = cfg.hiddenSize, L = cfg.depth;
   const sessions = new Map<string, Session>();
   const session = async (kind: DitGraphKind) => {

@@ -72,6 +72,9 @@ export async function openPixartGenerator(s: PixartGeneratorSettings): Promise<P
     throw new ForaError("usage", `the cache plan covers ${s.plan.kinds.length} steps but the run has ${s.steps}`);
   }
   const precision = s.precision ?? "fp32";
+  if (precision === "int8") {
+    throw new ForaError("usage", "--precision int8 runs DiT bundles only; this PixArt-alpha bundle runs in fp32 or fp16");
+  }
   const sampler = makeSampler(s.sampler, s.steps, { learnSigma: cfg.learnSigma });
   const C = cfg.inChannels, S = cfg.inputSize, perSample = C * S * S, Dc = cfg.captionChannels;
   const tokenizer = await loadT5Tokenizer(join(s.model, manifest.textEncoder.tokenizer));
