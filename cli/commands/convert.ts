@@ -3,6 +3,7 @@ import { Command, InvalidArgumentError, Option } from "@commander-js/extra-typin
 import { convertAnyBundle } from "../../lib/bundle/convert.ts";
 import { bytes } from "../../lib/bundle/info.ts";
 import type { Precision } from "../../lib/bundle/manifest.ts";
+import { printLine } from "../../lib/events/output.ts";
 
 export function convertCommand(): Command<[string, string], { force?: true; copyWeights?: true; precision: Precision[]; quiet?: true }> {
   return new Command("convert")
@@ -52,7 +53,7 @@ Then: fora info DST`,
         log,
       });
       const total = r.manifest.files.reduce((n, f) => n + f.size, 0);
-      console.log(`bundle written to ${r.dir} (${r.manifest.files.length + 1} files, ${bytes(total)}); see: fora info ${dst}`);
+      printLine(`bundle written to ${r.dir} (${r.manifest.files.length + 1} files, ${bytes(total)}); see: fora info ${dst}`);
     });
 }
 
