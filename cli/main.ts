@@ -7,7 +7,7 @@
  * library unless a command runs a model.
  */
 import { Command, CommanderError } from "@commander-js/extra-typings";
-import { interruptedExitCode, isForaError, isInterrupted } from "../lib/errors.ts";
+import { interruptedExitCode, isForaError, isInterrupted, printable } from "../lib/errors.ts";
 import { isOutputClosed, writeStdout } from "../lib/events/output.ts";
 import { FORA_VERSION } from "../lib/bundle/version.ts";
 import { convertCommand } from "./commands/convert.ts";
@@ -74,7 +74,10 @@ export async function main(args: string[]): Promise<number> {
       return interruptedExitCode(e);
     }
     if (isForaError(e)) {
-      console.error(`error: ${e.message}`);
+      // Messages quote files and flags (paths, manifest strings, class names): never let their
+      // control characters (terminal escape sequences) reach the terminal. Line breaks that a
+      // message has on purpose (device diagnostics) are kept.
+      console.error(`error: ${e.message.split("\n").map(printable).join("\n")}`);
       return e.code === "usage" ? EXIT_USAGE : EXIT_ERROR;
     }
     console.error("error: internal error, a bug in fora; please report it with this output:");

@@ -42,10 +42,10 @@ export function interruptedExitCode(e: ForaError): number {
 
 /**
  * `text` as one printable line: control characters (newlines, terminal escape sequences,
- * C1 controls such as the 8-bit CSI) written as \uXXXX. For any text from a file or a flag
+ * C1 controls such as the 8-bit CSI) and the Unicode line separators written as \uXXXX. For any text from a file or a flag
  * that reaches the terminal: a message, a table, a listed name.
  */
 export function printable(text: string): string {
   // deno-lint-ignore no-control-regex
-  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+  return text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
 }
