@@ -238,13 +238,15 @@ export async function checkFiles(root: string, m: { files: FileEntry[] }): Promi
       }
       throw bundleError(root, `${f.path}: cannot read: ${(e as Error).message}`);
     }
-    if (st.isSymlink) {
-      const target = await Deno.realPath(abs).catch(() => undefined);
-      if (target === undefined || !isInside(realRoot, target)) {
-        throw bundleError(root, `${f.path} is a symbolic link leading outside the bundle folder; ONNX Runtime refuses those`);
-      }
-      st = await Deno.stat(abs);
+    // Resolved whole: a link anywhere on the path (weights/ linked to another folder) counts, not only the last one.
+    const target = await Deno.realPath(abs).catch(() => undefined);
+    if (target === undefined || !isInside(realRoot, target)) {
+      throw bundleError(
+        root,
+        `${f.path} leads outside the bundle folder through a symbolic link; fora reads a bundle only from inside its folder; re-run fora convert`,
+      );
     }
+    if (st.isSymlink) st = await Deno.stat(abs);
     if (!st.isFile) throw bundleError(root, `${f.path} is not a regular file`);
     if (st.size !== f.size) {
       throw bundleError(
