@@ -5,6 +5,7 @@ import { generate } from "../../lib/generate.ts";
 import { readAnyManifest } from "../../lib/bundle/pixart.ts";
 import type { Manifest } from "../../lib/bundle/manifest.ts";
 import { chooseSink } from "../../lib/events/sink.ts";
+import { checkLatentsOut } from "../../lib/io/latents_out.ts";
 import { stopOnSignals } from "../signals.ts";
 import {
   cachedSamplingSettings,
@@ -116,6 +117,7 @@ Cache policies (--policy; README "Cache policies" compares them):
         { ...opts, ...cache },
         async (model) => (await ditManifest(model))?.dit.config.depth,
       );
+      if (opts.latentsOut) await checkLatentsOut(opts.latentsOut, settings.model);
       const manifest = await ditManifest(settings.model);
       const classes = manifest
         ? resolveClasses(opts.class.length ? opts.class : ["0"], opts.batch, manifest.dit.config.numClasses, manifest.dit.classNames)

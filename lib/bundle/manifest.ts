@@ -14,8 +14,9 @@
  * point outside the folder.
  */
 import { createHash } from "node:crypto";
-import { isAbsolute, join, relative, resolve, sep } from "node:path";
+import { join, resolve } from "node:path";
 import { ForaError } from "../errors.ts";
+import { isInside } from "../io/paths.ts";
 import type { DitConfig, Naming } from "../models/dit/config.ts";
 import type { DitGraphKind } from "../models/dit/graphs.ts";
 import type { VaeConfig } from "../models/vae/config.ts";
@@ -255,11 +256,6 @@ export async function checkFiles(root: string, m: { files: FileEntry[] }): Promi
       );
     }
   }
-}
-
-function isInside(root: string, p: string): boolean {
-  const rel = relative(root, p);
-  return rel !== "" && !rel.startsWith(".." + sep) && rel !== ".." && !isAbsolute(rel);
 }
 
 // ---- structure -----------------------------------------------------------------------
