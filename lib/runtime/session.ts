@@ -97,6 +97,9 @@ export async function openSession(path: string, opts: SessionOptions = {}): Prom
     intraOpNumThreads: opts.threads ?? 0,
     enableProfiling: profilePrefix !== undefined,
     profileFilePrefix: profilePrefix,
+    // ONNX Runtime's own log writes an ANSI-coloured copy of every error to stderr; the error
+    // also reaches us as an exception, which fora reports as one line. Fatal only.
+    logSeverityLevel: 4,
   };
   let session: ort.InferenceSession;
   try {
