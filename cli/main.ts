@@ -7,7 +7,7 @@
  * library unless a command runs a model.
  */
 import { Command, CommanderError } from "@commander-js/extra-typings";
-import { interruptedExitCode, isForaError, isInterrupted, printable } from "../lib/errors.ts";
+import { interruptedExitCode, isForaError, isInterrupted, printable, withoutPermissionAdvice } from "../lib/errors.ts";
 import { isOutputClosed, writeStdout } from "../lib/events/output.ts";
 import { FORA_VERSION } from "../lib/bundle/version.ts";
 import { convertCommand } from "./commands/convert.ts";
@@ -79,6 +79,11 @@ export async function main(args: string[]): Promise<number> {
       // message has on purpose (device diagnostics) are kept.
       console.error(`error: ${e.message.split("\n").map(printable).join("\n")}`);
       return e.code === "usage" ? EXIT_USAGE : EXIT_ERROR;
+    }
+    // A device or system file that no message names yet (withoutPermissionAdvice): the user's path, not a bug.
+    if (e instanceof Deno.errors.NotCapable) {
+      console.error(`error: ${printable(withoutPermissionAdvice(e.message))}`);
+      return EXIT_ERROR;
     }
     console.error("error: internal error, a bug in fora; please report it with this output:");
     console.error(e instanceof Error ? (e.stack ?? e.message) : String(e));

@@ -16,7 +16,7 @@ export type ErrorCode =
 export class ForaError extends Error {
   readonly code: ErrorCode;
   constructor(code: ErrorCode, message: string) {
-    super(message);
+    super(withoutPermissionAdvice(message));
     this.name = "ForaError";
     this.code = code;
   }
@@ -48,4 +48,17 @@ export function interruptedExitCode(e: ForaError): number {
 export function printable(text: string): string {
   // deno-lint-ignore no-control-regex
   return text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+}
+
+/**
+ * Deno keeps devices and system files (/dev/stdin, /proc/..., /sys/...) from any program not
+ * run with every permission, and says so as `Requires all access to "PATH", run again with the
+ * --allow-all flag`: advice to give fora every permission, which is wrong. Messages that
+ * quote it say plainly what fora reads instead.
+ */
+export function withoutPermissionAdvice(message: string): string {
+  return message.replace(
+    /(?:NotCapable: )?Requires all access to "([^"]*)", run again with the --allow-all flag/g,
+    (_, path: string) => `${path} is a device or system file, which fora does not open (regular files and folders only)`,
+  );
 }
