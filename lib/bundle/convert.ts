@@ -250,7 +250,8 @@ async function build(
     formatVersion: BUNDLE_FORMAT_VERSION,
     foraVersion: FORA_VERSION,
     architecture: "dit",
-    source: { layout: source.layout, path: source.root },
+    // Relative to the bundle (work is DST's sibling): a bundle names no folder of the machine that made it.
+    source: { layout: source.layout, path: relative(work, source.root) },
     space: source.space,
     dit: {
       classNames: source.classNames,
