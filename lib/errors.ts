@@ -2,7 +2,8 @@
  * Every failure a user can cause (bad flags, corrupt weights, a broken bundle) is
  * raised as a ForaError: a one-line message that names what is wrong and how to fix
  * it. The CLI prints `error: <message>` and exits non-zero; anything that is not a
- * ForaError is a bug and is printed with its stack.
+ * ForaError is a bug and is printed with its stack. A message never carries Deno's advice
+ * to grant every permission (withoutPermissionAdvice).
  */
 export type ErrorCode =
   | "usage"
@@ -42,8 +43,8 @@ export function interruptedExitCode(e: ForaError): number {
 
 /**
  * `text` as one printable line: control characters (newlines, terminal escape sequences,
- * C1 controls such as the 8-bit CSI) and the Unicode line separators written as \uXXXX. For any text from a file or a flag
- * that reaches the terminal: a message, a table, a listed name.
+ * C1 controls such as the 8-bit CSI) and the Unicode line separators written as \uXXXX.
+ * For any text from a file or a flag that reaches the terminal: a message, a table, a name.
  */
 export function printable(text: string): string {
   // deno-lint-ignore no-control-regex
