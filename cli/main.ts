@@ -7,8 +7,8 @@
  * library unless a command runs a model.
  */
 import { Command, CommanderError } from "@commander-js/extra-typings";
-import { interruptedExitCode, isForaError, isInterrupted } from "../lib/errors.ts";
-import { isOutputClosed } from "../lib/events/output.ts";
+import { interruptedExitCode, isForaError, isInterrupted, printable, withoutPermissionAdvice } from "../lib/errors.ts";
+import { isOutputClosed, writeStdout } from "../lib/events/output.ts";
 import { FORA_VERSION } from "../lib/bundle/version.ts";
 import { convertCommand } from "./commands/convert.ts";
 import { infoCommand } from "./commands/info.ts";
@@ -32,9 +32,7 @@ export function buildProgram() {
         "  fora info <bundle-folder>",
     )
     .version(FORA_VERSION, "-V, --version", "print fora's version")
-    .helpOption("-h, --help", "show help (also: fora <command> --help)")
-    .exitOverride()
-    .showHelpAfterError("(add --help for usage)");
+    .helpOption("-h, --help", "show help (also: fora <command> --help)");
   program.addCommand(convertCommand());
   program.addCommand(infoCommand());
   program.addCommand(generateCommand());
@@ -50,7 +48,11 @@ Exit status: 0 ok, 1 error (message on stderr), 2 usage error, 70 internal bug.
 Docs: README.md in the fora repository.`,
   );
   // addCommand does not copy settings from the parent: give each subcommand the same handling.
-  for (const sub of program.commands) sub.exitOverride().showHelpAfterError("(add --help for usage)");
+  // Help and --version go to stdout through writeStdout, as every command's output does, so a
+  // closed pipe ends quietly and a failed write (`> /dev/full`) is one error line.
+  for (const command of [program, ...program.commands]) {
+    command.exitOverride().showHelpAfterError("(add --help for usage)").configureOutput({ writeOut: writeStdout });
+  }
   return program;
 }
 
@@ -72,8 +74,16 @@ export async function main(args: string[]): Promise<number> {
       return interruptedExitCode(e);
     }
     if (isForaError(e)) {
-      console.error(`error: ${e.message}`);
+      // Messages quote files and flags (paths, manifest strings, class names): never let their
+      // control characters (terminal escape sequences) reach the terminal. Line breaks that a
+      // message has on purpose (device diagnostics) are kept.
+      console.error(`error: ${e.message.split("\n").map(printable).join("\n")}`);
       return e.code === "usage" ? EXIT_USAGE : EXIT_ERROR;
+    }
+    // A device or system file that no message names yet (withoutPermissionAdvice): the user's path, not a bug.
+    if (e instanceof Deno.errors.NotCapable) {
+      console.error(`error: ${printable(withoutPermissionAdvice(e.message))}`);
+      return EXIT_ERROR;
     }
     console.error("error: internal error, a bug in fora; please report it with this output:");
     console.error(e instanceof Error ? (e.stack ?? e.message) : String(e));

@@ -3,6 +3,8 @@ import { Command, InvalidArgumentError, Option } from "@commander-js/extra-typin
 import { convertAnyBundle } from "../../lib/bundle/convert.ts";
 import { bytes } from "../../lib/bundle/info.ts";
 import { type Precision, PRECISIONS } from "../../lib/bundle/manifest.ts";
+import { printLine } from "../../lib/events/output.ts";
+import { stopOnSignals } from "../signals.ts";
 
 export function convertCommand(): Command<[string, string], { force?: true; copyWeights?: true; precision: Precision[]; quiet?: true }> {
   return new Command("convert")
@@ -49,14 +51,16 @@ Then: fora info DST`,
     )
     .action(async (src, dst, opts) => {
       const log = opts.quiet ? undefined : (line: string) => console.error(line);
+      const stop = stopOnSignals();
       const r = await convertAnyBundle(src, dst, {
         force: opts.force,
         copyWeights: opts.copyWeights,
         precisions: opts.precision,
         log,
-      });
+        signal: stop.signal,
+      }).finally(stop.dispose);
       const total = r.manifest.files.reduce((n, f) => n + f.size, 0);
-      console.log(`bundle written to ${r.dir} (${r.manifest.files.length + 1} files, ${bytes(total)}); see: fora info ${dst}`);
+      printLine(`bundle written to ${r.dir} (${r.manifest.files.length + 1} files, ${bytes(total)}); see: fora info ${dst}`);
     });
 }
 

@@ -4,6 +4,7 @@ import { DEFAULT_CLASSIFIER } from "../../lib/defaults.ts";
 import { type EvalProgress, type EvalSummary, evaluate } from "../../lib/eval/evaluate.ts";
 import { ndjsonWriter } from "../../lib/events/ndjson.ts";
 import { readManifest } from "../../lib/bundle/manifest.ts";
+import { printLine } from "../../lib/events/output.ts";
 import {
   cachedSamplingSettings,
   cacheFlags,
@@ -77,7 +78,7 @@ Examples:
         json.write(summary);
       } else {
         console.error("");
-        console.log(formatSummary(summary));
+        printLine(formatSummary(summary));
       }
     });
 }

@@ -5,6 +5,9 @@ import { generate } from "../../lib/generate.ts";
 import { readAnyManifest } from "../../lib/bundle/pixart.ts";
 import type { Manifest } from "../../lib/bundle/manifest.ts";
 import { chooseSink } from "../../lib/events/sink.ts";
+import { checkLatentsOut } from "../../lib/io/latents_out.ts";
+import { readListFile } from "../../lib/io/list_file.ts";
+import { classValues, splitClassList } from "../class_list.ts";
 import { stopOnSignals } from "../signals.ts";
 import {
   cachedSamplingSettings,
@@ -34,9 +37,10 @@ export function generateCommand() {
     )
     .addOption(modelOption())
     .addOption(
-      new Option("-c, --class <id|name>", "class of a sample, by id or by the model's class name; repeat for several samples")
+      new Option("-c, --class <id|name>", "class of a sample, by id or by the model's class name; repeat, or list: 3,7,sandal")
         .argParser(collect).default([] as string[], "0"),
     )
+    .option("--class-file <file>", "classes from FILE, one id or name per line (for more than a command line holds)")
     .addOption(samplerOption())
     .addOption(stepsOption())
     .addOption(cfgOption())
@@ -48,6 +52,7 @@ export function generateCommand() {
       new Option("-p, --prompt <text>", "text prompt of a sample (PixArt-alpha bundles); repeat for several samples").argParser(collect)
         .default([] as string[]),
     )
+    .option("--prompt-file <file>", "PixArt: prompts from FILE, one per line (for more than a command line holds)")
     .option("--no-clean-caption", "PixArt: do not clean prompts as the reference does (they are still lower-cased and stripped)")
     .addOption(
       new Option(
@@ -96,6 +101,8 @@ Cache policies (--policy; README "Cache policies" compares them):
     fora generate --policy forecast -N 4 --cooldown 2`,
     )
     .action(async (opts, cmd) => {
+      opts.class = await classValues(opts.class, opts.classFile);
+      if (opts.promptFile) opts.prompt = [...opts.prompt, ...await readListFile("--prompt-file", opts.promptFile)];
       const pixart = await isPixartBundle(opts.model);
       if (pixart) {
         if (opts.class.length) {
@@ -116,10 +123,10 @@ Cache policies (--policy; README "Cache policies" compares them):
         { ...opts, ...cache },
         async (model) => (await ditManifest(model))?.dit.config.depth,
       );
+      if (opts.latentsOut) await checkLatentsOut(opts.latentsOut, settings.model);
       const manifest = await ditManifest(settings.model);
-      const classes = manifest
-        ? resolveClasses(opts.class.length ? opts.class : ["0"], opts.batch, manifest.dit.config.numClasses, manifest.dit.classNames)
-        : [];
+      const classList = opts.class.length ? splitClassList(opts.class, manifest?.dit.classNames ?? null) : ["0"];
+      const classes = manifest ? resolveClasses(classList, opts.batch, manifest.dit.config.numClasses, manifest.dit.classNames) : [];
       const prompts = pixart
         ? Array.from({ length: opts.batch ?? opts.prompt.length }, (_, i) => opts.prompt[i % opts.prompt.length])
         : undefined;

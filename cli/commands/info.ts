@@ -3,6 +3,7 @@ import { Command } from "@commander-js/extra-typings";
 import { bundleInfo, formatInfo } from "../../lib/bundle/info.ts";
 import { readAnyManifest } from "../../lib/bundle/pixart.ts";
 import { formatPixartInfo, pixartInfo } from "../../lib/bundle/pixart_info.ts";
+import { printLine } from "../../lib/events/output.ts";
 
 export function infoCommand(): Command<[string], { json?: true; verify?: true }> {
   return new Command("info")
@@ -26,10 +27,10 @@ Examples:
       const m = await readAnyManifest(bundle);
       if (m.architecture === "pixart") {
         const info = await pixartInfo(bundle, m, { verify: opts.verify });
-        console.log(opts.json ? JSON.stringify(info, null, 2) : formatPixartInfo(info));
+        printLine(opts.json ? JSON.stringify(info, null, 2) : formatPixartInfo(info));
         return;
       }
       const info = await bundleInfo(bundle, { verify: opts.verify });
-      console.log(opts.json ? JSON.stringify(info, null, 2) : formatInfo(info));
+      printLine(opts.json ? JSON.stringify(info, null, 2) : formatInfo(info));
     });
 }

@@ -1,6 +1,7 @@
 /** `fora merge DIR... --out FILE.npz`: the shards of one `fora sample` run, joined in image order. */
 import { Command } from "@commander-js/extra-typings";
 import { merge } from "../../lib/sample/merge.ts";
+import { printLine } from "../../lib/events/output.ts";
 
 export function mergeCommand() {
   return new Command("merge")
@@ -24,7 +25,7 @@ Example:
     )
     .action(async (dirs, opts) => {
       const r = await merge(dirs, opts.out, { force: opts.force ?? false });
-      console.log(
+      printLine(
         `merged ${r.images} images from ${r.shards} shard${r.shards === 1 ? "" : "s"} into ${r.out} ` +
           `(arr_0 uint8 [${r.shape.join(", ")}], arr_1 int64 labels [${r.images}])`,
       );

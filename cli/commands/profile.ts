@@ -5,7 +5,7 @@ import { profileRun } from "../../lib/profile/run.ts";
 import { formatProfile, profileRows } from "../../lib/profile/report.ts";
 import { writeProfileChart } from "../../lib/profile/chart.ts";
 import { ForaError } from "../../lib/errors.ts";
-import { isBrokenPipe, OutputClosed, writeAllSync } from "../../lib/events/output.ts";
+import { printLine, writeStdout } from "../../lib/events/output.ts";
 import { stopOnSignals } from "../signals.ts";
 import {
   cachedSamplingSettings,
@@ -96,15 +96,9 @@ part "total" closes each kind.`,
           signal: stop.signal,
         });
         if (opts.json) {
-          const lines = profileRows(report).map((r) => JSON.stringify(r)).join("\n") + "\n";
-          try {
-            writeAllSync(Deno.stdout, new TextEncoder().encode(lines));
-          } catch (e) {
-            if (isBrokenPipe(e)) throw new OutputClosed();
-            throw e;
-          }
+          writeStdout(profileRows(report).map((r) => JSON.stringify(r)).join("\n") + "\n");
         } else {
-          console.log(formatProfile(report));
+          printLine(formatProfile(report));
         }
         if (opts.chart) {
           await writeProfileChart(opts.chart, report);

@@ -7,6 +7,7 @@ import { sample } from "../../lib/sample/run.ts";
 import { MAX_BATCH, MAX_NUM, parseShard, type Shard } from "../../lib/sample/plan.ts";
 import { stopOnSignals } from "../signals.ts";
 import { classId } from "./generate.ts";
+import { classValues, splitClassList } from "../class_list.ts";
 import {
   cachedSamplingSettings,
   cacheFlags,
@@ -39,9 +40,10 @@ export function sampleCommand() {
     .addOption(
       new Option(
         "-c, --class <id|name>",
-        "class by id or name; repeat for a list cycled over the images. Without it, each image's class is drawn uniformly, from --seed and its index",
+        "class by id or name; repeat, or give a comma list (3,7,sandal), for a list cycled over the images. Without it, each image's class is drawn uniformly, from --seed and its index",
       ).argParser(collect).default([] as string[], "uniform"),
     )
+    .option("--class-file <file>", "classes from FILE, one id or name per line, added to the --class list")
     .option(
       "--batch <n>",
       "images per batch (per .npz file and per resumable unit); every shard of a run must use the same",
@@ -83,7 +85,8 @@ SIGINT / SIGTERM (run the same command again to resume).`,
       );
       const manifest = await readManifest(settings.model);
       const { numClasses } = manifest.dit.config;
-      const classes = opts.class.map((c) => classId(c, numClasses, manifest.dit.classNames));
+      const names = manifest.dit.classNames;
+      const classes = splitClassList(await classValues(opts.class, opts.classFile), names).map((c) => classId(c, numClasses, names));
       const sink = chooseSink({
         json: opts.json ?? false,
         stdoutIsTerminal: Deno.stdout.isTerminal(),

@@ -6,7 +6,7 @@ import { scheduleFile, writeScheduleFile } from "../../lib/fora/schedule_file.ts
 import { type Branch, mib, similarityRun } from "../../lib/similarity/run.ts";
 import { suggestSchedule } from "../../lib/similarity/schedule.ts";
 import { writeSimilarityOutputs } from "../../lib/similarity/write.ts";
-import { isBrokenPipe, OutputClosed, writeAllSync } from "../../lib/events/output.ts";
+import { printLine, writeStdout } from "../../lib/events/output.ts";
 import { stopOnSignals } from "../signals.ts";
 import {
   cfgChannelsOption,
@@ -154,12 +154,7 @@ Examples:
             schedule_full_steps: schedule ? full : null,
           },
         ];
-        try {
-          writeAllSync(Deno.stdout, new TextEncoder().encode(rows.map((r) => JSON.stringify(r)).join("\n") + "\n"));
-        } catch (e) {
-          if (isBrokenPipe(e)) throw new OutputClosed();
-          throw e;
-        }
+        writeStdout(rows.map((r) => JSON.stringify(r)).join("\n") + "\n");
         return;
       }
       const lines = [
@@ -182,7 +177,7 @@ Examples:
           `schedule: ${schedule.path}: ${full} full steps of ${summary.steps}; run it with fora generate --schedule ${schedule.path}`,
         );
       }
-      console.log(lines.join("\n"));
+      printLine(lines.join("\n"));
     });
 }
 

@@ -2,13 +2,14 @@
  * `fora convert`: a model folder in, a bundle folder out (layout in manifest.ts).
  *
  * Crash safety: everything is built in a hidden temporary folder next to DST
- * (`.NAME.converting-XXXX`), the manifest is written last (temp file + rename), and
- * the folder is renamed to DST only when complete. A failed or interrupted convert
- * therefore never leaves anything at DST; at worst a hidden temporary folder, which
- * is safe to delete.
+ * (`.NAME.converting-PID-XXXX`, work_folder.ts), the manifest is written last (temp file +
+ * rename), and the folder is renamed to DST only when complete. A failed convert, or one
+ * stopped by SIGINT / SIGTERM, removes that folder and never leaves anything at DST; one
+ * killed outright leaves the folder, which the next convert of the same DST removes.
  */
 import { basename, dirname, join, relative, resolve, sep } from "node:path";
-import { ForaError, isForaError } from "../errors.ts";
+import { ForaError, interrupted, isForaError } from "../errors.ts";
+import { signalName } from "../events/steps.ts";
 import { writeModel } from "../onnx/serialize.ts";
 import type { ComputeType } from "../onnx/builder.ts";
 import type { Checkpoint } from "../weights/checkpoint.ts";
@@ -38,6 +39,7 @@ import {
 } from "./manifest.ts";
 import { type ModelSource, readModelSource } from "./source.ts";
 import { FORA_VERSION } from "./version.ts";
+import { newWorkFolder } from "./work_folder.ts";
 import { buildPixartBundle, describePixartSource, isPixartPipeline, type PixartManifest, readPixartSource } from "./pixart.ts";
 
 export interface ConvertOptions {
@@ -56,6 +58,8 @@ export interface ConvertOptions {
   precisions?: readonly Precision[];
   /** Progress lines (the CLI prints them to stderr). */
   log?: (line: string) => void;
+  /** Aborted with "SIGINT" or "SIGTERM" as reason: stop, remove the work folder, throw `interrupted`. */
+  signal?: AbortSignal;
 }
 
 export interface ConvertResult {
@@ -126,18 +130,28 @@ async function convertInto<T>(
   await Deno.mkdir(parent, { recursive: true }).catch((e) => {
     throw new ForaError("io", `${parent}: cannot create folder: ${(e as Error).message}`);
   });
-  const work = join(parent, `.${basename(target)}.converting-${randomTag()}`);
-  await Deno.mkdir(work).catch((e) => {
-    throw new ForaError("io", `${parent}: cannot create a folder here: ${(e as Error).message}`);
-  });
+  const work = await newWorkFolder(parent, basename(target), log);
+  // A stop request is honoured at the build's progress lines (weights placed, each graph
+  // written, hashing begins), so the build has ended when its folder is removed; once the
+  // folder is being moved into place (two renames), the convert finishes.
+  const { signal } = opts;
+  const stopOrLog = (line: string) => {
+    if (signal?.aborted) throw interrupted(signalName(signal));
+    log(line);
+  };
   let result: T;
   try {
-    result = await buildIn(work, log);
-  } catch (e) {
-    await Deno.remove(work, { recursive: true }).catch(() => {});
-    throw e;
+    try {
+      result = await buildIn(work.path, stopOrLog);
+      if (signal?.aborted) throw interrupted(signalName(signal));
+    } catch (e) {
+      await Deno.remove(work.path, { recursive: true }).catch(() => {});
+      throw e;
+    }
+    await moveIntoPlace(work.path, target, existing, log);
+  } finally {
+    work.release();
   }
-  await moveIntoPlace(work, target, existing, log);
   log(`wrote ${target}`);
   return { dir: target, ...result };
 }
@@ -255,7 +269,8 @@ async function build(
     formatVersion: BUNDLE_FORMAT_VERSION,
     foraVersion: FORA_VERSION,
     architecture: "dit",
-    source: { layout: source.layout, path: source.root },
+    // Relative to the bundle (work is DST's sibling): a bundle names no folder of the machine that made it.
+    source: { layout: source.layout, path: relative(work, source.root) },
     space: source.space,
     dit: {
       classNames: source.classNames,

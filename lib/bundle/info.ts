@@ -1,6 +1,6 @@
 /** `fora info`: what a bundle holds, for people (formatInfo) and for scripts (BundleInfo as JSON). */
 import { resolve } from "node:path";
-import { ForaError } from "../errors.ts";
+import { ForaError, printable } from "../errors.ts";
 import type { DitConfig, Naming } from "../models/dit/config.ts";
 import { upscaleFactor } from "../models/vae/config.ts";
 import { type DitConventions, type Manifest, type Precision, readManifest, type Space, verifyBundle } from "./manifest.ts";
@@ -163,7 +163,8 @@ export function formatInfo(i: BundleInfo): string {
   }
   lines.push(`${"total".padEnd(width)}${bytes(i.totalBytes)} in ${i.fileCount} files`);
   if (i.verified) lines.push(`${"verified".padEnd(width)}every file matches its sha256 in manifest.json`);
-  return lines.join("\n");
+  // The manifest's strings (fora version, source path, file names) come from a file: escape their control characters.
+  return lines.map(printable).join("\n");
 }
 
 function vaeLine(i: BundleInfo): string {

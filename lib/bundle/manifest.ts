@@ -15,8 +15,9 @@
  * point outside the folder.
  */
 import { createHash } from "node:crypto";
-import { isAbsolute, join, relative, resolve, sep } from "node:path";
+import { join, resolve } from "node:path";
 import { ForaError } from "../errors.ts";
+import { isInside } from "../io/paths.ts";
 import type { DitConfig, Naming } from "../models/dit/config.ts";
 import type { DitGraphKind } from "../models/dit/graphs.ts";
 import type { VaeConfig } from "../models/vae/config.ts";
@@ -257,13 +258,15 @@ export async function checkFiles(root: string, m: { files: FileEntry[] }): Promi
       }
       throw bundleError(root, `${f.path}: cannot read: ${(e as Error).message}`);
     }
-    if (st.isSymlink) {
-      const target = await Deno.realPath(abs).catch(() => undefined);
-      if (target === undefined || !isInside(realRoot, target)) {
-        throw bundleError(root, `${f.path} is a symbolic link leading outside the bundle folder; ONNX Runtime refuses those`);
-      }
-      st = await Deno.stat(abs);
+    // Resolved whole: a link anywhere on the path (weights/ linked to another folder) counts, not only the last one.
+    const target = await Deno.realPath(abs).catch(() => undefined);
+    if (target === undefined || !isInside(realRoot, target)) {
+      throw bundleError(
+        root,
+        `${f.path} leads outside the bundle folder through a symbolic link; fora reads a bundle only from inside its folder; re-run fora convert`,
+      );
     }
+    if (st.isSymlink) st = await Deno.stat(abs);
     if (!st.isFile) throw bundleError(root, `${f.path} is not a regular file`);
     if (st.size !== f.size) {
       throw bundleError(
@@ -272,11 +275,6 @@ export async function checkFiles(root: string, m: { files: FileEntry[] }): Promi
       );
     }
   }
-}
-
-function isInside(root: string, p: string): boolean {
-  const rel = relative(root, p);
-  return rel !== "" && !rel.startsWith(".." + sep) && rel !== ".." && !isAbsolute(rel);
 }
 
 // ---- structure -----------------------------------------------------------------------

@@ -16,7 +16,7 @@
  * from weights/pixart at run time), T5("") with its own length otherwise (diffusers).
  */
 import { readJson } from "./source.ts";
-import { join } from "node:path";
+import { join, relative } from "node:path";
 import { ForaError } from "../errors.ts";
 import type { ComputeType } from "../onnx/builder.ts";
 import { writeModel } from "../onnx/serialize.ts";
@@ -273,7 +273,7 @@ export async function buildPixartBundle(
     formatVersion: 1,
     foraVersion: FORA_VERSION,
     architecture: "pixart",
-    source: { layout: "diffusers", path: source.root },
+    source: { layout: "diffusers", path: relative(work, source.root) }, // as convert.ts records it
     space: "latent",
     pixart: {
       naming: cfg.naming,

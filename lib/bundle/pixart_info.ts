@@ -1,6 +1,6 @@
 /** `fora info` for PixArt-alpha bundles: the transformer, the T5 encoder, the VAE and the graph files. */
 import { resolve } from "node:path";
-import { ForaError } from "../errors.ts";
+import { ForaError, printable } from "../errors.ts";
 import { t5Parameters } from "../models/t5/config.ts";
 import { bytes, count } from "./info.ts";
 import { verifyBundle } from "./manifest.ts";
@@ -100,5 +100,6 @@ export function formatPixartInfo(i: PixartBundleInfo): string {
   for (const g of i.graphs) lines.push(`  ${g.file.padEnd(fw)}${bytes(g.bytes).padStart(9)}`);
   lines.push(`${"total".padEnd(width)}${bytes(i.totalBytes)} in ${i.fileCount} files`);
   if (i.verified) lines.push(`${"verified".padEnd(width)}every file matches its sha256 in manifest.json`);
-  return lines.join("\n");
+  // The manifest's strings (fora version, source path, file names) come from a file: escape their control characters.
+  return lines.map(printable).join("\n");
 }

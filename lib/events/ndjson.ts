@@ -4,8 +4,7 @@
  * (`fora generate --json | head -1`), `emit` throws OutputClosed, now and on every
  * later call; the CLI catches it, stops the run and exits 0 with nothing on stderr.
  */
-import { ForaError } from "../errors.ts";
-import { isBrokenPipe, OutputClosed, type SyncWriter, writeAllSync } from "./output.ts";
+import { isOutputClosed, OutputClosed, type SyncWriter, writeStdout } from "./output.ts";
 import type { EventSink, ForaEvent } from "./types.ts";
 
 export function ndjsonSink(out: SyncWriter = Deno.stdout): EventSink {
@@ -18,22 +17,15 @@ export function ndjsonSink(out: SyncWriter = Deno.stdout): EventSink {
  * or the records of commands such as `fora eval`), with the same closed-pipe handling.
  */
 export function ndjsonWriter<T extends object>(out: SyncWriter = Deno.stdout): { write(record: T): void } {
-  const encoder = new TextEncoder();
   let closed = false;
   return {
     write(record: T) {
       if (closed) throw new OutputClosed();
       try {
-        writeAllSync(out, encoder.encode(JSON.stringify(record) + "\n"));
+        writeStdout(JSON.stringify(record) + "\n", out);
       } catch (e) {
-        if (isBrokenPipe(e)) {
-          closed = true;
-          throw new OutputClosed();
-        }
-        throw new ForaError(
-          "io",
-          `could not write the event stream to standard output: ${e instanceof Error ? e.message : String(e)}`,
-        );
+        if (isOutputClosed(e)) closed = true;
+        throw e;
       }
     },
   };

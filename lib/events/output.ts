@@ -1,9 +1,12 @@
 /**
- * Writing event bytes to a stream, and telling a closed reader apart from a real
- * failure. When the reader of stdout goes away (`fora generate --json | head -1`),
- * the next write fails with EPIPE; the NDJSON sink turns that into OutputClosed,
- * which the CLI catches to stop the run and exit 0 without a word.
+ * Writing to standard output, and telling a closed reader apart from a real failure.
+ * Everything a command prints as its result (event streams, tables, help, --version)
+ * goes through writeStdout. When the reader of stdout goes away
+ * (`fora generate --json | head -1`), the next write fails with EPIPE and becomes
+ * OutputClosed, which the CLI catches to stop and exit 0 without a word; any other
+ * failure (a full disk under `> file`, `> /dev/full`) is a one-line ForaError, exit 1.
  */
+import { ForaError } from "../errors.ts";
 
 /** What the sinks write to: Deno.stdout, Deno.stderr, or a test double. */
 export interface SyncWriter {
@@ -37,4 +40,19 @@ export function writeAllSync(out: SyncWriter, bytes: Uint8Array): void {
     if (n <= 0) throw new Error(`write returned ${n}`);
     done += n;
   }
+}
+
+/** Writes `text` to `out` (default standard output); failures as the module comment says. */
+export function writeStdout(text: string, out: SyncWriter = Deno.stdout): void {
+  try {
+    writeAllSync(out, new TextEncoder().encode(text));
+  } catch (e) {
+    if (isBrokenPipe(e)) throw new OutputClosed();
+    throw new ForaError("io", `cannot write to standard output: ${e instanceof Error ? e.message : String(e)}`);
+  }
+}
+
+/** writeStdout of `text` and a newline: the commands' console.log. */
+export function printLine(text: string): void {
+  writeStdout(text + "\n");
 }

@@ -7,7 +7,7 @@
  * eval and every size is checked against the file's real size before anything is
  * allocated from it. Reads versions 1.0 and 2.0; writes 1.0, atomically.
  */
-import { ForaError } from "../errors.ts";
+import { ForaError, printable } from "../errors.ts";
 import { reasonOf, writeFileAtomic } from "./atomic.ts";
 
 export interface NpyArray {
@@ -310,7 +310,5 @@ async function readInto(
 function fail(path: string, message: string): never {
   // Messages quote header text from the file: escape its control characters (newlines,
   // terminal escape sequences) so that the error stays one printable line.
-  // deno-lint-ignore no-control-regex
-  const printable = message.replace(/[\u0000-\u001f\u007f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
-  throw new ForaError("io", `${path}: ${printable}`);
+  throw new ForaError("io", `${path}: ${printable(message)}`);
 }

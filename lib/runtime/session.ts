@@ -5,6 +5,7 @@
 import * as ort from "onnxruntime-node";
 import { basename, dirname, join, resolve } from "node:path";
 import { ForaError } from "../errors.ts";
+import { checkCommandLine } from "./command_line.ts";
 import { prepareDevice, sessionLoadError } from "./devices.ts";
 
 export type Device = "cpu" | "cuda" | "webgpu";
@@ -84,6 +85,7 @@ export async function withProfiling<T>(folder: string, fn: () => Promise<T>): Pr
 }
 
 export async function openSession(path: string, opts: SessionOptions = {}): Promise<Session> {
+  checkCommandLine(); // before ONNX Runtime starts: a long one crashes it (command_line.ts)
   const device = opts.device ?? "cpu";
   // Missing CUDA/WebGPU pieces fail here, with a message that names them (devices.ts).
   await prepareDevice(device);
@@ -97,6 +99,9 @@ export async function openSession(path: string, opts: SessionOptions = {}): Prom
     intraOpNumThreads: opts.threads ?? 0,
     enableProfiling: profilePrefix !== undefined,
     profileFilePrefix: profilePrefix,
+    // ONNX Runtime's own log writes an ANSI-coloured copy of every error to stderr; the error
+    // also reaches us as an exception, which fora reports as one line. Fatal only.
+    logSeverityLevel: 4,
   };
   let session: ort.InferenceSession;
   try {

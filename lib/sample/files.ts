@@ -67,12 +67,6 @@ export async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<vo
   while (done < bytes.length) done += await file.write(bytes.subarray(done));
 }
 
-/** `text` with control characters (newlines, escape sequences) written as \uXXXX: one printable line. */
-export function printable(text: string): string {
-  // deno-lint-ignore no-control-regex
-  return text.replace(/[\u0000-\u001f\u007f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
-}
-
 export function sha256Hex(bytes: Uint8Array): string {
   return createHash("sha256").update(bytes).digest("hex");
 }

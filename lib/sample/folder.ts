@@ -18,9 +18,9 @@
  * manifest cannot make fora read or write outside its folder.
  */
 import { join } from "node:path";
-import { ForaError } from "../errors.ts";
+import { ForaError, printable } from "../errors.ts";
 import { type Precision, PRECISIONS } from "../bundle/manifest.ts";
-import { ioReason, printable, sha256Hex, writeAll, writeBytesAtomic } from "./files.ts";
+import { ioReason, sha256Hex, writeAll, writeBytesAtomic } from "./files.ts";
 import { batchRange, classesOf, MAX_BATCH, MAX_CLASSES, MAX_NUM, MAX_SHARDS, type Shard, shardBatches } from "./plan.ts";
 
 export const SAMPLE_FORMAT = "fora-samples";

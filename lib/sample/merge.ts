@@ -9,10 +9,21 @@
  * sha256s. The output is written atomically and streamed (a 50,000-image 256x256 run is
  * 9.8 GB): a failed merge leaves no file.
  */
-import { extname, join } from "node:path";
+import { basename, dirname, extname, join } from "node:path";
 import { ForaError } from "../errors.ts";
 import { sha256Hex, writeAtomicWith } from "./files.ts";
-import { type BatchRecord, npzName, readChecked, readJournal, readRunFile, RUN_FILE, type RunRecord, settingsDiff } from "./folder.ts";
+import { outputLocation } from "../io/paths.ts";
+import {
+  type BatchRecord,
+  isSampleFileName,
+  npzName,
+  readChecked,
+  readJournal,
+  readRunFile,
+  RUN_FILE,
+  type RunRecord,
+  settingsDiff,
+} from "./folder.ts";
 import { npzWriter, readNpz } from "./npz.ts";
 import { batchCount, batchRange, formatShard, shardBatches } from "./plan.ts";
 
@@ -43,6 +54,7 @@ export async function merge(dirs: string[], out: string, opts: MergeOptions = {}
   if (!opts.force && await Deno.lstat(out).then(() => true, () => false)) {
     throw new ForaError("usage", `--out ${out} already exists; pass --force to replace it`);
   }
+  await checkNotAnInput(out, dirs);
   const shards: Shard[] = [];
   for (const dir of dirs) {
     const run = await readRunFile(dir);
@@ -128,6 +140,20 @@ export async function merge(dirs: string[], out: string, opts: MergeOptions = {}
     await w.finish();
   });
   return { out, images: num, shards: n, shape: [num, H, W, C] };
+}
+
+/** Refuses an --out that is one of the batch files being merged (--force would replace it). */
+async function checkNotAnInput(out: string, dirs: string[]): Promise<void> {
+  const target = await outputLocation(out);
+  if (!isSampleFileName(basename(target))) return;
+  for (const dir of dirs) {
+    if (dirname(target) === await Deno.realPath(dir).catch(() => null)) {
+      throw new ForaError(
+        "usage",
+        `--out ${out} is a batch file of ${dir}, one of the folders being merged; write the merged file elsewhere`,
+      );
+    }
+  }
 }
 
 /** A batch's image bytes, after checking its file against everything recorded. */

@@ -18,8 +18,7 @@
  * parsed without eval and checked against its entry's size before any array is built.
  */
 import { crc32 } from "node:zlib";
-import { ForaError } from "../errors.ts";
-import { printable } from "./files.ts";
+import { ForaError, printable } from "../errors.ts";
 
 /** The dtypes fora writes and reads in .npz files. */
 export type NpzDtype = "|u1" | "<i8" | "<f4";

@@ -5,12 +5,12 @@
  * generator of (seed, k) (lib/random), so any subset of a run can be sampled again alone,
  * and the batches of an unsharded run, of its shards, and of a resumed run are the same.
  *
- * A run: read the bundle; create or reopen the folder (a reopened folder must hold the same
- * run: same settings and shard); remove temp files a killed run left; check every batch the
- * journal records (file sizes and sha256s) and keep those that pass; sample the others in
- * order, writing each batch's PNGs, then its .npz, then its journal line. A SIGINT or
- * SIGTERM stops at the next step boundary (a batch whose sampling had finished is still
- * saved); run again with the same flags to go on.
+ * A run: read the bundle; create or reopen the folder and take its lock (one run per folder:
+ * lock.ts); remove temp files killed runs left; check that a reopened folder holds the same
+ * run (same settings and shard); check every batch the journal records (file sizes and
+ * sha256s) and keep those that pass; sample the others in order, writing each batch's PNGs,
+ * then its .npz, then its journal line. A SIGINT or SIGTERM stops at the next step boundary
+ * (a batch whose sampling had finished is still saved); run again with the same flags to go on.
  */
 import { emitStep, signalName } from "../events/steps.ts";
 import { createHash } from "node:crypto";
@@ -25,7 +25,7 @@ import { type Generator, openGenerator } from "../generator.ts";
 import { type Image, toUint8Image } from "../io/image.ts";
 import type { Device } from "../runtime/session.ts";
 import type { SamplerName } from "../samplers/mod.ts";
-import { stamper } from "../events/stamp.ts";
+import { type Stamper, stamper } from "../events/stamp.ts";
 import { runTotals } from "../events/totals.ts";
 import { type EmitEvent, type JsonValue, type RunTotals, SCHEMA_VERSION } from "../events/types.ts";
 import { ioReason, removeStaleTemps, sha256Hex, writeAtomicWith, writeBytesAtomic } from "./files.ts";
@@ -50,6 +50,7 @@ import {
   verifyBatch,
   writeRunFile,
 } from "./folder.ts";
+import { type FolderLock, lockFolder } from "./lock.ts";
 import { npzWriter } from "./npz.ts";
 import { batchRange, classesOf, formatShard, type Shard, shardBatches, shardImages } from "./plan.ts";
 
@@ -95,14 +96,29 @@ export async function sample(opts: SampleOptions, emit: EmitEvent): Promise<Samp
   const events = stamper(emit);
   const manifest = await readManifest(opts.model);
   const policy = opts.policy ?? planPolicy(opts.plan ?? staticIntervalPlan(opts.steps, opts.cacheInterval));
-  const plan = planOfPolicy(policy);
   const run = runRecordOf(opts, manifest, policy);
+  const lock = await prepareFolder(opts.out, opts.png);
+  try {
+    return await sampleLocked(opts, events, manifest, policy, run);
+  } finally {
+    await lock.release();
+  }
+}
+
+/** `sample` once the folder is this run's alone. */
+async function sampleLocked(
+  opts: SampleOptions,
+  events: Stamper,
+  manifest: Manifest,
+  policy: CachePolicy,
+  run: RunRecord,
+): Promise<SampleResult> {
+  const plan = planOfPolicy(policy);
   const { settings } = run;
   const { start, end } = shardBatches(settings.num, settings.batch, opts.shard);
   const total = shardImages(settings.num, settings.batch, opts.shard).count;
 
-  // ---- before run_start: the folder, its run, and what is already done ----
-  await prepareFolder(opts.out, opts.png);
+  // ---- before run_start: the folder's run, and what is already done ----
   const existing = await readRunFile(opts.out);
   if (existing) checkSameRun(existing, run, opts.out);
   else await writeRunFile(opts.out, run);
@@ -234,8 +250,11 @@ function checkSameRun(existing: RunRecord, run: RunRecord, dir: string): void {
   }
 }
 
-/** Creates the folder (and png/), checks it is writable, removes temp files of a killed run. */
-async function prepareFolder(dir: string, png: boolean): Promise<void> {
+/**
+ * Creates the folder (and png/) and takes its lock (lock.ts); then removes the temp files
+ * of killed runs: with the lock held, no live run is writing them.
+ */
+async function prepareFolder(dir: string, png: boolean): Promise<FolderLock> {
   try {
     await Deno.mkdir(dir, { recursive: true });
     if (png) await Deno.mkdir(join(dir, PNG_DIR), { recursive: true });
@@ -244,20 +263,20 @@ async function prepareFolder(dir: string, png: boolean): Promise<void> {
   }
   const st = await Deno.stat(dir);
   if (!st.isDirectory) throw new ForaError("io", `--out ${dir} is not a folder`);
-  await removeStaleTemps(dir, isSampleFileName);
-  if (png) await removeStaleTemps(join(dir, PNG_DIR), isSampleFileName);
-  const probe = join(dir, `.fora-write-test-${crypto.randomUUID().slice(0, 8)}`);
+  const lock = await lockFolder(dir);
   try {
-    await Deno.writeFile(probe, new Uint8Array());
-    await Deno.remove(probe);
+    await removeStaleTemps(dir, isSampleFileName);
+    if (png) await removeStaleTemps(join(dir, PNG_DIR), isSampleFileName);
+    // A journal with no run file is not ours to extend.
+    const hasRun = await Deno.stat(join(dir, RUN_FILE)).then(() => true, () => false);
+    const hasJournal = await Deno.stat(join(dir, JOURNAL_FILE)).then(() => true, () => false);
+    if (hasJournal && !hasRun) {
+      throw new ForaError("io", `--out ${dir} has ${JOURNAL_FILE} but no ${RUN_FILE}: the folder is damaged; choose a new --out folder`);
+    }
+    return lock;
   } catch (e) {
-    throw new ForaError("io", `--out ${dir}: cannot write to the folder: ${ioReason(e)}; choose a writable folder`);
-  }
-  // A journal with no run file is not ours to extend.
-  const hasRun = await Deno.stat(join(dir, RUN_FILE)).then(() => true, () => false);
-  const hasJournal = await Deno.stat(join(dir, JOURNAL_FILE)).then(() => true, () => false);
-  if (hasJournal && !hasRun) {
-    throw new ForaError("io", `--out ${dir} has ${JOURNAL_FILE} but no ${RUN_FILE}: the folder is damaged; choose a new --out folder`);
+    await lock.release();
+    throw e;
   }
 }
 

@@ -6,7 +6,7 @@
  * time so that multi-GB checkpoints never sit in memory whole.
  */
 import { basename, resolve } from "node:path";
-import { ForaError } from "../errors.ts";
+import { ForaError, printable } from "../errors.ts";
 
 /** Dtypes that model weights may use. */
 export type DType = "F32" | "F16" | "BF16";
@@ -179,12 +179,6 @@ function fail(path: string, message: string): never {
 
 function failTensor(path: string, name: string, message: string): never {
   fail(path, `tensor ${JSON.stringify(name)}: ${message}`);
-}
-
-/** `text` with control characters (newlines, escape sequences) written as \uXXXX. */
-function printable(text: string): string {
-  // deno-lint-ignore no-control-regex
-  return text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
 }
 
 function errorText(e: unknown): string {

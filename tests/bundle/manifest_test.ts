@@ -124,7 +124,7 @@ Deno.test("readManifest: a symbolic link leading out of the bundle", async () =>
     const outside = join(tmp, "elsewhere.onnx");
     await Deno.rename(file, outside);
     await Deno.symlink(outside, file);
-    await assertBundleError(dir, "dit-reuse-cfg.fp32.onnx is a symbolic link leading outside the bundle folder");
+    await assertBundleError(dir, "dit-reuse-cfg.fp32.onnx leads outside the bundle folder through a symbolic link");
   });
 });
 

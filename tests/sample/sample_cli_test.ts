@@ -15,6 +15,7 @@ import type { BatchEvent, ForaEvent, RunEndEvent } from "../../lib/events/types.
 import { readPng } from "../../lib/io/png.ts";
 import { classOf } from "../../lib/sample/plan.ts";
 import { JOURNAL_FILE, RUN_FILE } from "../../lib/sample/folder.ts";
+import { LOCK_FILE } from "../../lib/sample/lock.ts";
 import { copyTree, exists, listDir, PIXEL_ORIGINAL } from "../bundle/helpers.ts";
 import { eventsOf, journalLines, npzArrays, runFora, spawnFora, tempFiles, tinyBundle, workDir } from "./helpers.ts";
 
@@ -90,6 +91,7 @@ Deno.test("a shard killed with SIGKILL mid-run and restarted completes with no g
   const status = await live.finish();
   assert.equal(status.signal, "SIGKILL");
   assert.deepEqual((await journalLines(killed)).map((r) => r.first), [12, 16]);
+  assert.equal(JSON.parse(await Deno.readTextFile(join(killed, LOCK_FILE))).pid, live.child.pid, "the dead run's lock file is left");
 
   const resumed = await runFora("sample", "-m", BUNDLE, ...args, "--json", "-o", killed);
   assert.equal(resumed.code, 0, resumed.stderr);
@@ -169,6 +171,37 @@ Deno.test("a restart finds a damaged batch, a stale temp file and a torn journal
   assert.deepEqual(batches(eventsOf(third.stdout)).map((e) => e.status), ["verified", "verified", "verified"]);
   assert.ok((await Deno.readTextFile(journal)).endsWith("}\n"));
   assert.deepEqual((await journalLines(out)).map((r) => r.first), [0, 4, 8]);
+});
+
+Deno.test("a second sample run into a folder in use is refused with the first run's pid (exit 1), touching nothing of it", async () => {
+  const out = fresh("two-writers");
+  const args = ["sample", "-m", BUNDLE, "--num", "6", "--batch", "2", "--steps", "1000", "--json", "-o", out];
+  const first = spawnFora(...args);
+  assert.ok(await first.until((e, all) => e.event === "step" && batches(all).length === 1 && e.k >= 1), "mid second batch");
+  // A temp file as an in-flight write leaves it: the second run must leave it alone.
+  const inFlight = join(out, ".samples-000004-000005.npz.tmp-0123456789ab");
+  await Deno.writeFile(inFlight, new Uint8Array(10));
+  const second = await runFora(...args);
+  assert.equal(second.code, 1, second.stderr);
+  assert.equal(
+    second.stderr,
+    `error: --out ${out} is in use by another fora sample run (pid ${first.child.pid}); ` +
+      "wait for it to end or stop it, or sample into another --out folder\n",
+  );
+  assert.equal(second.stdout, "", "no events: refused before run_start");
+  assert.equal(await exists(inFlight), true, "the first run's temp file is still there");
+  first.child.kill("SIGINT");
+  const end = await first.finish();
+  assert.equal(end.code, 130, end.stderr);
+  assert.deepEqual((await journalLines(out)).map((r) => r.first), [0], "one record per batch");
+  assert.deepEqual(await listDir(out), [inFlight.slice(out.length + 1), JOURNAL_FILE, RUN_FILE, "samples-000000-000001.npz"]);
+
+  // The next run holds the folder alone: the temp file is a dead run's now, removed before run_start.
+  const third = spawnFora(...args);
+  assert.ok(await third.until((e) => e.event === "run_start"));
+  assert.equal(await exists(inFlight), false);
+  third.child.kill("SIGINT");
+  assert.equal((await third.finish()).code, 130);
 });
 
 Deno.test("sample refuses a folder holding another run or shard (exit 2, naming the flag) and an unwritable --out (exit 1)", async () => {
