@@ -185,7 +185,7 @@ function errorText(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
 
-async function openForRead(path: string): Promise<Deno.FsFile> {
+export async function openForRead(path: string): Promise<Deno.FsFile> {
   try {
     return await Deno.open(path, { read: true });
   } catch (e) {
@@ -194,7 +194,7 @@ async function openForRead(path: string): Promise<Deno.FsFile> {
   }
 }
 
-async function readAt(
+export async function readAt(
   file: Deno.FsFile,
   path: string,
   offset: number,
