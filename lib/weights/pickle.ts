@@ -231,7 +231,6 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions): PyValue {
   };
   const global = (module: string, name: string): PyGlobal => {
     const full = `${module}.${name}`;
-    // deno-lint-ignore no-control-regex
     const shown = /^[\x20-\x7e]*$/.test(full) ? full : JSON.stringify(full).replace(/[\u007f-\u009f\u2028\u2029]/g, "?");
     if (!(ALLOWED as readonly string[]).includes(full)) refuse(shown);
     return { kind: "global", name: full as AllowedName };
