@@ -4,7 +4,10 @@ import { convertAnyBundle } from "../../lib/bundle/convert.ts";
 import { bytes } from "../../lib/bundle/info.ts";
 import type { Precision } from "../../lib/bundle/manifest.ts";
 
-export function convertCommand(): Command<[string, string], { force?: true; copyWeights?: true; precision: Precision[]; quiet?: true }> {
+export function convertCommand(): Command<
+  [string, string],
+  { force?: true; copyWeights?: true; precision: Precision[]; numHeads?: number; quiet?: true }
+> {
   return new Command("convert")
     .summary("turn a DiT checkpoint folder into a fora bundle")
     .description(
@@ -17,7 +20,8 @@ export function convertCommand(): Command<[string, string], { force?: true; copy
       "<src>",
       "model folder: a diffusers DiT pipeline (model_index.json, transformer/, optional vae/), " +
         "an original-format DiT (config.json + model.safetensors), or a diffusers PixArt-alpha pipeline " +
-        "(transformer/, text_encoder/, tokenizer/ with tokenizer.json, vae/)",
+        "(transformer/, text_encoder/, tokenizer/ with tokenizer.json, vae/); or a DiT checkpoint file " +
+        "as PyTorch saves it (e.g. DiT-XL-2-256x256.pt)",
     )
     .argument("<dst>", "bundle folder to create; must not exist or be empty (see --force)")
     .option("--force", "replace DST even if it is not empty")
@@ -27,19 +31,26 @@ export function convertCommand(): Command<[string, string], { force?: true; copy
         .default(["fp32", "fp16"] as Precision[], "fp32,fp16")
         .argParser(parsePrecisions),
     )
+    .addOption(
+      new Option("--num-heads <h>", "attention heads of a .pt checkpoint whose hidden size is none of DiT's published ones")
+        .argParser(parseHeads),
+    )
     .option("-q, --quiet", "print no progress lines")
     .addHelpText(
       "after",
       `
 Examples:
   fora convert fixtures/dit-tiny/diffusers /tmp/tiny-bundle
+  fora convert DiT-XL-2-256x256.pt ./bundles/dit-xl-256
   fora convert ./DiT-XL-2-256 ./bundles/dit-xl --precision fp16
   fora convert fixtures/pixart-tiny/diffusers /tmp/pixart-tiny --precision fp32
 
 An original-format config.json holds: depth, hidden_size, num_heads, patch_size,
 input_size, in_channels, num_classes, learn_sigma. Add "space": "pixel" for a model
-trained on pixels (no VAE). Weights must be .safetensors; pickled .pt/.bin files are
-refused (loading them can run arbitrary code).
+trained on pixels (no VAE). Weights in a folder must be .safetensors. A DiT checkpoint
+file (.pt, as torch.save writes it) is read without running any of its code: its
+architecture comes from the tensor shapes, a training checkpoint's "ema" weights are used,
+and the bundle holds them as safetensors.
 
 Then: fora info DST`,
     )
@@ -49,6 +60,7 @@ Then: fora info DST`,
         force: opts.force,
         copyWeights: opts.copyWeights,
         precisions: opts.precision,
+        numHeads: opts.numHeads,
         log,
       });
       const total = r.manifest.files.reduce((n, f) => n + f.size, 0);
@@ -65,4 +77,12 @@ function parsePrecisions(value: string): Precision[] {
   }
   if (list.length === 0) throw new InvalidArgumentError("give fp32, fp16 or fp32,fp16");
   return list as Precision[];
+}
+
+function parseHeads(value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(n) || n < 1) {
+    throw new InvalidArgumentError(`"${value}" is not a positive whole number`);
+  }
+  return n;
 }

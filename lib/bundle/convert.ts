@@ -35,6 +35,8 @@ import {
 } from "./manifest.ts";
 import { type ModelSource, readModelSource } from "./source.ts";
 import { FORA_VERSION } from "./version.ts";
+import { checkWeightDTypes, describeTorchDit, readTorchDit, writeTorchWeights } from "./torch_source.ts";
+import { isTorchFile } from "../weights/torch.ts";
 import { buildPixartBundle, describePixartSource, isPixartPipeline, type PixartManifest, readPixartSource } from "./pixart.ts";
 
 export interface ConvertOptions {
@@ -50,6 +52,8 @@ export interface ConvertOptions {
   precisions?: readonly Precision[];
   /** Progress lines (the CLI prints them to stderr). */
   log?: (line: string) => void;
+  /** Heads of a PyTorch checkpoint's transformer whose hidden size is none of the published ones. */
+  numHeads?: number;
 }
 
 export interface ConvertResult {
@@ -82,6 +86,13 @@ export async function convertAnyBundle(
   opts: ConvertOptions = {},
 ): Promise<{ dir: string; manifest: Manifest | PixartManifest; linked: number; copied: number }> {
   const root = resolve(src);
+  if (await isTorchFile(root)) return await convertTorchDit(root, dst, opts);
+  if (opts.numHeads !== undefined) {
+    throw new ForaError(
+      "usage",
+      `--num-heads applies to PyTorch checkpoints (.pt, .pth); ${root} is a folder whose config gives the heads`,
+    );
+  }
   if (!(await isPixartPipeline(root))) return await convertBundle(src, dst, opts);
   const precisions = checkPrecisions(opts.precisions ?? PRECISIONS);
   const source = await readPixartSource(root);
@@ -94,6 +105,25 @@ export async function convertAnyBundle(
     }, log);
     await writeManifest(work, manifest);
     return { manifest, ...stats };
+  });
+}
+
+/** A DiT `.pt` as torch.save wrote it: read and checked whole before anything is written; the bundle gets safetensors. */
+async function convertTorchDit(file: string, dst: string, opts: ConvertOptions): Promise<ConvertResult> {
+  const precisions = checkPrecisions(opts.precisions ?? PRECISIONS);
+  const dit = await readTorchDit(file, opts);
+  checkWeightDTypes(dit);
+  return await convertInto(file, dst, opts, describeTorchDit(dit), async (work, log) => {
+    if (dit.note) log(dit.note);
+    const checkpoint = await writeTorchWeights(dit, work, "weights/dit", log);
+    const source: ModelSource = {
+      layout: "original",
+      root: file,
+      space: "latent",
+      classNames: null,
+      dit: { config: dit.config, checkpoint },
+    };
+    return await build(source, work, precisions, opts.copyWeights ?? false, log);
   });
 }
 
@@ -192,7 +222,7 @@ async function build(
     : copy
     ? "copied"
     : "copied (hard links not possible here)";
-  log(`weights: ${howPlaced} ${stats.linked + stats.copied} file(s) into weights/`);
+  if (stats.linked + stats.copied > 0) log(`weights: ${howPlaced} ${stats.linked + stats.copied} file(s) into weights/`);
 
   const cfg = source.dit.config;
   const ditSrc = weightSource(source.dit.checkpoint, locator(ditFiles));
@@ -285,6 +315,11 @@ async function placeWeights(
   for (const file of ckpt.files) {
     const name = basename(file);
     const to = join(dir, name);
+    // Already written into the bundle (weights converted from a PyTorch checkpoint).
+    if (file === to) {
+      placed.set(file, `${folder}/${name}`);
+      continue;
+    }
     try {
       if (copy) throw new Error("copy requested");
       // A hard link costs no space and, unlike a symlink, ONNX Runtime accepts it.

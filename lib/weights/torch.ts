@@ -9,7 +9,7 @@
 import { basename } from "node:path";
 import { ForaError } from "../errors.ts";
 import { isKind, type PyDict, type PyValue, type Storage, TORCH_ITEM_SIZE, type TorchDType, type TorchTensor, unpickle } from "./pickle.ts";
-import { openForRead, readAt } from "./safetensors.ts";
+import { isPickledPath, looksPickled, openForRead, readAt } from "./safetensors.ts";
 import { hasZipMagic, readEntry, readZipDirectory, type ZipArchive, type ZipEntry } from "./zip.ts";
 
 export interface TorchCheckpoint {
@@ -29,28 +29,25 @@ function fail(path: string, message: string): never {
   throw new ForaError("weights", `${path}: ${message}`);
 }
 
-/** Whether the file starts like a PyTorch checkpoint: a zip archive, or a raw pickle (the legacy format). */
-export async function looksLikeTorchFile(path: string): Promise<boolean> {
+/** Whether `path` is a file to read as a PyTorch checkpoint: by its name (.pt, .pth, .bin, .ckpt) or its first bytes. */
+export async function isTorchFile(path: string): Promise<boolean> {
+  const info = await Deno.stat(path).catch(() => undefined);
+  if (!info?.isFile) return false;
+  if (isPickledPath(path)) return true;
+  return looksPickled(await readHead(path));
+}
+
+async function readHead(path: string): Promise<Uint8Array> {
   const file = await openForRead(path);
   try {
-    const size = (await file.stat()).size;
-    if (size < 4) return false;
-    const prefix = await readAt(file, path, 0, 4);
-    return hasZipMagic(prefix) || (prefix[0] === 0x80 && prefix[1] >= 2 && prefix[1] <= 5);
+    return await readAt(file, path, 0, Math.min(8, (await file.stat()).size));
   } finally {
     file.close();
   }
 }
 
 export async function readTorchCheckpoint(path: string): Promise<TorchCheckpoint> {
-  const head = await (async () => {
-    const file = await openForRead(path);
-    try {
-      return await readAt(file, path, 0, Math.min(4, (await file.stat()).size));
-    } finally {
-      file.close();
-    }
-  })();
+  const head = await readHead(path);
   if (!hasZipMagic(head)) {
     if (head[0] === 0x80) {
       fail(
