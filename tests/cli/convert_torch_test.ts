@@ -1,0 +1,138 @@
+/**
+ * `fora convert FILE.pt DST` end to end on checkpoints written by torch.save
+ * (tools/reference/make_torch_fixtures.py): each converted bundle generates exactly the
+ * latents of the same weights converted from safetensors; hostile files exit 1 with one line,
+ * run nothing and leave nothing at DST.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { FIXTURES, listDir, ROOT, TINY_ORIGINAL, withTempDir } from "../bundle/helpers.ts";
+import { readNpy } from "../../lib/io/npy.ts";
+import { readTorchStateDict } from "../../lib/bundle/torch_source.ts";
+import { tensorRange } from "../../lib/weights/torch.ts";
+import { CLI_PERMISSIONS, type CliResult, lines, runFora } from "./run.ts";
+
+const TORCH = join(FIXTURES, "torch");
+
+/** A few DDIM steps with FORA caching and guidance: every graph kind the sampler uses runs. */
+async function latents(bundle: string, out: string, classes: number[]): Promise<Float32Array> {
+  const npy = join(out, `${crypto.randomUUID()}.npy`);
+  const g = await runFora(
+    "generate",
+    "-m",
+    bundle,
+    ...classes.flatMap((c) => ["--class", String(c)]),
+    "--sampler",
+    "ddim",
+    "--steps",
+    "8",
+    "-N",
+    "3",
+    "--seed",
+    "11",
+    "--device",
+    "cpu",
+    "--precision",
+    "fp32",
+    "--latents-out",
+    npy,
+    "-o",
+    join(out, "png"),
+  );
+  assert.equal(g.code, 0, g.stderr);
+  return (await readNpy(npy)).data as Float32Array;
+}
+
+for (
+  const [label, file, reference, heads, classes, says] of [
+    ["plain fp32 state dict", "dit-tiny.pt", TINY_ORIGINAL, "4", [3, 7], undefined],
+    ["training checkpoint (fp16 ema, a non-contiguous view)", "dit-tiny-train.pt", TINY_ORIGINAL, "4", [3, 7], /"ema" weights/],
+    ["bf16 state dict with a non-contiguous view", "dit-micro-bf16.pt", join(TORCH, "dit-micro"), "2", [0, 2], undefined],
+  ] as const
+) {
+  Deno.test(`fora convert ${label}: fora generate gives the latents of the same weights from safetensors`, async () => {
+    await withTempDir(async (tmp) => {
+      const fromPt = join(tmp, "from-pt");
+      const c = await runFora("convert", join(TORCH, file), fromPt, "--num-heads", heads, "--precision", "fp32");
+      assert.equal(c.code, 0, c.stderr);
+      assert.match(c.stderr, new RegExp(`weights: wrote \\d+ tensors from ${file.replace(".", "\\.")} to weights/dit/model\\.safetensors`));
+      if (says) assert.match(c.stderr, says);
+      assert.deepEqual(await listDir(join(fromPt, "weights", "dit")), ["model.safetensors"], "nothing pickled in the bundle");
+      const fromSt = join(tmp, "from-safetensors");
+      const r = await runFora("convert", reference, fromSt, "--precision", "fp32", "-q");
+      assert.equal(r.code, 0, r.stderr);
+      const a = await latents(fromPt, tmp, [...classes]);
+      const b = await latents(fromSt, tmp, [...classes]);
+      assert.equal(a.length, b.length);
+      assert.ok(a.some((v) => v !== 0));
+      assert.deepEqual(a, b);
+    });
+  });
+}
+
+Deno.test("fora convert FILE.pt: the heads come from the published sizes, else --num-heads, which the error asks for", async () => {
+  await withTempDir(async (tmp) => {
+    const r = await runFora("convert", join(TORCH, "dit-tiny.pt"), join(tmp, "b"));
+    assert.equal(r.code, 2);
+    assert.deepEqual(lines(r.stderr), [
+      `error: ${join(TORCH, "dit-tiny.pt")}: hidden size 64 is none of the published DiT sizes (1152, 1024, 768, 384), ` +
+      `so the number of heads is unknown; pass --num-heads H`,
+    ]);
+    const f = await runFora("convert", TINY_ORIGINAL, join(tmp, "c"), "--num-heads", "4");
+    assert.equal(f.code, 2);
+    assert.match(lines(f.stderr)[0], /--num-heads applies to PyTorch checkpoints/);
+    assert.deepEqual(await listDir(tmp), []);
+  });
+});
+
+Deno.test("fora convert FILE.pt refuses a pos_embed that is not the sin-cos table the graph computes", async () => {
+  await withTempDir(async (tmp) => {
+    // Same file, one pos_embed value changed in place: the F32 storage bytes of token 0, channel 0 (sin 0 = 0).
+    const bytes = await Deno.readFile(join(TORCH, "dit-tiny.pt"));
+    const sd = await readTorchStateDict(join(TORCH, "dit-tiny.pt"));
+    const at = tensorRange(sd.ckpt, sd.tensors.get("pos_embed")!)!.offset;
+    new DataView(bytes.buffer).setFloat32(at, 0.5, true);
+    const src = join(tmp, "DiT-edited.pt");
+    await Deno.writeFile(src, bytes);
+    const r = await runFora("convert", src, join(tmp, "b"), "--num-heads", "4");
+    assert.equal(r.code, 1);
+    assert.deepEqual(lines(r.stderr), [
+      `error: ${src}: pos_embed differs from the fixed 2D sin-cos table by 0.5 (token 0, channel 0); ` +
+      `fora computes that table in the graph, so this model would not run as trained`,
+    ]);
+    assert.deepEqual(await listDir(tmp), ["DiT-edited.pt"]);
+  });
+});
+
+/** The CLI run from `cwd`, where a pickle's shell command would write its file. */
+async function runForaIn(cwd: string, ...args: string[]): Promise<CliResult> {
+  const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-q", ...CLI_PERMISSIONS, join(ROOT, "cli", "main.ts"), ...args],
+    cwd,
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).output();
+  const dec = new TextDecoder();
+  return { code, stdout: dec.decode(stdout), stderr: dec.decode(stderr) };
+}
+
+const hostile: string[] = [];
+for await (const e of Deno.readDir(join(TORCH, "hostile"))) hostile.push(e.name);
+
+for (const name of hostile.sort()) {
+  Deno.test(`fora convert hostile/${name}: exit 1, one line naming the file, nothing run, nothing at DST`, async () => {
+    await withTempDir(async (tmp) => {
+      const src = join(tmp, name);
+      await Deno.copyFile(join(TORCH, "hostile", name), src);
+      const r = await runForaIn(tmp, "convert", src, join(tmp, "bundle"), "--num-heads", "4");
+      assert.equal(r.code, 1, r.stderr);
+      const errLines = lines(r.stderr);
+      assert.equal(errLines.length, 1, r.stderr);
+      assert.match(errLines[0], new RegExp(`^error: ${src.replaceAll(".", "\\.")}: `));
+      assert.doesNotMatch(r.stderr, /\n\s+at /);
+      // The os.system fixtures would write pickle-ran.txt into the working folder (tmp) if unpickled by Python.
+      assert.deepEqual(await listDir(tmp), [name], "no bundle, no temporary folder, no file made by the pickle");
+    });
+  });
+}
