@@ -65,7 +65,7 @@ export async function readTorchCheckpoint(path: string): Promise<TorchCheckpoint
   }
   const prefix = pkl[0].slice(0, -"data.pkl".length);
   const stray = [...zip.entries.keys()].find((n) => !n.startsWith(prefix));
-  if (stray !== undefined) fail(path, `zip entry ${JSON.stringify(stray)} lies outside the checkpoint's folder ${prefix}`);
+  if (stray !== undefined) fail(path, `zip entry ${JSON.stringify(stray)} lies outside the checkpoint's folder ${JSON.stringify(prefix)}`);
   await checkHeader(zip, prefix);
 
   const pklEntry = zip.entries.get(pkl[0])!;
@@ -76,7 +76,10 @@ export async function readTorchCheckpoint(path: string): Promise<TorchCheckpoint
     checkStorage(s) {
       const entry = zip.entries.get(`${prefix}data/${s.key}`);
       if (entry === undefined) {
-        fail(path, `the pickle names storage ${JSON.stringify(s.key)}, but the archive has no ${prefix}data/${s.key}`);
+        fail(
+          path,
+          `the pickle names storage ${JSON.stringify(s.key)}, but the archive has no entry ${JSON.stringify(`${prefix}data/${s.key}`)}`,
+        );
       }
       const bytes = s.numel * TORCH_ITEM_SIZE[s.dtype];
       if (bytes > entry.size) {

@@ -276,6 +276,6 @@ Deno.test("the legacy (pre-1.6) format and big-endian files are refused with how
   await refusedZip(buildZip([{ name: "archive/other.bin", data: PKL }]), "without <name>/data.pkl");
   await refusedZip(
     buildZip([{ name: "archive/data.pkl", data: PKL }, { name: "elsewhere/x", data: PKL }]),
-    `"elsewhere/x" lies outside the checkpoint's folder archive/`,
+    `"elsewhere/x" lies outside the checkpoint's folder "archive/"`,
   );
 });
