@@ -35,9 +35,16 @@ import {
 } from "./manifest.ts";
 import { type ModelSource, readModelSource } from "./source.ts";
 import { FORA_VERSION } from "./version.ts";
-import { checkWeightDTypes, describeTorchDit, readTorchDit, writeTorchWeights } from "./torch_source.ts";
+import { planTorchConversion } from "./torch_source.ts";
 import { isTorchFile } from "../weights/torch.ts";
-import { buildPixartBundle, describePixartSource, isPixartPipeline, type PixartManifest, readPixartSource } from "./pixart.ts";
+import {
+  buildPixartBundle,
+  describePixartSource,
+  isPixartPipeline,
+  type PixartManifest,
+  type PixartSource,
+  readPixartSource,
+} from "./pixart.ts";
 
 export interface ConvertOptions {
   /** Replace a non-empty DST. */
@@ -54,7 +61,13 @@ export interface ConvertOptions {
   log?: (line: string) => void;
   /** Heads of a PyTorch checkpoint's transformer whose hidden size is none of the published ones. */
   numHeads?: number;
+  /** With a PixArt-alpha .pth: the T5 encoder's folder. */
+  textEncoder?: string;
+  /** With a .pt / .pth: the VAE's folder. */
+  vae?: string;
 }
+
+type PixartResult = { manifest: PixartManifest; linked: number; copied: number };
 
 export interface ConvertResult {
   /** Absolute path of the bundle. */
@@ -86,45 +99,50 @@ export async function convertAnyBundle(
   opts: ConvertOptions = {},
 ): Promise<{ dir: string; manifest: Manifest | PixartManifest; linked: number; copied: number }> {
   const root = resolve(src);
-  if (await isTorchFile(root)) return await convertTorchDit(root, dst, opts);
-  if (opts.numHeads !== undefined) {
-    throw new ForaError(
-      "usage",
-      `--num-heads applies to PyTorch checkpoints (.pt, .pth); ${root} is a folder whose config gives the heads`,
-    );
+  if (await isTorchFile(root)) return await convertTorchFile(root, dst, opts);
+  for (const [flag, given] of [["--num-heads", opts.numHeads], ["--t5", opts.textEncoder], ["--vae", opts.vae]] as const) {
+    if (given !== undefined) {
+      throw new ForaError(
+        "usage",
+        `${flag} applies to PyTorch checkpoint files (.pt, .pth); ${root} is a model folder, which names its parts`,
+      );
+    }
   }
   if (!(await isPixartPipeline(root))) return await convertBundle(src, dst, opts);
   const precisions = checkPrecisions(opts.precisions ?? PRECISIONS);
   const source = await readPixartSource(root);
-  return await convertInto(root, dst, opts, describePixartSource(source), async (work, log) => {
-    const stats = { linked: 0, copied: 0 };
-    const manifest = await buildPixartBundle(source, work, precisions, {
-      placeWeights: (ckpt, w, folder) => placeWeights(ckpt, w, folder, opts.copyWeights ?? false, stats),
-      weightsEntry,
-      listFiles,
-    }, log);
-    await writeManifest(work, manifest);
-    return { manifest, ...stats };
+  return await convertInto(root, dst, opts, describePixartSource(source), (work, log) => buildPixart(source, work, precisions, opts, log));
+}
+
+/** A `.pt` / `.pth` as torch.save wrote it: read and checked whole before anything is written; the bundle gets safetensors. */
+async function convertTorchFile(
+  file: string,
+  dst: string,
+  opts: ConvertOptions,
+): Promise<{ dir: string } & (Omit<ConvertResult, "dir"> | PixartResult)> {
+  const precisions = checkPrecisions(opts.precisions ?? PRECISIONS);
+  const plan = await planTorchConversion(file, opts);
+  return await convertInto(file, dst, opts, plan.description, async (work, log) => {
+    if (plan.kind === "dit") return await build(await plan.stage(work, log), work, precisions, opts.copyWeights ?? false, log);
+    return await buildPixart(await plan.stage(work, log), work, precisions, opts, log);
   });
 }
 
-/** A DiT `.pt` as torch.save wrote it: read and checked whole before anything is written; the bundle gets safetensors. */
-async function convertTorchDit(file: string, dst: string, opts: ConvertOptions): Promise<ConvertResult> {
-  const precisions = checkPrecisions(opts.precisions ?? PRECISIONS);
-  const dit = await readTorchDit(file, opts);
-  checkWeightDTypes(dit);
-  return await convertInto(file, dst, opts, describeTorchDit(dit), async (work, log) => {
-    if (dit.note) log(dit.note);
-    const checkpoint = await writeTorchWeights(dit, work, "weights/dit", log);
-    const source: ModelSource = {
-      layout: "original",
-      root: file,
-      space: "latent",
-      classNames: null,
-      dit: { config: dit.config, checkpoint },
-    };
-    return await build(source, work, precisions, opts.copyWeights ?? false, log);
-  });
+async function buildPixart(
+  source: PixartSource,
+  work: string,
+  precisions: Precision[],
+  opts: ConvertOptions,
+  log: (line: string) => void,
+): Promise<PixartResult> {
+  const stats = { linked: 0, copied: 0 };
+  const manifest = await buildPixartBundle(source, work, precisions, {
+    placeWeights: (ckpt, w, folder) => placeWeights(ckpt, w, folder, opts.copyWeights ?? false, stats),
+    weightsEntry,
+    listFiles,
+  }, log);
+  await writeManifest(work, manifest);
+  return { manifest, ...stats };
 }
 
 /** Builds in a hidden folder next to DST and renames it into place when complete. */

@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { FIXTURES, listDir, ROOT, TINY_ORIGINAL, withTempDir } from "../bundle/helpers.ts";
+import { copyTree, exists, FIXTURES, listDir, ROOT, TINY_DIFFUSERS, TINY_ORIGINAL, withTempDir } from "../bundle/helpers.ts";
 import { readNpy } from "../../lib/io/npy.ts";
 import { readTorchStateDict } from "../../lib/bundle/torch_source.ts";
 import { tensorRange } from "../../lib/weights/torch.ts";
@@ -14,16 +14,14 @@ import { CLI_PERMISSIONS, type CliResult, lines, runFora } from "./run.ts";
 
 const TORCH = join(FIXTURES, "torch");
 
-/** A few DDIM steps with FORA caching and guidance: every graph kind the sampler uses runs. */
-async function latents(bundle: string, out: string, classes: number[]): Promise<Float32Array> {
+/** A few steps with FORA caching and guidance: every graph kind the sampler uses runs. */
+async function latents(bundle: string, out: string, conditions: string[]): Promise<Float32Array> {
   const npy = join(out, `${crypto.randomUUID()}.npy`);
   const g = await runFora(
     "generate",
     "-m",
     bundle,
-    ...classes.flatMap((c) => ["--class", String(c)]),
-    "--sampler",
-    "ddim",
+    ...conditions,
     "--steps",
     "8",
     "-N",
@@ -43,17 +41,22 @@ async function latents(bundle: string, out: string, classes: number[]): Promise<
   return (await readNpy(npy)).data as Float32Array;
 }
 
+const classes = (...ids: number[]) => ids.flatMap((c) => ["--class", String(c)]);
+
 for (
-  const [label, file, reference, heads, classes, says] of [
-    ["plain fp32 state dict", "dit-tiny.pt", TINY_ORIGINAL, "4", [3, 7], undefined],
-    ["training checkpoint (fp16 ema, a non-contiguous view)", "dit-tiny-train.pt", TINY_ORIGINAL, "4", [3, 7], /"ema" weights/],
-    ["bf16 state dict with a non-contiguous view", "dit-micro-bf16.pt", join(TORCH, "dit-micro"), "2", [0, 2], undefined],
+  const [label, file, reference, heads, conditions, says, more] of [
+    ["plain fp32 state dict (and a VAE folder)", "dit-tiny.pt", TINY_ORIGINAL, "4", classes(3, 7), undefined, [
+      "--vae",
+      join(TINY_DIFFUSERS, "vae"),
+    ]],
+    ["training checkpoint (fp16 ema, a non-contiguous view)", "dit-tiny-train.pt", TINY_ORIGINAL, "4", classes(3, 7), /"ema" weights/, []],
+    ["bf16 state dict with a non-contiguous view", "dit-micro-bf16.pt", join(TORCH, "dit-micro"), "2", classes(0, 2), undefined, []],
   ] as const
 ) {
   Deno.test(`fora convert ${label}: fora generate gives the latents of the same weights from safetensors`, async () => {
     await withTempDir(async (tmp) => {
       const fromPt = join(tmp, "from-pt");
-      const c = await runFora("convert", join(TORCH, file), fromPt, "--num-heads", heads, "--precision", "fp32");
+      const c = await runFora("convert", join(TORCH, file), fromPt, "--num-heads", heads, "--precision", "fp32", ...more);
       assert.equal(c.code, 0, c.stderr);
       assert.match(c.stderr, new RegExp(`weights: wrote \\d+ tensors from ${file.replace(".", "\\.")} to weights/dit/model\\.safetensors`));
       if (says) assert.match(c.stderr, says);
@@ -61,14 +64,52 @@ for (
       const fromSt = join(tmp, "from-safetensors");
       const r = await runFora("convert", reference, fromSt, "--precision", "fp32", "-q");
       assert.equal(r.code, 0, r.stderr);
-      const a = await latents(fromPt, tmp, [...classes]);
-      const b = await latents(fromSt, tmp, [...classes]);
+      assert.equal(await exists(join(fromPt, "vae-decoder.fp32.onnx")), more.length > 0);
+      const a = await latents(fromPt, tmp, [...conditions, "--sampler", "ddim"]);
+      const b = await latents(fromSt, tmp, [...conditions, "--sampler", "ddim"]);
       assert.equal(a.length, b.length);
       assert.ok(a.some((v) => v !== 0));
       assert.deepEqual(a, b);
     });
   });
 }
+
+Deno.test("fora convert PixArt .pth with a T5 of .bin shards: fora generate gives the latents of the same weights from safetensors", async () => {
+  await withTempDir(async (tmp) => {
+    const pipeline = join(FIXTURES, "pixart-tiny", "diffusers");
+    // PixArt's own layout: the T5 folder holds the tokenizer files next to the weights.
+    const t5 = join(tmp, "t5-v1_1");
+    await copyTree(join(TORCH, "pixart-t5"), t5);
+    await Deno.copyFile(join(pipeline, "text_encoder", "config.json"), join(t5, "config.json"));
+    for (const f of await listDir(join(pipeline, "tokenizer"))) await Deno.copyFile(join(pipeline, "tokenizer", f), join(t5, f));
+    const fromPth = join(tmp, "from-pth");
+    const args = ["--t5", t5, "--vae", join(pipeline, "vae"), "--precision", "fp32"];
+    const c = await runFora("convert", join(TORCH, "PixArt-tiny.pth"), fromPth, "--num-heads", "4", ...args);
+    assert.equal(c.code, 0, c.stderr);
+    assert.match(c.stderr, /wrote 21 tensors from pytorch_model-00001-of-00002\.bin, pytorch_model-00002-of-00002\.bin to weights\/t5/);
+    assert.deepEqual(await listDir(join(fromPth, "weights", "pixart")), ["model.safetensors"]);
+
+    // The reference: the diffusers pipeline with the same original-named transformer weights in safetensors.
+    const ref = join(tmp, "ref");
+    await copyTree(pipeline, ref);
+    await Deno.copyFile(
+      join(FIXTURES, "pixart-tiny", "original", "model.safetensors"),
+      join(ref, "transformer", "diffusion_pytorch_model.safetensors"),
+    );
+    const fromSt = join(tmp, "from-safetensors");
+    const r = await runFora("convert", ref, fromSt, "--precision", "fp32", "-q");
+    assert.equal(r.code, 0, r.stderr);
+    const prompts = ["--prompt", "a red fox in the snow", "--prompt", "two cats"];
+    const a = await latents(fromPth, tmp, prompts);
+    const b = await latents(fromSt, tmp, prompts);
+    assert.ok(a.some((v) => v !== 0));
+    assert.deepEqual(a, b);
+
+    const missing = await runFora("convert", join(TORCH, "PixArt-tiny.pth"), join(tmp, "x"), "--num-heads", "4");
+    assert.equal(missing.code, 2);
+    assert.match(lines(missing.stderr)[0], /is a PixArt-alpha checkpoint: also pass --t5 DIR/);
+  });
+});
 
 Deno.test("fora convert FILE.pt: the heads come from the published sizes, else --num-heads, which the error asks for", async () => {
   await withTempDir(async (tmp) => {
@@ -80,7 +121,7 @@ Deno.test("fora convert FILE.pt: the heads come from the published sizes, else -
     ]);
     const f = await runFora("convert", TINY_ORIGINAL, join(tmp, "c"), "--num-heads", "4");
     assert.equal(f.code, 2);
-    assert.match(lines(f.stderr)[0], /--num-heads applies to PyTorch checkpoints/);
+    assert.match(lines(f.stderr)[0], /--num-heads applies to PyTorch checkpoint files/);
     assert.deepEqual(await listDir(tmp), []);
   });
 });

@@ -11,6 +11,10 @@ fixtures/dit-tiny/original/model.safetensors, so converting either must give the
   dit-micro-bf16.pt      a 1-block, hidden-32 DiT in bf16 with a transposed (non-contiguous) view
   dit-micro/             the same micro weights (as F32) in the original layout: config.json + model.safetensors
   dtypes.pt, dtypes.json small tensors of every storage type, views, and their expected values
+  PixArt-tiny.pth        {"state_dict": fixtures/pixart-tiny/original's weights in fp16, plus pos_embed}, as PixArt's
+                         released .pth files are laid out
+  pixart-t5/             fixtures/pixart-tiny's T5 encoder as transformers' sharded .bin files (fp16):
+                         pytorch_model-0000N-of-00002.bin and pytorch_model.bin.index.json
   hostile/*.pt           zip archives laid out as torch.save writes them, whose data.pkl is hostile
 """
 import argparse
@@ -72,6 +76,29 @@ def micro():
             "depth", "hidden_size", "num_heads", "patch_size", "input_size", "in_channels", "num_classes", "learn_sigma")}, f, indent=2)
         f.write("\n")
     st.save(os.path.join(d, "model.safetensors"), as_f32, {"format": "pt"})
+
+
+def pixart():
+    """PixArt's original checkpoint and a .bin-sharded T5, holding exactly the weights of fixtures/pixart-tiny."""
+    weights, _ = st.load(os.path.join(ROOT, "fixtures", "pixart-tiny", "original", "model.safetensors"))
+    sd = collections.OrderedDict((k, torch.from_numpy(weights[k]).half()) for k in sorted(weights))
+    hidden, grid = sd["x_embedder.proj.weight"].shape[0], 4
+    sd["pos_embed"] = pos_embed_2d(hidden, grid)[None].float()
+    save({"state_dict": sd}, "PixArt-tiny.pth")
+    te = os.path.join(ROOT, "fixtures", "pixart-tiny", "diffusers", "text_encoder")
+    with open(os.path.join(te, "model.safetensors.index.json")) as f:
+        index = json.load(f)
+    d = os.path.join(OUT, "pixart-t5")
+    os.makedirs(d, exist_ok=True)
+    weight_map = {}
+    for shard in sorted(set(index["weight_map"].values())):
+        tensors, _ = st.load(os.path.join(te, shard))
+        name = shard.replace("model-", "pytorch_model-").replace(".safetensors", ".bin")
+        torch.save({k: torch.from_numpy(v).half() for k, v in sorted(tensors.items())}, os.path.join(d, name))
+        weight_map.update({k: name for k in tensors})
+    with open(os.path.join(d, "pytorch_model.bin.index.json"), "w") as f:
+        json.dump({"metadata": {"total_size": 0}, "weight_map": dict(sorted(weight_map.items()))}, f, indent=2)
+        f.write("\n")
 
 
 def dtypes():
@@ -150,9 +177,9 @@ def hostile():
     os.makedirs(d)
     for name, pkl in cases.items():
         with zipfile.ZipFile(os.path.join(d, f"{name}.pt"), "w", zipfile.ZIP_STORED) as z:
-            z.writestr("archive/data.pkl", pkl)
-            z.writestr("archive/data/0", bytes(16))  # four float32 zeros: storage "0"
-            z.writestr("archive/version", "3\n")
+            # A fixed timestamp, so that re-running gives byte-identical files.
+            for entry, data in (("data.pkl", pkl), ("data/0", bytes(16)), ("version", b"3\n")):  # data/0: four float32 zeros
+                z.writestr(zipfile.ZipInfo(f"archive/{entry}", date_time=(1980, 1, 1, 0, 0, 0)), data)
     # The fixtures must really be what they claim: Python's own unpickler runs the command.
     with tempfile.TemporaryDirectory() as tmp:
         cwd = os.getcwd()
@@ -181,6 +208,7 @@ def main():
                                           "amsgrad": False, "params": [0, 1]}]}
     save({"model": model, "ema": ema, "opt": opt, "args": args}, "dit-tiny-train.pt")
     micro()
+    pixart()
     dtypes()
     hostile()
     total = sum(os.path.getsize(os.path.join(p, f)) for p, _, fs in os.walk(OUT) for f in fs)
