@@ -104,8 +104,6 @@ export interface PyGlobal {
   name: AllowedName;
 }
 
-type StackValue = PyValue;
-
 const ALLOWED = [
   "collections.OrderedDict",
   "torch._utils._rebuild_tensor_v2",
@@ -171,46 +169,46 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions): PyValue {
     return s;
   };
 
-  const stack: StackValue[] = [];
+  const stack: PyValue[] = [];
   const marks: number[] = [];
-  const memo = new Map<number, StackValue>();
+  const memo = new Map<number, PyValue>();
   const depth = new WeakMap<object, number>();
-  const depthOf = (v: StackValue) => (typeof v === "object" && v !== null ? depth.get(v) ?? 0 : 0);
+  const depthOf = (v: PyValue) => (typeof v === "object" && v !== null ? depth.get(v) ?? 0 : 0);
   /** Records that `child` now sits inside `parent`, refusing nesting beyond the bound. */
-  const nest = (parent: PyList | PyTuple | PyDict | PyNamespace, child: StackValue) => {
+  const nest = (parent: PyList | PyTuple | PyDict | PyNamespace, child: PyValue) => {
     const d = Math.max(depth.get(parent) ?? 1, depthOf(child) + 1);
     if (d > MAX_NESTING) fail(`pickle nests values more than ${MAX_NESTING} levels deep; not a checkpoint`);
     depth.set(parent, d);
   };
-  const pop = (what: string): StackValue => {
+  const pop = (what: string): PyValue => {
     if (stack.length <= (marks.at(-1) ?? 0)) fail(`malformed pickle: ${what} finds no value on the stack (byte ${pos})`);
     return stack.pop()!;
   };
-  const top = (what: string): StackValue => {
+  const top = (what: string): PyValue => {
     if (stack.length <= (marks.at(-1) ?? 0)) fail(`malformed pickle: ${what} finds no value on the stack (byte ${pos})`);
     return stack[stack.length - 1];
   };
-  const popMark = (what: string): StackValue[] => {
+  const popMark = (what: string): PyValue[] => {
     const m = marks.pop();
     if (m === undefined) fail(`malformed pickle: ${what} without a MARK (byte ${pos})`);
     return stack.splice(m);
   };
-  const describe = (v: StackValue): string => {
+  const describe = (v: PyValue): string => {
     if (v === null) return "None";
     if (typeof v !== "object") return typeof v;
     if (v instanceof Uint8Array) return "bytes";
     return v.kind === "global" ? v.name : v.kind;
   };
-  const key = (v: StackValue): PyKey => {
+  const key = (v: PyValue): PyKey => {
     if (v === null || typeof v === "string" || typeof v === "number" || typeof v === "bigint" || typeof v === "boolean") return v;
     return fail(`malformed pickle: a dict key is a ${describe(v)}; checkpoints key dicts by strings and numbers`);
   };
-  const tuple = (items: StackValue[]): PyTuple => {
-    const t: PyTuple = { kind: "tuple", items: items.map((v) => v) };
+  const tuple = (items: PyValue[]): PyTuple => {
+    const t: PyTuple = { kind: "tuple", items };
     for (const v of items) nest(t, v);
     return t;
   };
-  const setItems = (target: StackValue, items: StackValue[]) => {
+  const setItems = (target: PyValue, items: PyValue[]) => {
     if (!isKind(target, "dict")) {
       fail(`malformed pickle: SETITEM(S) on a ${describe(target)} (byte ${pos})`);
     }
@@ -220,7 +218,7 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions): PyValue {
       nest(target, items[i + 1]);
     }
   };
-  const append = (target: StackValue, items: StackValue[]) => {
+  const append = (target: PyValue, items: PyValue[]) => {
     if (!isKind(target, "list")) {
       fail(`malformed pickle: APPEND(S) on a ${describe(target)} (byte ${pos})`);
     }
@@ -244,10 +242,10 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions): PyValue {
     if (b.length > 0 && b[b.length - 1] & 0x80) v -= 1n << BigInt(8 * b.length);
     return int(v);
   };
-  const persistent = (pid: StackValue): Storage => {
+  const persistent = (pid: PyValue): Storage => {
     const items = isKind(pid, "tuple") ? pid.items : undefined;
     const [tag, type, storageKey, _location, numel] = items ?? [];
-    const cls = type as StackValue;
+    const cls = type;
     const ok = items?.length === 5 && tag === "storage" && typeof storageKey === "string" && typeof numel === "number" &&
       Number.isSafeInteger(numel) && numel >= 0 && isKind(cls, "global") && cls.name.startsWith("torch.") && cls.name.endsWith("Storage");
     if (!ok) fail(`malformed pickle: a persistent id that is not ("storage", torch.<Type>Storage, key, location, size) (byte ${pos})`);
@@ -260,7 +258,7 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions): PyValue {
     opts.checkStorage(storage);
     return storage;
   };
-  const reduce = (fn: StackValue, args: StackValue): StackValue => {
+  const reduce = (fn: PyValue, args: PyValue): PyValue => {
     if (!isKind(fn, "global")) {
       return fail(`malformed pickle: REDUCE calls a ${describe(fn)} (byte ${pos})`);
     }
@@ -301,8 +299,8 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions): PyValue {
     if (!empty) fail(`malformed pickle: a tensor with backward hooks; checkpoints carry none (byte ${pos})`);
   };
   const rebuildTensor = (a: readonly PyValue[]): TorchTensor => {
-    const [storage, offset, size, stride, grad, hooks] = a as StackValue[];
-    const ints = (v: StackValue) =>
+    const [storage, offset, size, stride, grad, hooks] = a;
+    const ints = (v: PyValue) =>
       isKind(v, "tuple") && v.items.every((d) => typeof d === "number" && Number.isSafeInteger(d) && d >= 0)
         ? v.items as number[]
         : undefined;
@@ -313,7 +311,7 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions): PyValue {
     if (!ok) {
       fail(`malformed pickle: torch._utils._rebuild_tensor_v2 needs (storage, offset, size, stride, requires_grad, hooks) (byte ${pos})`);
     }
-    checkHooks(hooks as PyValue);
+    checkHooks(hooks);
     const st = storage as Storage;
     const numel = shape!.reduce((n, d) => n * d, 1);
     // The last element the view touches must lie inside the storage.
@@ -326,7 +324,7 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions): PyValue {
     }
     return { kind: "tensor", storage: st, dtype: st.dtype, storageOffset: offset as number, shape: shape!, stride: strides! };
   };
-  const build = (target: StackValue, state: StackValue) => {
+  const build = (target: PyValue, state: PyValue) => {
     const isDict = isKind(state, "dict");
     if (typeof target !== "object" || target === null || target instanceof Uint8Array) {
       return refuse(`BUILD on a ${describe(target)}`);
@@ -343,7 +341,7 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions): PyValue {
     if (target.kind === "dict" && isDict) return;
     refuse(`BUILD on a ${describe(target)}`);
   };
-  const newObject = (cls: StackValue, args: StackValue, kwargs?: StackValue) => {
+  const newObject = (cls: PyValue, args: PyValue, kwargs?: PyValue) => {
     if (!isKind(cls, "global")) {
       return fail(`malformed pickle: NEWOBJ of a ${describe(cls)} (byte ${pos})`);
     }
@@ -452,7 +450,7 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions): PyValue {
       case 0x86: // TUPLE2
       case 0x87: { // TUPLE3
         const n = op - 0x84;
-        const items: StackValue[] = [];
+        const items: PyValue[] = [];
         for (let i = 0; i < n; i++) items.unshift(pop(`TUPLE${n}`));
         stack.push(tuple(items));
         break;
@@ -589,7 +587,7 @@ export function isTensor(v: unknown): v is TorchTensor {
   return isKind(v, "tensor");
 }
 
-type Kinded = Exclude<StackValue, null | boolean | number | bigint | string | Uint8Array>;
+type Kinded = Exclude<PyValue, null | boolean | number | bigint | string | Uint8Array>;
 
 export function isKind<K extends Kinded["kind"]>(v: unknown, kind: K): v is Extract<Kinded, { kind: K }> {
   return typeof v === "object" && v !== null && !(v instanceof Uint8Array) && (v as { kind?: string }).kind === kind;
