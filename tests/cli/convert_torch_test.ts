@@ -10,6 +10,7 @@ import { copyTree, exists, FIXTURES, listDir, ROOT, TINY_DIFFUSERS, TINY_ORIGINA
 import { readNpy } from "../../lib/io/npy.ts";
 import { readTorchStateDict } from "../../lib/bundle/torch_source.ts";
 import { tensorRange } from "../../lib/weights/torch.ts";
+import { buildZip, torchZip } from "../weights/zip_helpers.ts";
 import { CLI_PERMISSIONS, type CliResult, lines, runFora } from "./run.ts";
 
 const TORCH = join(FIXTURES, "torch");
@@ -174,6 +175,38 @@ for (const name of hostile.sort()) {
       assert.doesNotMatch(r.stderr, /\n\s+at /);
       // The os.system fixtures would write pickle-ran.txt into the working folder (tmp) if unpickled by Python.
       assert.deepEqual(await listDir(tmp), [name], "no bundle, no temporary folder, no file made by the pickle");
+    });
+  });
+}
+
+/** Hostile archives around a valid pickle (an empty dict), written byte by byte. */
+const EMPTY_DICT = new Uint8Array([0x80, 0x02, 0x7d, 0x2e]);
+const HOSTILE_ZIPS: Record<string, () => Uint8Array> = {
+  "dotdot-name": () => buildZip([{ name: "../archive/data.pkl", data: EMPTY_DICT }]),
+  "absolute-name": () => buildZip([{ name: "/archive/data.pkl", data: EMPTY_DICT }]),
+  "zip-bomb": () => {
+    const inner = buildZip([{ name: "archive/data/1", data: new Uint8Array(32) }]).subarray(0, 30 + 14 + 32);
+    return buildZip([
+      { name: "archive/data/0", data: inner },
+      { name: "archive/data.pkl", data: EMPTY_DICT },
+      { name: "archive/data/1", data: new Uint8Array(32), headerAt: 30 + "archive/data/0".length },
+    ]);
+  },
+  "truncated": () => torchZip(EMPTY_DICT).subarray(0, 100),
+  "compressed": () => buildZip([{ name: "archive/data.pkl", data: EMPTY_DICT, method: 8 }]),
+  "size-beyond-file": () => buildZip([{ name: "archive/data.pkl", data: EMPTY_DICT, declaredSize: 1 << 30 }]),
+};
+
+for (const [name, bytes] of Object.entries(HOSTILE_ZIPS)) {
+  Deno.test(`fora convert of a hostile archive (${name}): exit 1, one line naming the file, nothing at DST`, async () => {
+    await withTempDir(async (tmp) => {
+      const src = join(tmp, `${name}.pt`);
+      await Deno.writeFile(src, bytes());
+      const r = await runForaIn(tmp, "convert", src, join(tmp, "bundle"));
+      assert.equal(r.code, 1, r.stderr);
+      assert.equal(lines(r.stderr).length, 1, r.stderr);
+      assert.ok(lines(r.stderr)[0].startsWith(`error: ${src}: `), r.stderr);
+      assert.deepEqual(await listDir(tmp), [`${name}.pt`]);
     });
   });
 }
