@@ -183,6 +183,40 @@ Deno.test("the unpickler reads protocol 2-5 values: ints of every width, floats,
   assert.deepEqual(pair.items, [true, false]);
 });
 
+Deno.test("the unpickler reads what Python's own pickler writes at protocol 2 for bytes and argparse.Namespace", () => {
+  // pickle.dumps(b"ab\xff", protocol=2) and pickle.dumps(argparse.Namespace(x=1), protocol=2), byte for byte.
+  const bytes = run(
+    pickle([128, 2], "c_codecs\nencode\nq", [0, 88, 4, 0, 0, 0, 97, 98, 195, 191, 113, 1, 88, 6, 0, 0, 0], "latin1q", [
+      2,
+      134,
+      113,
+      3,
+      82,
+      113,
+      4,
+      46,
+    ]),
+  );
+  assert.deepEqual(bytes, new Uint8Array([0x61, 0x62, 0xff]));
+  const ns = run(
+    pickle([128, 2], "cargparse\nNamespace\nq", [0, 41, 129, 113, 1, 125, 113, 2, 88, 1, 0, 0, 0, 120, 113, 3, 75, 1, 115, 98, 46]),
+  );
+  assert.ok(isKind(ns, "namespace"));
+  assert.deepEqual([...ns.fields], [["x", 1]]);
+});
+
+Deno.test("allowed names are refused when used otherwise than torch.save uses them", async () => {
+  await assertWeightsError(() => run(pickle([0x80, 2], "cargparse\nNamespace\n)R.")), "refused", "REDUCE on argparse.Namespace");
+  await assertWeightsError(
+    () => run(pickle([0x80, 2], "cargparse\nNamespace\nK", [1], "\x85\x81.")),
+    "argparse.Namespace created with arguments",
+  );
+  await assertWeightsError(() => run(pickle([0x80, 2], "c_codecs\nencode\nK", [1], "\x85R.")), 'encode(str, "latin1")');
+  await assertWeightsError(() => run(pickle([0x80, 2], "ccollections\nOrderedDict\nK", [1], "\x85R.")), "called with arguments");
+  await assertWeightsError(() => run(pickle([0x80, 2], "ctorch._utils\n_rebuild_tensor_v2\n)R.")), "needs (storage, offset, size, stride");
+  await assertWeightsError(() => run(pickle([0x80, 2], "K", [1], "]b.")), "BUILD on a number");
+});
+
 Deno.test("the unpickler refuses sets, extension codes, protocol 5 buffers and text opcodes", async () => {
   await assertWeightsError(() => run(pickle([0x80, 4, 0x8f], ".")), "x.pt", "a set");
   await assertWeightsError(() => run(pickle([0x80, 2, 0x82, 1], ".")), "extension registry");

@@ -111,9 +111,10 @@ def dtypes():
         "u8": torch.arange(0, 6, dtype=torch.uint8), "bool": torch.tensor([True, False, True]),
         "transposed": base.float().t(), "column": base.float()[:, 2], "offset_rows": base.float()[1:3],
         "scalar": torch.tensor(2.5), "empty": torch.zeros(0, 3),
+        "parameter": torch.nn.Parameter(base.float()[2:]),  # pickled through torch._utils._rebuild_parameter
     }
     save(tensors, "dtypes.pt")
-    expected = {k: {"shape": list(v.shape), "values": v.double().flatten().tolist(), "contiguous": v.is_contiguous()}
+    expected = {k: {"shape": list(v.shape), "values": v.detach().double().flatten().tolist(), "contiguous": v.is_contiguous()}
                 for k, v in tensors.items()}
     with open(os.path.join(OUT, "dtypes.json"), "w") as f:
         json.dump(expected, f, indent=1)
