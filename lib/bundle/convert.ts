@@ -26,6 +26,7 @@ import {
   ditGraphFile,
   type FileEntry,
   FLOAT_PRECISIONS,
+  type FloatPrecision,
   floatPrecision,
   GUIDANCES,
   type Manifest,
@@ -40,7 +41,16 @@ import {
 import { type ModelSource, readModelSource } from "./source.ts";
 import { FORA_VERSION } from "./version.ts";
 import { newWorkFolder } from "./work_folder.ts";
-import { buildPixartBundle, describePixartSource, isPixartPipeline, type PixartManifest, readPixartSource } from "./pixart.ts";
+import { planTorchConversion } from "./torch_source.ts";
+import { isTorchFile } from "../weights/torch.ts";
+import {
+  buildPixartBundle,
+  describePixartSource,
+  isPixartPipeline,
+  type PixartManifest,
+  type PixartSource,
+  readPixartSource,
+} from "./pixart.ts";
 
 export interface ConvertOptions {
   /** Replace a non-empty DST. */
@@ -60,7 +70,15 @@ export interface ConvertOptions {
   log?: (line: string) => void;
   /** Aborted with "SIGINT" or "SIGTERM" as reason: stop, remove the work folder, throw `interrupted`. */
   signal?: AbortSignal;
+  /** Heads of a PyTorch checkpoint's transformer whose hidden size is none of the published ones. */
+  numHeads?: number;
+  /** With a PixArt-alpha .pth: the T5 encoder's folder. */
+  textEncoder?: string;
+  /** With a .pt / .pth: the VAE's folder. */
+  vae?: string;
 }
+
+type PixartResult = { manifest: PixartManifest; linked: number; copied: number };
 
 export interface ConvertResult {
   /** Absolute path of the bundle. */
@@ -92,25 +110,63 @@ export async function convertAnyBundle(
   opts: ConvertOptions = {},
 ): Promise<{ dir: string; manifest: Manifest | PixartManifest; linked: number; copied: number }> {
   const root = resolve(src);
-  if (!(await isPixartPipeline(root))) return await convertBundle(src, dst, opts);
-  const precisions = checkPrecisions(opts.precisions ?? FLOAT_PRECISIONS);
-  if (precisions.includes("int8")) {
-    throw new ForaError(
-      "usage",
-      "--precision int8 is built for DiT bundles only; convert this PixArt-alpha pipeline with fp32 and/or fp16",
-    );
+  if (await isTorchFile(root)) return await convertTorchFile(root, dst, opts);
+  for (const [flag, given] of [["--num-heads", opts.numHeads], ["--t5", opts.textEncoder], ["--vae", opts.vae]] as const) {
+    if (given !== undefined) {
+      throw new ForaError(
+        "usage",
+        `${flag} applies to PyTorch checkpoint files (.pt, .pth); ${root} is a model folder, which names its parts`,
+      );
+    }
   }
+  if (!(await isPixartPipeline(root))) return await convertBundle(src, dst, opts);
+  const precisions = pixartPrecisions(checkPrecisions(opts.precisions ?? FLOAT_PRECISIONS));
   const source = await readPixartSource(root);
-  return await convertInto(root, dst, opts, describePixartSource(source), async (work, log) => {
-    const stats = { linked: 0, copied: 0 };
-    const manifest = await buildPixartBundle(source, work, precisions.map(floatPrecision), {
-      placeWeights: (ckpt, w, folder) => placeWeights(ckpt, w, folder, opts.copyWeights ?? false, stats),
-      weightsEntry,
-      listFiles,
-    }, log);
-    await writeManifest(work, manifest);
-    return { manifest, ...stats };
+  return await convertInto(root, dst, opts, describePixartSource(source), (work, log) => buildPixart(source, work, precisions, opts, log));
+}
+
+/** A `.pt` / `.pth` as torch.save wrote it: read and checked whole before anything is written; the bundle gets safetensors. */
+async function convertTorchFile(
+  file: string,
+  dst: string,
+  opts: ConvertOptions,
+): Promise<{ dir: string } & (Omit<ConvertResult, "dir"> | PixartResult)> {
+  const precisions = checkPrecisions(opts.precisions ?? FLOAT_PRECISIONS);
+  const plan = await planTorchConversion(file, opts);
+  if (plan.kind === "dit") {
+    return await convertInto(file, dst, opts, plan.description, async (work, log) => {
+      return await build(await plan.stage(work, log), work, precisions, opts.copyWeights ?? false, log);
+    });
+  }
+  const floats = pixartPrecisions(precisions);
+  return await convertInto(file, dst, opts, plan.description, async (work, log) => {
+    return await buildPixart(await plan.stage(work, log), work, floats, opts, log);
   });
+}
+
+/** PixArt graphs come in the float precisions only. */
+function pixartPrecisions(precisions: Precision[]): FloatPrecision[] {
+  if (precisions.includes("int8")) {
+    throw new ForaError("usage", "--precision int8 is built for DiT bundles only; convert this PixArt-alpha model with fp32 and/or fp16");
+  }
+  return precisions.map(floatPrecision);
+}
+
+async function buildPixart(
+  source: PixartSource,
+  work: string,
+  precisions: FloatPrecision[],
+  opts: ConvertOptions,
+  log: (line: string) => void,
+): Promise<PixartResult> {
+  const stats = { linked: 0, copied: 0 };
+  const manifest = await buildPixartBundle(source, work, precisions, {
+    placeWeights: (ckpt, w, folder) => placeWeights(ckpt, w, folder, opts.copyWeights ?? false, stats),
+    weightsEntry,
+    listFiles,
+  }, log);
+  await writeManifest(work, manifest);
+  return { manifest, ...stats };
 }
 
 /** Builds in a hidden folder next to DST and renames it into place when complete. */
@@ -218,7 +274,7 @@ async function build(
     : copy
     ? "copied"
     : "copied (hard links not possible here)";
-  log(`weights: ${howPlaced} ${stats.linked + stats.copied} file(s) into weights/`);
+  if (stats.linked + stats.copied > 0) log(`weights: ${howPlaced} ${stats.linked + stats.copied} file(s) into weights/`);
 
   const cfg = source.dit.config;
   const ditSrc = weightSource(source.dit.checkpoint, locator(ditFiles));
@@ -319,6 +375,11 @@ async function placeWeights(
   for (const file of ckpt.files) {
     const name = basename(file);
     const to = join(dir, name);
+    // Already written into the bundle (weights converted from a PyTorch checkpoint).
+    if (file === to) {
+      placed.set(file, `${folder}/${name}`);
+      continue;
+    }
     try {
       if (copy) throw new Error("copy requested");
       // A hard link costs no space and, unlike a symlink, ONNX Runtime accepts it.

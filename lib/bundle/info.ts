@@ -138,7 +138,7 @@ export function formatInfo(i: BundleInfo): string {
   const rows: [string, string][] = [
     ["bundle", i.bundle],
     ["format", `${i.format} v${i.formatVersion}, written by fora ${i.foraVersion}`],
-    ["model", `DiT, ${i.naming} weights (converted from a ${i.sourceLayout} folder: ${i.source})`],
+    ["model", `DiT, ${i.naming} weights (converted from ${i.source})`],
     ["architecture", `depth ${c.depth}, hidden ${c.hiddenSize}, ${c.numHeads} heads, patch ${c.patchSize}`],
     [
       "input",

@@ -23,7 +23,7 @@ import type { Space } from "./manifest.ts";
 
 export interface ModelSource {
   layout: "diffusers" | "original";
-  /** Absolute path of the folder. */
+  /** Absolute path of the folder (or of the PyTorch checkpoint file it came from). */
   root: string;
   space: Space;
   /** Human names of the classes, index = class id; null when the source has none. */

@@ -145,7 +145,7 @@ async function loadIndex(indexPath: string): Promise<Checkpoint> {
   return { dir, files: shardNames.map((s) => join(dir, s)), tensors };
 }
 
-async function readWeightMap(indexPath: string): Promise<Map<string, string>> {
+export async function readWeightMap(indexPath: string): Promise<Map<string, string>> {
   const index = await readJson(indexPath);
   const weightMap = isPlainObject(index) ? index.weight_map : undefined;
   if (!isPlainObject(weightMap)) {

@@ -65,9 +65,9 @@ export function isPickledPath(path: string): boolean {
 export function pickledCheckpointError(path: string): ForaError {
   return new ForaError(
     "weights",
-    `${path}: pickled PyTorch checkpoints are not supported (loading them can run arbitrary code); ` +
-      `convert to safetensors first, e.g. in Python: from safetensors.torch import save_file; ` +
-      `import torch; save_file(torch.load("${basename(path)}", map_location="cpu"), "model.safetensors")`,
+    `${path}: pickled PyTorch checkpoints are not supported here (fora reads them only as "fora convert FILE.pt DST", ` +
+      `for DiT and PixArt-alpha checkpoints); convert to safetensors first, e.g. in Python: from safetensors.torch import save_file; ` +
+      `import torch; save_file(torch.load("${basename(path)}", map_location="cpu", weights_only=True), "model.safetensors")`,
   );
 }
 
@@ -120,9 +120,13 @@ export async function readTensorBytes(ref: TensorRef): Promise<Uint8Array> {
  * so the bytes are viewed through typed arrays directly.
  */
 export async function readTensorF32(ref: TensorRef): Promise<Float32Array> {
-  const bytes = await readTensorBytes(ref);
+  return bytesToFloat32(await readTensorBytes(ref), ref.dtype);
+}
+
+/** Little-endian tensor bytes (a fresh, unshared buffer) as F32 values. */
+export function bytesToFloat32(bytes: Uint8Array, dtype: ReadableDType): Float32Array {
   const buffer = bytes.buffer as ArrayBuffer;
-  switch (ref.dtype) {
+  switch (dtype) {
     case "F32":
       return new Float32Array(buffer);
     case "F16":
@@ -145,6 +149,32 @@ export async function writeSafetensors(
 ): Promise<void> {
   const entries = Object.entries(tensors);
   for (const [name, tensor] of entries) checkWritable(path, name, tensor);
+  await writeSafetensorsFrom(
+    path,
+    entries.map(([name, { dtype, shape, data }]) => [name, {
+      dtype,
+      shape,
+      byteLength: data.byteLength,
+      read: () => Promise.resolve(new Uint8Array(data.buffer, data.byteOffset, data.byteLength)),
+    }]),
+    metadata,
+  );
+}
+
+/** A tensor whose bytes are fetched only when written: one at a time, so a multi-GB model never sits in memory whole. */
+export interface StreamedTensor {
+  dtype: ReadableDType;
+  shape: number[];
+  byteLength: number;
+  read(): Promise<Uint8Array>;
+}
+
+/** Writes tensors in the order given, through a temporary file renamed into place. */
+export async function writeSafetensorsFrom(
+  path: string,
+  entries: [string, StreamedTensor][],
+  metadata: Record<string, string> = {},
+): Promise<void> {
   const header = encodeHeader(entries, metadata);
   const tmp = `${path}.tmp-${randomSuffix()}`;
   try {
@@ -154,11 +184,12 @@ export async function writeSafetensors(
       new DataView(length.buffer).setBigUint64(0, BigInt(header.length), true);
       await writeAll(file, length);
       await writeAll(file, header);
-      for (const [, { data }] of entries) {
-        await writeAll(
-          file,
-          new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
-        );
+      for (const [name, t] of entries) {
+        const bytes = await t.read();
+        if (bytes.byteLength !== t.byteLength) {
+          throw new Error(`tensor ${JSON.stringify(name)} gave ${bytes.byteLength} bytes, not ${t.byteLength}`);
+        }
+        await writeAll(file, bytes);
       }
     } finally {
       file.close();
@@ -166,6 +197,7 @@ export async function writeSafetensors(
     await Deno.rename(tmp, path);
   } catch (e) {
     await Deno.remove(tmp).catch(() => {});
+    if (e instanceof ForaError) throw e;
     throw new ForaError(
       "io",
       `${path}: could not write safetensors file: ${errorText(e)}`,
@@ -185,7 +217,7 @@ function errorText(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
 
-async function openForRead(path: string): Promise<Deno.FsFile> {
+export async function openForRead(path: string): Promise<Deno.FsFile> {
   try {
     return await Deno.open(path, { read: true });
   } catch (e) {
@@ -194,7 +226,7 @@ async function openForRead(path: string): Promise<Deno.FsFile> {
   }
 }
 
-async function readAt(
+export async function readAt(
   file: Deno.FsFile,
   path: string,
   offset: number,
@@ -244,8 +276,8 @@ function checkHeaderLength(
   return Number(declared);
 }
 
-/** PyTorch's zip format and raw pickles, mis-named as .safetensors. */
-function looksPickled(prefix: Uint8Array): boolean {
+/** PyTorch's zip format and raw pickles (the legacy format), e.g. mis-named as .safetensors. */
+export function looksPickled(prefix: Uint8Array): boolean {
   const zip = prefix[0] === 0x50 && prefix[1] === 0x4b && prefix[2] === 0x03 &&
     prefix[3] === 0x04;
   const pickle = prefix[0] === 0x80 && prefix[1] >= 2 && prefix[1] <= 5;
@@ -506,19 +538,19 @@ function checkWritable(
 
 /** The header is space-padded so that the data area starts 8-byte aligned, as the format's reference writer does. */
 function encodeHeader(
-  entries: [string, WritableTensor][],
+  entries: [string, Pick<StreamedTensor, "dtype" | "shape" | "byteLength">][],
   metadata: Record<string, string>,
 ): Uint8Array {
   const header: Record<string, unknown> = {};
   if (Object.keys(metadata).length > 0) header.__metadata__ = metadata;
   let begin = 0;
-  for (const [name, { dtype, shape, data }] of entries) {
+  for (const [name, { dtype, shape, byteLength }] of entries) {
     header[name] = {
       dtype,
       shape,
-      data_offsets: [begin, begin + data.byteLength],
+      data_offsets: [begin, begin + byteLength],
     };
-    begin += data.byteLength;
+    begin += byteLength;
   }
   const json = JSON.stringify(header);
   const padded = json +

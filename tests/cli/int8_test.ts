@@ -134,7 +134,7 @@ Deno.test("convert --precision int8 alone still builds the fp32 VAE decoder; a P
   const r = await runFora("convert", join(FIXTURES, "pixart-tiny", "diffusers"), join(WORK, "pixart"), "--precision", "fp32,int8", "-q");
   assert.equal(r.code, 2, r.stderr);
   assert.deepEqual(lines(r.stderr), [
-    "error: --precision int8 is built for DiT bundles only; convert this PixArt-alpha pipeline with fp32 and/or fp16",
+    "error: --precision int8 is built for DiT bundles only; convert this PixArt-alpha model with fp32 and/or fp16",
   ]);
 });
 
