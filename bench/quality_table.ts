@@ -10,7 +10,7 @@ import { parseArgs } from "node:util";
 import os from "node:os";
 import { DEFAULT_CLASSIFIER, DEFAULT_MODEL } from "../lib/defaults.ts";
 import { type EvalSummary, evaluate } from "../lib/eval/evaluate.ts";
-import { staticIntervalPlan } from "../lib/fora/policy.ts";
+import { staticPolicy } from "../lib/fora/policy.ts";
 import { isSamplerName } from "../lib/samplers/mod.ts";
 
 const { values: args } = parseArgs({
@@ -43,7 +43,7 @@ for (const spec of args.samplers!.split(",")) {
       steps,
       cfg: Number(args.cfg),
       cfgChannels: "ref",
-      plan: staticIntervalPlan(steps, N),
+      policy: staticPolicy(steps, N),
       samples,
       batch: Number(args.batch),
       seed: 0,

@@ -7,19 +7,10 @@ import { InvalidArgumentError, Option, type OptionValues } from "@commander-js/e
 import { ForaError } from "../lib/errors.ts";
 import { DEFAULT_MODEL } from "../lib/defaults.ts";
 import { defaultSteps, isSamplerName, type SamplerName, samplerNames } from "../lib/samplers/mod.ts";
-import {
-  type CachePlan,
-  type CachePolicy,
-  makePolicy,
-  planOfPolicy,
-  POLICY_DEFAULTS,
-  POLICY_NAMES,
-  type PolicyName,
-  staticIntervalPlan,
-} from "../lib/fora/policy.ts";
+import { type CachePolicy, makePolicy, POLICY_DEFAULTS, POLICY_NAMES, type PolicyName, type StepKind } from "../lib/fora/policy.ts";
 import type { GeneratorSettings } from "../lib/generator.ts";
 import { DEVICE_CHOICES, type DeviceChoice, resolveDevice } from "../lib/runtime/devices.ts";
-import { planOfSchedule, readScheduleFile, stepsForSchedule } from "../lib/fora/schedule_file.ts";
+import { readScheduleFile, stepsForSchedule } from "../lib/fora/schedule_file.ts";
 
 export const modelOption = () =>
   new Option("-m, --model <bundle>", "bundle folder (from fora convert)").default(DEFAULT_MODEL, "the shipped Fashion-MNIST DiT");
@@ -64,15 +55,12 @@ export interface SamplingFlags {
   device?: DeviceChoice;
 }
 
-/** Validates flag combinations and resolves defaults; `plan` replaces the static interval. */
-export async function samplingSettings(flags: SamplingFlags, plan?: CachePlan): Promise<GeneratorSettings & { sampler: SamplerName }> {
+/** Validates flag combinations and resolves defaults (the cache policy apart: cachedSamplingSettings). */
+export async function samplingSettings(flags: SamplingFlags): Promise<Omit<GeneratorSettings, "policy"> & { sampler: SamplerName }> {
   if (!isSamplerName(flags.sampler)) {
     throw new ForaError("usage", `--sampler "${flags.sampler}" is unknown; use one of ${samplerNames.join(", ")}`);
   }
   const steps = flags.steps ?? defaultSteps[flags.sampler];
-  if (flags.cacheInterval > steps) {
-    throw new ForaError("usage", `--cache-interval ${flags.cacheInterval} is larger than --steps ${steps}; use 1..${steps}`);
-  }
   const model = flags.model ?? DEFAULT_MODEL;
   if (model === DEFAULT_MODEL && !(await exists(DEFAULT_MODEL))) {
     throw new ForaError("usage", `no default model in this checkout (${DEFAULT_MODEL}); pass --model BUNDLE (make one with fora convert)`);
@@ -83,7 +71,6 @@ export async function samplingSettings(flags: SamplingFlags, plan?: CachePlan): 
     steps,
     cfg: flags.cfg,
     cfgChannels: flags.cfgChannels,
-    plan: plan ?? staticIntervalPlan(steps, flags.cacheInterval),
     precision: flags.precision,
     threads: flags.threads,
     device: await resolveDevice(flags.device ?? "cpu"),
@@ -180,7 +167,11 @@ export interface PolicyFlags {
  * (each error names the flag and what to do). `schedule`: the plan of --schedule FILE;
  * `depth`: the model's block count (DiT bundles; partial needs it).
  */
-export function policyOf(flags: PolicyFlags, steps: number, opts: { schedule?: CachePlan; depth?: number } = {}): CachePolicy {
+export function policyOf(
+  flags: PolicyFlags,
+  steps: number,
+  opts: { schedule?: { kinds: readonly StepKind[]; params: Record<string, number> }; depth?: number } = {},
+): CachePolicy {
   const name: PolicyName = opts.schedule && flags.policy === "static" ? "schedule" : flags.policy;
   if (opts.schedule && name !== "schedule") {
     throw new ForaError("usage", `--schedule runs the schedule policy; leave out --policy ${name} or --schedule`);
@@ -275,10 +266,8 @@ export async function cachedSamplingSettings(
   depthOf: (model: string) => Promise<number | undefined>,
 ) {
   const file = flags.schedule ? await readScheduleFile(flags.schedule) : undefined;
-  const schedule = file ? planOfSchedule(file) : undefined;
-  const settings = file
-    ? await samplingSettings({ ...flags, steps: stepsForSchedule(file, flags.schedule!, flags.steps), cacheInterval: 1 }, schedule)
-    : await samplingSettings(flags);
+  const schedule = file ? { kinds: file.kinds, params: file.policy.params } : undefined;
+  const settings = await samplingSettings(file ? { ...flags, steps: stepsForSchedule(file, flags.schedule!, flags.steps) } : flags);
   const policy = policyOf(flags, settings.steps, { schedule, depth: await depthOf(settings.model) });
-  return { ...settings, plan: planOfPolicy(policy), policy, cacheInterval: file ? 1 : flags.cacheInterval };
+  return { ...settings, policy };
 }

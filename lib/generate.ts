@@ -7,7 +7,7 @@ import { emitStep, signalName } from "./events/steps.ts";
 import { dirname, extname, join } from "node:path";
 import { ForaError, interrupted, isInterrupted } from "./errors.ts";
 import type { Precision } from "./bundle/manifest.ts";
-import { type CachePlan, type CachePolicy, planOfPolicy, staticIntervalPlan } from "./fora/policy.ts";
+import { type CachePolicy, describePolicy, intervalOf, plannedKinds } from "./fora/policy.ts";
 import type { StepReport } from "./fora/denoiser.ts";
 import type { SamplerName } from "./samplers/mod.ts";
 import { openGenerator } from "./generator.ts";
@@ -38,7 +38,6 @@ export interface GenerateOptions {
   cfg: number;
   cfgChannels: "ref" | "all";
   seed: number;
-  cacheInterval: number;
   /** A folder, or a FILE.png (one sample; with several, FILE-<index>.png). */
   out: string;
   grid: boolean;
@@ -47,24 +46,21 @@ export interface GenerateOptions {
   precision?: Precision;
   device?: Device;
   threads?: number;
-  /** A cache plan that replaces the static interval (e.g. a schedule file). */
-  plan?: CachePlan;
-  /** The schedule file `plan` was read from (reported in run_start's flags). */
+  /** The cache policy (lib/fora/policy.ts); run_start reports its planned kinds, "decide" included. */
+  policy: CachePolicy;
+  /** The schedule file the policy was read from (reported in run_start's flags). */
   schedule?: string;
-  /** A cache policy (lib/fora/policy.ts) that replaces `plan`; run_start reports its planned kinds, "decide" included. */
-  policy?: CachePolicy;
   /** Aborted with "SIGINT" or "SIGTERM" as reason: stop at the next step boundary. */
   signal?: AbortSignal;
 }
 
 export async function generate(opts: GenerateOptions, emit: EmitEvent): Promise<RunTotals> {
   const events = stamper(emit);
-  const policy = opts.policy;
-  const plan = policy ? planOfPolicy(policy) : opts.plan ?? staticIntervalPlan(opts.steps, opts.cacheInterval);
+  const planned = plannedKinds(opts.policy);
   await checkOutput(opts.out);
   if (opts.latentsOut) await checkWritable("--latents-out", opts.latentsOut, dirname(opts.latentsOut));
   const prompts = opts.prompts;
-  const gen = prompts ? await openPixartGenerator({ ...opts, plan }) : await openGenerator({ ...opts, plan });
+  const gen = prompts ? await openPixartGenerator(opts) : await openGenerator(opts);
   const B = prompts ? prompts.length : opts.classes.length;
   let xT: Float32Array | undefined;
   try {
@@ -92,9 +88,9 @@ export async function generate(opts: GenerateOptions, emit: EmitEvent): Promise<
         steps: opts.steps,
         // A dynamic policy decides some steps as it runs: they are "decide" here, and their
         // step events say what was decided.
-        full: (policy?.planned ?? plan.kinds).flatMap((k, i) => (k === "full" ? [i] : [])),
-        kind: policy?.planned ?? plan.kinds,
-        policy: plan.policy,
+        full: planned.flatMap((k, i) => (k === "full" ? [i] : [])),
+        kind: [...planned],
+        policy: describePolicy(opts.policy),
       },
       schema_version: SCHEMA_VERSION,
     });
@@ -199,8 +195,8 @@ function flagsOf(opts: GenerateOptions): { [k: string]: JsonValue } {
     cfg: opts.cfg,
     cfg_channels: opts.cfgChannels,
     seed: opts.seed,
-    cache_interval: opts.schedule || opts.policy?.name === "dynamic" ? null : opts.cacheInterval,
-    policy: opts.policy?.name ?? (opts.schedule ? "schedule" : "static"),
+    cache_interval: intervalOf(opts.policy),
+    policy: opts.policy.kind,
     schedule: opts.schedule ?? null,
     out: opts.out,
     grid: opts.grid,

@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { ForaError, interrupted } from "./errors.ts";
 import { type Manifest, type Precision, readManifest, vaeGraphFile } from "./bundle/manifest.ts";
 import { type DitStepModel, openDitStepModel } from "./models/dit/step_model.ts";
-import type { CachePlan, CachePolicy } from "./fora/policy.ts";
+import type { CachePolicy } from "./fora/policy.ts";
 import { residualDenoiser, type StepListener } from "./fora/denoiser.ts";
 import { type Denoiser, makeSampler, type Sampler, type SamplerName } from "./samplers/mod.ts";
 import { batchNormals, sampleRngs } from "./random/mod.ts";
@@ -25,12 +25,8 @@ export interface GeneratorSettings {
   steps: number;
   cfg: number;
   cfgChannels: "ref" | "all";
-  plan: CachePlan;
-  /**
-   * The cache policy the denoiser runs (lib/fora/policy.ts); absent: `plan` as it is.
-   * With a policy, `plan` is only its summary (see planOfPolicy).
-   */
-  policy?: CachePolicy;
+  /** The cache policy the denoiser runs (lib/fora/policy.ts). */
+  policy: CachePolicy;
   precision?: Precision;
   device?: Device;
   threads?: number;
@@ -73,8 +69,8 @@ export const MIN_VISIBLE_SIDE = 256;
 export async function openGenerator(s: GeneratorSettings): Promise<Generator> {
   const manifest = await readManifest(s.model);
   const cfg = manifest.dit.config;
-  if (s.plan.kinds.length !== s.steps) {
-    throw new ForaError("usage", `the cache plan covers ${s.plan.kinds.length} steps but the run has ${s.steps}`);
+  if (s.policy.steps !== s.steps) {
+    throw new ForaError("usage", `the cache policy covers ${s.policy.steps} steps but the run has ${s.steps}`);
   }
   const sampler = makeSampler(s.sampler, s.steps, { learnSigma: cfg.learnSigma });
   const C = cfg.inChannels, S = cfg.inputSize, perSample = C * S * S;
@@ -117,7 +113,7 @@ export async function openGenerator(s: GeneratorSettings): Promise<Generator> {
       }
       const step = model.bind(req.classes);
       const t0 = performance.now();
-      const denoiser = stopOnAbort(residualDenoiser(step, s.policy ?? s.plan, sampler.plan.modelTimes, onStep), req.signal);
+      const denoiser = stopOnAbort(residualDenoiser(step, s.policy, sampler.plan.modelTimes, onStep), req.signal);
       const shape = { batch: B, channels: C, height: S, width: S };
       const x0 = await sampler.sample(denoiser, req.xT ?? drawn, shape, noise);
       const samplingMs = performance.now() - t0;

@@ -19,7 +19,7 @@ import * as fastPng from "fast-png";
 import { ForaError, interrupted, isInterrupted } from "../errors.ts";
 import { type Manifest, type Precision, readManifest } from "../bundle/manifest.ts";
 import { FORA_VERSION } from "../bundle/version.ts";
-import { type CachePlan, type CachePolicy, planOfPolicy, planPolicy, staticIntervalPlan } from "../fora/policy.ts";
+import { type CachePolicy, describePolicy, intervalOf, plannedKinds, POLICY_DEFAULTS } from "../fora/policy.ts";
 import type { StepReport } from "../fora/denoiser.ts";
 import { type Generator, openGenerator } from "../generator.ts";
 import { type Image, toUint8Image } from "../io/image.ts";
@@ -66,7 +66,6 @@ export interface SampleOptions {
   cfg: number;
   cfgChannels: "ref" | "all";
   seed: number;
-  cacheInterval: number;
   shard: Shard;
   /** The shard's folder. */
   out: string;
@@ -75,10 +74,8 @@ export interface SampleOptions {
   precision?: Precision;
   device?: Device;
   threads?: number;
-  /** A cache plan that replaces the static interval (e.g. a schedule file). */
-  plan?: CachePlan;
-  /** A cache policy (lib/fora/policy.ts) that replaces `plan`. */
-  policy?: CachePolicy;
+  /** The cache policy (lib/fora/policy.ts). */
+  policy: CachePolicy;
   /** Aborted with "SIGINT" or "SIGTERM" as reason: stop at the next step boundary. */
   signal?: AbortSignal;
 }
@@ -94,9 +91,8 @@ export interface SampleResult {
 export async function sample(opts: SampleOptions, emit: EmitEvent): Promise<SampleResult> {
   const events = stamper(emit);
   const manifest = await readManifest(opts.model);
-  const policy = opts.policy ?? planPolicy(opts.plan ?? staticIntervalPlan(opts.steps, opts.cacheInterval));
-  const plan = planOfPolicy(policy);
-  const run = runRecordOf(opts, manifest, policy);
+  const policy = opts.policy, planned = plannedKinds(policy);
+  const run = runRecordOf(opts, manifest);
   const { settings } = run;
   const { start, end } = shardBatches(settings.num, settings.batch, opts.shard);
   const total = shardImages(settings.num, settings.batch, opts.shard).count;
@@ -132,9 +128,9 @@ export async function sample(opts: SampleOptions, emit: EmitEvent): Promise<Samp
       flags: flagsOf(opts),
       plan: {
         steps: opts.steps,
-        full: policy.planned.flatMap((k, i) => (k === "full" ? [i] : [])),
-        kind: policy.planned,
-        policy: plan.policy,
+        full: planned.flatMap((k, i) => (k === "full" ? [i] : [])),
+        kind: [...planned],
+        policy: describePolicy(policy),
       },
       schema_version: SCHEMA_VERSION,
     });
@@ -155,7 +151,7 @@ export async function sample(opts: SampleOptions, emit: EmitEvent): Promise<Samp
     for (let j = start; j < end; j++) {
       if (done.has(j)) continue;
       if (opts.signal?.aborted) throw interrupted(signalName(opts.signal));
-      gen ??= await openForSampling({ ...opts, policy }, plan);
+      gen ??= await openForSampling(opts);
       const range = batchRange(settings.num, settings.batch, j);
       const classes = classesOf(settings.classes, settings.model.numClasses, settings.seed, range);
       const result = await gen.sampleBatch({ classes, seed: settings.seed, firstIndex: range.first, signal: opts.signal }, onStep);
@@ -185,7 +181,8 @@ export async function sample(opts: SampleOptions, emit: EmitEvent): Promise<Samp
 }
 
 /** The run record of these options on this bundle; checks class ids against the model. */
-export function runRecordOf(opts: SampleOptions, manifest: Manifest, policy: CachePolicy): RunRecord {
+export function runRecordOf(opts: SampleOptions, manifest: Manifest): RunRecord {
+  const { policy } = opts;
   const numClasses = manifest.dit.config.numClasses;
   if (opts.classes !== "uniform") {
     if (opts.classes.length === 0) throw new ForaError("usage", "--class: give at least one class id, or none for uniform classes");
@@ -200,11 +197,11 @@ export function runRecordOf(opts: SampleOptions, manifest: Manifest, policy: Cac
     steps: opts.steps,
     cfg: opts.cfg,
     cfgChannels: opts.cfgChannels,
-    cacheInterval: opts.cacheInterval,
+    cacheInterval: recordedInterval(policy),
     plan: {
-      policy: policy.name,
-      params: policy.params,
-      kinds: policy.planned.map((k) => (k === "full" ? "F" : k === "reuse" ? "R" : "D")).join(""),
+      policy: policy.kind,
+      params: describePolicy(policy).params,
+      kinds: plannedKinds(policy).map((k) => (k === "full" ? "F" : k === "reuse" ? "R" : "D")).join(""),
     },
     precision: opts.precision ?? "fp32",
     device: opts.device ?? "cpu",
@@ -261,8 +258,16 @@ async function prepareFolder(dir: string, png: boolean): Promise<void> {
   }
 }
 
-async function openForSampling(opts: SampleOptions, plan: CachePlan): Promise<Generator> {
-  const gen = await openGenerator({ ...opts, plan });
+/**
+ * -N as run records and run_start's flags have always held it: a schedule runs as -N 1, and
+ * the dynamic policy (which refuses -N) leaves it at its default.
+ */
+function recordedInterval(policy: CachePolicy): number {
+  return intervalOf(policy) ?? (policy.kind === "schedule" ? 1 : POLICY_DEFAULTS.interval);
+}
+
+async function openForSampling(opts: SampleOptions): Promise<Generator> {
+  const gen = await openGenerator(opts);
   if (!gen.canDecode) {
     await gen.release();
     const C = gen.latentShape(1)[1];
@@ -343,7 +348,7 @@ function flagsOf(opts: SampleOptions): { [k: string]: JsonValue } {
     cfg: opts.cfg,
     cfg_channels: opts.cfgChannels,
     seed: opts.seed,
-    cache_interval: opts.cacheInterval,
+    cache_interval: recordedInterval(opts.policy),
     shard: formatShard(opts.shard),
     out: opts.out,
     png: opts.png,

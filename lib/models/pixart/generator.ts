@@ -68,8 +68,8 @@ export interface PixartGenerator {
 export async function openPixartGenerator(s: PixartGeneratorSettings): Promise<PixartGenerator> {
   const manifest = await readPixartManifest(s.model);
   const cfg = manifest.pixart.config;
-  if (s.plan.kinds.length !== s.steps) {
-    throw new ForaError("usage", `the cache plan covers ${s.plan.kinds.length} steps but the run has ${s.steps}`);
+  if (s.policy.steps !== s.steps) {
+    throw new ForaError("usage", `the cache policy covers ${s.policy.steps} steps but the run has ${s.steps}`);
   }
   const precision = s.precision ?? "fp32";
   const sampler = makeSampler(s.sampler, s.steps, { learnSigma: cfg.learnSigma });
@@ -147,7 +147,7 @@ export async function openPixartGenerator(s: PixartGeneratorSettings): Promise<P
         const bound = await step.bind(G, { cond, condTokens: n, uncond: uncond.features, uncondTokens: uncond.tokens }, { cacheCross });
         const xg = new Float32Array(G * perSample);
         group.forEach((i, g) => xg.set(xT.subarray(i * perSample, (i + 1) * perSample), g * perSample));
-        const denoiser = stopOnAbort(residualDenoiser(bound, s.policy ?? s.plan, sampler.plan.modelTimes, onStep), req.signal);
+        const denoiser = stopOnAbort(residualDenoiser(bound, s.policy, sampler.plan.modelTimes, onStep), req.signal);
         const out = await sampler.sample(denoiser, xg, { batch: G, channels: C, height: S, width: S }, group.map((i) => noise[i]));
         group.forEach((i, g) => x0.set(out.subarray(g * perSample, (g + 1) * perSample), i * perSample));
       }
