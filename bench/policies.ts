@@ -106,6 +106,9 @@ if (args.part !== "cost") {
     const policy = await policyOf(row, guards);
     const s = await evaluate({
       model: args.model!,
+      manifest,
+      precision: "fp32",
+      device: "cpu",
       sampler,
       steps,
       cfg: Number(args.cfg),

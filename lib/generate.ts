@@ -6,23 +6,20 @@
 import { emitStep, signalName } from "./events/steps.ts";
 import { dirname, extname, join } from "node:path";
 import { ForaError, interrupted, isInterrupted } from "./errors.ts";
-import type { Precision } from "./bundle/manifest.ts";
-import { type CachePolicy, describePolicy, intervalOf, plannedKinds } from "./fora/policy.ts";
+import { describePolicy, intervalOf, plannedKinds } from "./fora/policy.ts";
 import type { StepReport } from "./fora/denoiser.ts";
-import type { SamplerName } from "./samplers/mod.ts";
+import type { RunSettings } from "./resolve.ts";
 import { openGenerator } from "./generator.ts";
 import { openPixartGenerator } from "./models/pixart/generator.ts";
 import { readNpy, writeNpy } from "./io/npy.ts";
 import { writePng } from "./io/png.ts";
 import { makeGrid } from "./io/image.ts";
-import type { Device } from "./runtime/session.ts";
 import { stamper } from "./events/stamp.ts";
 import { runTotals } from "./events/totals.ts";
 import { type EmitEvent, type JsonValue, type RunTotals, SCHEMA_VERSION } from "./events/types.ts";
 
-export interface GenerateOptions {
-  /** Bundle folder made by `fora convert`. */
-  model: string;
+/** A resolved run (lib/resolve.ts) and what `fora generate` samples and writes. */
+export interface GenerateOptions extends RunSettings {
   /** Class ids, one per sample (class-conditional models; ignored with `prompts`). */
   classes: number[];
   /** Text prompts, one per sample: a PixArt-alpha bundle. */
@@ -33,21 +30,12 @@ export interface GenerateOptions {
   cacheCrossAttention?: boolean;
   /** PixArt: folder of the text embeddings cache. */
   embeddingsCache?: string;
-  sampler: SamplerName;
-  steps: number;
-  cfg: number;
-  cfgChannels: "ref" | "all";
   seed: number;
   /** A folder, or a FILE.png (one sample; with several, FILE-<index>.png). */
   out: string;
   grid: boolean;
   latentsIn?: string;
   latentsOut?: string;
-  precision?: Precision;
-  device?: Device;
-  threads?: number;
-  /** The cache policy (lib/fora/policy.ts); run_start reports its planned kinds, "decide" included. */
-  policy: CachePolicy;
   /** The schedule file the policy was read from (reported in run_start's flags). */
   schedule?: string;
   /** Aborted with "SIGINT" or "SIGTERM" as reason: stop at the next step boundary. */
@@ -60,7 +48,10 @@ export async function generate(opts: GenerateOptions, emit: EmitEvent): Promise<
   await checkOutput(opts.out);
   if (opts.latentsOut) await checkWritable("--latents-out", opts.latentsOut, dirname(opts.latentsOut));
   const prompts = opts.prompts;
-  const gen = prompts ? await openPixartGenerator(opts) : await openGenerator(opts);
+  const manifest = opts.manifest;
+  const gen = manifest.architecture === "pixart"
+    ? await openPixartGenerator({ ...opts, manifest })
+    : await openGenerator({ ...opts, manifest });
   const B = prompts ? prompts.length : opts.classes.length;
   let xT: Float32Array | undefined;
   try {
@@ -202,8 +193,8 @@ function flagsOf(opts: GenerateOptions): { [k: string]: JsonValue } {
     grid: opts.grid,
     latents_in: opts.latentsIn ?? null,
     latents_out: opts.latentsOut ?? null,
-    precision: opts.precision ?? "fp32",
-    device: opts.device ?? "cpu",
+    precision: opts.precision,
+    device: opts.device,
     ...(opts.prompts
       ? {
         classes: null,

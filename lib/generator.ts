@@ -9,28 +9,17 @@
 import { signalName } from "./events/steps.ts";
 import { join } from "node:path";
 import { ForaError, interrupted } from "./errors.ts";
-import { type Manifest, type Precision, readManifest, vaeGraphFile } from "./bundle/manifest.ts";
+import { type Manifest, vaeGraphFile } from "./bundle/manifest.ts";
+import type { RunSettings } from "./resolve.ts";
 import { type DitStepModel, openDitStepModel } from "./models/dit/step_model.ts";
-import type { CachePolicy } from "./fora/policy.ts";
 import { residualDenoiser, type StepListener } from "./fora/denoiser.ts";
-import { type Denoiser, makeSampler, type Sampler, type SamplerName } from "./samplers/mod.ts";
+import { type Denoiser, makeSampler, type Sampler } from "./samplers/mod.ts";
 import { batchNormals, sampleRngs } from "./random/mod.ts";
 import { type Image, toUint8Image } from "./io/image.ts";
-import { type Device, f32, openSession, type Session } from "./runtime/session.ts";
+import { f32, openSession, type Session } from "./runtime/session.ts";
 
-export interface GeneratorSettings {
-  /** Bundle folder made by `fora convert`. */
-  model: string;
-  sampler: SamplerName;
-  steps: number;
-  cfg: number;
-  cfgChannels: "ref" | "all";
-  /** The cache policy the denoiser runs (lib/fora/policy.ts). */
-  policy: CachePolicy;
-  precision?: Precision;
-  device?: Device;
-  threads?: number;
-}
+/** A run as lib/resolve.ts returns it, on a DiT bundle (its manifest read there). */
+export type GeneratorSettings = RunSettings<Manifest>;
 
 export interface BatchRequest {
   classes: number[];
@@ -67,7 +56,7 @@ export interface Generator {
 export const MIN_VISIBLE_SIDE = 256;
 
 export async function openGenerator(s: GeneratorSettings): Promise<Generator> {
-  const manifest = await readManifest(s.model);
+  const manifest = s.manifest;
   const cfg = manifest.dit.config;
   if (s.policy.steps !== s.steps) {
     throw new ForaError("usage", `the cache policy covers ${s.policy.steps} steps but the run has ${s.steps}`);

@@ -5,28 +5,20 @@
  * decode run in separate graphs, so each gets its own breakdown.
  */
 import { basename } from "node:path";
-import type { Precision } from "../bundle/manifest.ts";
-import { type CachePolicy, describePolicy, type StepKind } from "../fora/policy.ts";
+import type { Manifest } from "../bundle/manifest.ts";
+import { describePolicy, type StepKind } from "../fora/policy.ts";
 import { openGenerator } from "../generator.ts";
-import type { SamplerName } from "../samplers/mod.ts";
-import { type Device, withProfiling } from "../runtime/session.ts";
+import type { RunSettings } from "../resolve.ts";
+import { withProfiling } from "../runtime/session.ts";
 import { ForaError } from "../errors.ts";
 import { attribute, type Attribution, type TimeStat } from "./attribute.ts";
 import { graphParts } from "./parts.ts";
 import { readTrace } from "./trace.ts";
 
-export interface ProfileOptions {
-  model: string;
+/** A resolved run on a DiT bundle (lib/resolve.ts) and what to profile. */
+export interface ProfileOptions extends RunSettings<Manifest> {
   classes: number[];
-  sampler: SamplerName;
-  steps: number;
-  cfg: number;
-  cfgChannels: "ref" | "all";
   seed: number;
-  policy: CachePolicy;
-  precision?: Precision;
-  device?: Device;
-  threads?: number;
   /** Keep the first run of each graph (by default left out as warm-up when it ran twice or more). */
   includeWarmup?: boolean;
   /** Kernel time statistic (attribute.ts): median per kernel over runs (default), or the sum. */

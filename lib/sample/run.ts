@@ -17,14 +17,13 @@ import { createHash } from "node:crypto";
 import { join } from "node:path";
 import * as fastPng from "fast-png";
 import { ForaError, interrupted, isInterrupted } from "../errors.ts";
-import { type Manifest, type Precision, readManifest } from "../bundle/manifest.ts";
+import type { Manifest } from "../bundle/manifest.ts";
+import type { RunSettings } from "../resolve.ts";
 import { FORA_VERSION } from "../bundle/version.ts";
 import { type CachePolicy, describePolicy, intervalOf, plannedKinds, POLICY_DEFAULTS } from "../fora/policy.ts";
 import type { StepReport } from "../fora/denoiser.ts";
 import { type Generator, openGenerator } from "../generator.ts";
 import { type Image, toUint8Image } from "../io/image.ts";
-import type { Device } from "../runtime/session.ts";
-import type { SamplerName } from "../samplers/mod.ts";
 import { stamper } from "../events/stamp.ts";
 import { runTotals } from "../events/totals.ts";
 import { type EmitEvent, type JsonValue, type RunTotals, SCHEMA_VERSION } from "../events/types.ts";
@@ -53,29 +52,19 @@ import {
 import { npzWriter } from "./npz.ts";
 import { batchRange, classesOf, formatShard, type Shard, shardBatches, shardImages } from "./plan.ts";
 
-export interface SampleOptions {
-  /** Bundle folder made by `fora convert`. */
-  model: string;
+/** A resolved run on a DiT bundle (lib/resolve.ts) and the images to sample into the shard folder. */
+export interface SampleOptions extends RunSettings<Manifest> {
   num: number;
   /** Class ids cycled over the images, or "uniform" (seeded uniform draws). */
   classes: number[] | "uniform";
   /** Images per batch, file and step of resumption. */
   batch: number;
-  sampler: SamplerName;
-  steps: number;
-  cfg: number;
-  cfgChannels: "ref" | "all";
   seed: number;
   shard: Shard;
   /** The shard's folder. */
   out: string;
   /** Also write each image as DIR/png/NNNNNN.png. */
   png: boolean;
-  precision?: Precision;
-  device?: Device;
-  threads?: number;
-  /** The cache policy (lib/fora/policy.ts). */
-  policy: CachePolicy;
   /** Aborted with "SIGINT" or "SIGTERM" as reason: stop at the next step boundary. */
   signal?: AbortSignal;
 }
@@ -90,9 +79,9 @@ export interface SampleResult {
 
 export async function sample(opts: SampleOptions, emit: EmitEvent): Promise<SampleResult> {
   const events = stamper(emit);
-  const manifest = await readManifest(opts.model);
+  const manifest = opts.manifest;
   const policy = opts.policy, planned = plannedKinds(policy);
-  const run = runRecordOf(opts, manifest);
+  const run = runRecordOf(opts);
   const { settings } = run;
   const { start, end } = shardBatches(settings.num, settings.batch, opts.shard);
   const total = shardImages(settings.num, settings.batch, opts.shard).count;
@@ -181,7 +170,8 @@ export async function sample(opts: SampleOptions, emit: EmitEvent): Promise<Samp
 }
 
 /** The run record of these options on this bundle; checks class ids against the model. */
-export function runRecordOf(opts: SampleOptions, manifest: Manifest): RunRecord {
+export function runRecordOf(opts: SampleOptions): RunRecord {
+  const { manifest } = opts;
   const { policy } = opts;
   const numClasses = manifest.dit.config.numClasses;
   if (opts.classes !== "uniform") {
@@ -203,8 +193,8 @@ export function runRecordOf(opts: SampleOptions, manifest: Manifest): RunRecord 
       params: describePolicy(policy).params,
       kinds: plannedKinds(policy).map((k) => (k === "full" ? "F" : k === "reuse" ? "R" : "D")).join(""),
     },
-    precision: opts.precision ?? "fp32",
-    device: opts.device ?? "cpu",
+    precision: opts.precision,
+    device: opts.device,
     seed: opts.seed,
     num: opts.num,
     batch: opts.batch,
@@ -352,7 +342,7 @@ function flagsOf(opts: SampleOptions): { [k: string]: JsonValue } {
     shard: formatShard(opts.shard),
     out: opts.out,
     png: opts.png,
-    precision: opts.precision ?? "fp32",
-    device: opts.device ?? "cpu",
+    precision: opts.precision,
+    device: opts.device,
   };
 }

@@ -12,8 +12,9 @@
  */
 import { join } from "node:path";
 import { ForaError } from "../../errors.ts";
-import { type GeneratorSettings, stopOnAbort } from "../../generator.ts";
-import { pixartGraphPath, type PixartManifest, readPixartManifest, t5GraphPath } from "../../bundle/pixart.ts";
+import { stopOnAbort } from "../../generator.ts";
+import type { RunSettings } from "../../resolve.ts";
+import { pixartGraphPath, type PixartManifest, t5GraphPath } from "../../bundle/pixart.ts";
 import { vaeGraphFile } from "../../bundle/manifest.ts";
 import { residualDenoiser, type StepListener } from "../../fora/denoiser.ts";
 import { makeSampler, type Sampler } from "../../samplers/mod.ts";
@@ -26,8 +27,8 @@ import { type EncodedPrompt, openPromptEncoder, type PromptEncoder } from "../..
 import { encoderIdentity, openEmbeddingsCache } from "../../text/embeddings_cache.ts";
 import { openPixartStepModel, type PixartStepModel } from "./step_model.ts";
 
-/** The DiT generator's settings, plus the text-conditioning options of PixArt-α. */
-export interface PixartGeneratorSettings extends GeneratorSettings {
+/** A run on a PixArt-alpha bundle (lib/resolve.ts), plus the text-conditioning options of PixArt-α. */
+export interface PixartGeneratorSettings extends RunSettings<PixartManifest> {
   /** Caption cleaning before tokenizing (the reference's default); off: lower-case and strip only. */
   cleanCaption?: boolean;
   /** Cross-attention cached like self-attention on reuse steps (default), or recomputed. */
@@ -66,7 +67,7 @@ export interface PixartGenerator {
 }
 
 export async function openPixartGenerator(s: PixartGeneratorSettings): Promise<PixartGenerator> {
-  const manifest = await readPixartManifest(s.model);
+  const manifest = s.manifest;
   const cfg = manifest.pixart.config;
   if (s.policy.steps !== s.steps) {
     throw new ForaError("usage", `the cache policy covers ${s.policy.steps} steps but the run has ${s.steps}`);
