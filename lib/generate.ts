@@ -8,9 +8,7 @@ import { dirname, extname, join } from "node:path";
 import { ForaError, interrupted, isInterrupted } from "./errors.ts";
 import { describePolicy, intervalOf, plannedKinds } from "./fora/policy.ts";
 import type { StepReport } from "./fora/denoiser.ts";
-import type { RunSettings } from "./resolve.ts";
-import { openGenerator } from "./generator.ts";
-import { openPixartGenerator } from "./models/pixart/generator.ts";
+import { type GeneratorSettings, openGenerator } from "./generator.ts";
 import { readNpy, writeNpy } from "./io/npy.ts";
 import { writePng } from "./io/png.ts";
 import { makeGrid } from "./io/image.ts";
@@ -18,18 +16,12 @@ import { stamper } from "./events/stamp.ts";
 import { runTotals } from "./events/totals.ts";
 import { type EmitEvent, type JsonValue, type RunTotals, SCHEMA_VERSION } from "./events/types.ts";
 
-/** A resolved run (lib/resolve.ts) and what `fora generate` samples and writes. */
-export interface GenerateOptions extends RunSettings {
+/** A resolved run (lib/resolve.ts) with PixArt's text options, and what `fora generate` samples and writes. */
+export interface GenerateOptions extends GeneratorSettings {
   /** Class ids, one per sample (class-conditional models; ignored with `prompts`). */
   classes: number[];
   /** Text prompts, one per sample: a PixArt-alpha bundle. */
   prompts?: string[];
-  /** PixArt: clean captions as the reference does (default true); false: lower-case and strip only. */
-  cleanCaption?: boolean;
-  /** PixArt: cache cross-attention outputs like self-attention (default true), or recompute them on reuse steps. */
-  cacheCrossAttention?: boolean;
-  /** PixArt: folder of the text embeddings cache. */
-  embeddingsCache?: string;
   seed: number;
   /** A folder, or a FILE.png (one sample; with several, FILE-<index>.png). */
   out: string;
@@ -48,10 +40,7 @@ export async function generate(opts: GenerateOptions, emit: EmitEvent): Promise<
   await checkOutput(opts.out);
   if (opts.latentsOut) await checkWritable("--latents-out", opts.latentsOut, dirname(opts.latentsOut));
   const prompts = opts.prompts;
-  const manifest = opts.manifest;
-  const gen = manifest.architecture === "pixart"
-    ? await openPixartGenerator({ ...opts, manifest })
-    : await openGenerator({ ...opts, manifest });
+  const gen = await openGenerator(opts);
   const B = prompts ? prompts.length : opts.classes.length;
   let xT: Float32Array | undefined;
   try {

@@ -23,7 +23,7 @@ import { FORA_VERSION } from "../bundle/version.ts";
 import { type CachePolicy, describePolicy, intervalOf, plannedKinds, POLICY_DEFAULTS } from "../fora/policy.ts";
 import type { StepReport } from "../fora/denoiser.ts";
 import { type Generator, openGenerator } from "../generator.ts";
-import { type Image, toUint8Image } from "../io/image.ts";
+import type { Image } from "../io/image.ts";
 import { stamper } from "../events/stamp.ts";
 import { runTotals } from "../events/totals.ts";
 import { type EmitEvent, type JsonValue, type RunTotals, SCHEMA_VERSION } from "../events/types.ts";
@@ -143,11 +143,12 @@ export async function sample(opts: SampleOptions, emit: EmitEvent): Promise<Samp
       gen ??= await openForSampling(opts);
       const range = batchRange(settings.num, settings.batch, j);
       const classes = classesOf(settings.classes, settings.model.numClasses, settings.seed, range);
-      const result = await gen.sampleBatch({ classes, seed: settings.seed, firstIndex: range.first, signal: opts.signal }, onStep);
+      // Images at the model's own resolution: the VAE's output, or the pixel-space samples themselves.
+      const req = { classes, seed: settings.seed, firstIndex: range.first, signal: opts.signal };
+      const result = await gen.sampleBatch(req, onStep, { enlarge: () => 1 });
       samplingMs += result.samplingMs;
       decodeMs += result.decodeMs;
-      const images = nativeImages(gen, result.x0, result.images, range.count);
-      const rec = await saveBatch(opts.out, run, range, classes, images);
+      const rec = await saveBatch(opts.out, run, range, classes, result.images);
       done.set(j, rec);
       doneImages += range.count;
       written += range.count;
@@ -264,17 +265,6 @@ async function openForSampling(opts: SampleOptions): Promise<Generator> {
     throw new ForaError("usage", `${opts.model} has no VAE and ${C}-channel latents, so it cannot produce images to sample`);
   }
   return gen;
-}
-
-/**
- * The batch's images at the model's own resolution: the VAE's output, or for pixel-space
- * models the samples themselves (not enlarged, unlike `fora generate`'s PNGs).
- */
-function nativeImages(gen: Generator, x0: Float32Array, decoded: Image[], count: number): Image[] {
-  if (gen.manifest.vae) return decoded;
-  const [, C, H, W] = gen.latentShape(1);
-  const n = C * H * W;
-  return Array.from({ length: count }, (_, b) => toUint8Image(x0.subarray(b * n, (b + 1) * n), [C, H, W], 1));
 }
 
 /** Writes a batch's PNGs, then its .npz, then its journal line; returns the record. */
