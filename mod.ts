@@ -59,7 +59,18 @@ export { type Device, f32, type HostTensor, i64, openSession, type Session, type
 // Sampling with FORA caching: the generator core, the generate command, evaluation.
 export { type BatchRequest, type BatchResult, type Generator, type GeneratorSettings, openGenerator } from "./lib/generator.ts";
 export { generate, type GenerateOptions } from "./lib/generate.ts";
-export { type CachePlan, staticIntervalPlan, type StepKind } from "./lib/fora/policy.ts";
+export {
+  type CachePolicy,
+  describePolicy,
+  dynamicPolicy,
+  forecastPolicy,
+  partialPolicy,
+  plannedKinds,
+  schedulePolicy,
+  staticPolicy,
+  type StepKind,
+} from "./lib/fora/policy.ts";
+export type { StepModel } from "./lib/fora/step_model.ts";
 export { literalDenoiser, residualDenoiser, type StepReport } from "./lib/fora/denoiser.ts";
 export { defaultSteps, makeSampler, type Sampler, type SamplerName, samplerNames } from "./lib/samplers/mod.ts";
 export { type EvalOptions, type EvalSummary, evaluate } from "./lib/eval/evaluate.ts";

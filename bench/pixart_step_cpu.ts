@@ -28,7 +28,7 @@ import { buildT5EncoderGraph } from "../lib/models/t5/graph.ts";
 import { T5_V1_1_XXL } from "../lib/models/t5/config.ts";
 import { buildVaeDecoderGraph } from "../lib/models/vae/graph.ts";
 import { vaePreset } from "../lib/models/vae/config.ts";
-import { staticIntervalPlan } from "../lib/fora/policy.ts";
+import { plannedKinds, staticPolicy } from "../lib/fora/policy.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -146,7 +146,7 @@ try {
   );
   console.log("|---|---|---|---|---|---|---|---|---|");
   for (const [name, steps, paper] of [["IDDPM", 100, "1.86x"], ["DPM-Solver++", 20, "1.54x"]] as const) {
-    const kinds = staticIntervalPlan(steps, 2).kinds;
+    const kinds = plannedKinds(staticPolicy(steps, 2));
     const nf = kinds.filter((k) => k === "full").length, nr = steps - nf;
     const fixed = ms.t5 + ms.text * 2 + ms.vae;
     const base = fixed + steps * ms.full0;

@@ -20,17 +20,17 @@ import { DEFAULT_CLASSIFIER, DEFAULT_MODEL } from "../lib/defaults.ts";
 import { type EvalSummary, evaluate } from "../lib/eval/evaluate.ts";
 import {
   type CachePolicy,
+  describePolicy,
   dynamicPolicy,
   forecastPolicy,
   type Guards,
   partialPolicy,
-  planOfPolicy,
-  planPolicy,
   reusedBlocks,
-  staticIntervalPlan,
+  schedulePolicy,
+  staticPolicy,
 } from "../lib/fora/policy.ts";
 import { isSamplerName } from "../lib/samplers/mod.ts";
-import { planOfSchedule, readScheduleFile } from "../lib/fora/schedule_file.ts";
+import { readScheduleFile } from "../lib/fora/schedule_file.ts";
 import { readManifest } from "../lib/bundle/manifest.ts";
 import { openDitStepModel } from "../lib/models/dit/step_model.ts";
 
@@ -75,10 +75,12 @@ async function policyOf(row: string, guards: Guards): Promise<CachePolicy> {
   const [name, spec] = row.split(":");
   const [a, b] = spec.split("/").map(Number);
   switch (name) {
-    case "schedule":
-      return planPolicy(planOfSchedule(await readScheduleFile(spec)), guards);
+    case "schedule": {
+      const file = await readScheduleFile(spec);
+      return schedulePolicy(file.kinds, file.policy.params, guards);
+    }
     case "static":
-      return planPolicy(staticIntervalPlan(steps, a), a === 1 ? {} : guards);
+      return staticPolicy(steps, a, a === 1 ? {} : guards);
     case "dynamic":
       return dynamicPolicy(steps, a, b || 4, { ...guards, ...(b ? { maxReuse: b } : {}) });
     case "partial":
@@ -104,11 +106,13 @@ if (args.part !== "cost") {
     const policy = await policyOf(row, guards);
     const s = await evaluate({
       model: args.model!,
+      manifest,
+      precision: "fp32",
+      device: "cpu",
       sampler,
       steps,
       cfg: Number(args.cfg),
       cfgChannels: "ref",
-      plan: planOfPolicy(policy),
       policy,
       samples,
       batch: Number(args.batch),
@@ -117,9 +121,9 @@ if (args.part !== "cost") {
       threads,
     });
     base ??= s;
-    const params = Object.entries(policy.params).map(([k, v]) => `${k}=${v}`).join(" ");
+    const params = Object.entries(describePolicy(policy).params).map(([k, v]) => `${k}=${v}`).join(" ");
     console.log(
-      `| ${policy.name} | ${params} | ${s.full_steps.toFixed(1)} | ${(100 * s.accuracy).toFixed(1)}% | ${
+      `| ${policy.kind} | ${params} | ${s.full_steps.toFixed(1)} | ${(100 * s.accuracy).toFixed(1)}% | ${
         s.frechet_distance?.toFixed(3)
       } | ` +
         `${s.ms_per_image.toFixed(1)} | ${(base.ms_per_image / s.ms_per_image).toFixed(2)}x |`,
@@ -145,6 +149,8 @@ if (args.part !== "quality") {
       return ms.sort((a, b) => a - b)[runs >> 1];
     };
     const R = new Float32Array(model.featureSize);
+    const { partial, probe } = model;
+    if (!partial || !probe) throw new Error("the DiT step model lacks partial reuse or the probe");
     console.log(`\nstep costs, batch ${B} (+ CFG), median of 7; ${machine}\n`);
     console.log("| step | ms |");
     console.log("|---|---|");
@@ -153,18 +159,18 @@ if (args.part !== "quality") {
       console.log(`| full, J = ${J} residuals | ${(await time(() => model.full(x, 510, times))).toFixed(1)} |`);
     }
     console.log(`| reuse | ${(await time(() => model.reuse(x, 500, R))).toFixed(2)} |`);
-    console.log(`| probe (dynamic, every step) | ${(await time(() => model.probe!(x, 500))).toFixed(2)} |`);
+    console.log(`| probe (dynamic, every step) | ${(await time(() => probe(x, 500))).toFixed(2)} |`);
     for (const b of [1, 2, Math.floor(depth / 2)].filter((b, i, a) => b < depth && a.indexOf(b) === i)) {
       for (const end of ["last", "first"] as const) {
-        const reused = reusedBlocks({ partial: { end, blocks: b } }, depth);
+        const reused = reusedBlocks(partialPolicy(2, 1, { end, blocks: b }, depth), depth);
         console.log(
-          `| partial reuse, ${end} ${b} of ${depth} blocks | ${(await time(() => model.partialReuse!(x, 500, R, reused))).toFixed(2)} |`,
+          `| partial reuse, ${end} ${b} of ${depth} blocks | ${(await time(() => partial.reuse(x, 500, R, reused))).toFixed(2)} |`,
         );
       }
-      const reused = reusedBlocks({ partial: { end: "last", blocks: b } }, depth);
+      const reused = reusedBlocks(partialPolicy(2, 1, { end: "last", blocks: b }, depth), depth);
       console.log(
         `| partial full step (residuals over ${depth - b} blocks), J = 2 | ${
-          (await time(() => model.partialFull!(x, 510, [500, 490], reused))).toFixed(1)
+          (await time(() => partial.full(x, 510, [500, 490], reused))).toFixed(1)
         } |`,
       );
     }

@@ -10,8 +10,9 @@ import { parseArgs } from "node:util";
 import os from "node:os";
 import { DEFAULT_CLASSIFIER, DEFAULT_MODEL } from "../lib/defaults.ts";
 import { type EvalSummary, evaluate } from "../lib/eval/evaluate.ts";
-import { staticIntervalPlan } from "../lib/fora/policy.ts";
+import { staticPolicy } from "../lib/fora/policy.ts";
 import { isSamplerName } from "../lib/samplers/mod.ts";
+import { readManifest } from "../lib/bundle/manifest.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -24,6 +25,7 @@ const { values: args } = parseArgs({
   },
 });
 const samples = Number(args.samples), intervals = args.intervals!.split(",").map(Number);
+const manifest = await readManifest(args.model!);
 console.log(
   `model ${args.model}, ${samples} samples per row (classes cycled, seed 0), cfg ${args.cfg}, fp32 CPU (${
     os.cpus()[0]?.model
@@ -39,11 +41,14 @@ for (const spec of args.samplers!.split(",")) {
   for (const N of intervals) {
     const s = await evaluate({
       model: args.model!,
+      manifest,
+      precision: "fp32",
+      device: "cpu",
       sampler,
       steps,
       cfg: Number(args.cfg),
       cfgChannels: "ref",
-      plan: staticIntervalPlan(steps, N),
+      policy: staticPolicy(steps, N),
       samples,
       batch: Number(args.batch),
       seed: 0,

@@ -20,7 +20,7 @@ import { ditPreset } from "../lib/models/dit/config.ts";
 import { convertBundle } from "../lib/bundle/convert.ts";
 import { readManifest } from "../lib/bundle/manifest.ts";
 import { openDitStepModel } from "../lib/models/dit/step_model.ts";
-import { countFull, staticIntervalPlan } from "../lib/fora/policy.ts";
+import { countFull, plannedKinds, staticPolicy } from "../lib/fora/policy.ts";
 import { residualDenoiser } from "../lib/fora/denoiser.ts";
 import { makeSampler } from "../lib/samplers/mod.ts";
 import { batchNormals, sampleRngs } from "../lib/random/mod.ts";
@@ -56,13 +56,13 @@ try {
   await model.full(batchNormals(sampleRngs(0, 1), perSample), 999, [995]);
   await model.reuse(batchNormals(sampleRngs(0, 1), perSample), 995, new Float32Array(model.featureSize));
   for (const interval of intervals) {
-    const plan = staticIntervalPlan(S, interval);
+    const policy = staticPolicy(S, interval);
     const noise = sampleRngs(1, 1);
     const xT = batchNormals(noise, perSample);
     const t0 = performance.now();
-    await sampler.sample(residualDenoiser(model, plan, sampler.plan.modelTimes), xT, shape, noise);
+    await sampler.sample(residualDenoiser(model, policy, sampler.plan.modelTimes), xT, shape, noise);
     const seconds = (performance.now() - t0) / 1000;
-    fora.push({ interval, full: countFull(plan.kinds), seconds });
+    fora.push({ interval, full: countFull(plannedKinds(policy)), seconds });
     console.error(`fora N=${interval}: ${seconds.toFixed(2)} s`);
   }
   await session.release();

@@ -1,26 +1,14 @@
 /**
- * The options every sampling command shares (generate, eval, sample, profile, ...):
- * typed commander Options, their parsers, and the check that turns them into the
- * generator's settings. One definition, so the commands agree on names and defaults.
+ * The options every sampling command shares (generate, eval, sample, profile, ...): typed
+ * commander Options and their parsers. One definition, so the commands agree on names and
+ * defaults; lib/resolve.ts turns the parsed values into a run.
  */
-import { InvalidArgumentError, Option, type OptionValues } from "@commander-js/extra-typings";
-import { ForaError } from "../lib/errors.ts";
+import { type Command, type CommandUnknownOpts, InvalidArgumentError, Option, type OptionValues } from "@commander-js/extra-typings";
 import { DEFAULT_MODEL } from "../lib/defaults.ts";
-import { defaultSteps, isSamplerName, type SamplerName, samplerNames } from "../lib/samplers/mod.ts";
-import {
-  type CachePlan,
-  type CachePolicy,
-  makePolicy,
-  planOfPolicy,
-  POLICY_DEFAULTS,
-  POLICY_NAMES,
-  type PolicyName,
-  staticIntervalPlan,
-} from "../lib/fora/policy.ts";
-import type { GeneratorSettings } from "../lib/generator.ts";
+import { samplerNames } from "../lib/samplers/mod.ts";
+import { POLICY_DEFAULTS, POLICY_NAMES, type PolicyName } from "../lib/fora/policy.ts";
 import { type Precision, PRECISIONS } from "../lib/bundle/manifest.ts";
-import { DEVICE_CHOICES, type DeviceChoice, resolveDevice } from "../lib/runtime/devices.ts";
-import { planOfSchedule, readScheduleFile, stepsForSchedule } from "../lib/fora/schedule_file.ts";
+import { DEVICE_CHOICES, type DeviceChoice } from "../lib/runtime/devices.ts";
 
 export const modelOption = () =>
   new Option("-m, --model <bundle>", "bundle folder (from fora convert)").default(DEFAULT_MODEL, "the shipped Fashion-MNIST DiT");
@@ -40,7 +28,7 @@ export const seedOption = () =>
   new Option("--seed <n>", "run seed (0 .. 2^53-1); sample i uses a generator derived from it and i").argParser(parseSeed).default(0);
 export const intervalOption = () =>
   new Option("-N, --cache-interval <n>", "FORA interval N: full step when i == S-1 or i % N == 0 (i counts down); 1 disables caching")
-    .argParser(positiveInt("--cache-interval")).default(3);
+    .argParser(positiveInt("--cache-interval")).default(POLICY_DEFAULTS.interval);
 export const scheduleOption = () =>
   new Option("--schedule <file.json>", "run this recompute schedule (from fora similarity --suggest-schedule) instead of -N")
     .conflicts("cacheInterval");
@@ -52,46 +40,6 @@ export const deviceOption = () =>
     .choices(DEVICE_CHOICES).default("auto" as DeviceChoice);
 export const threadsOption = () =>
   new Option("--threads <n>", "ONNX Runtime intra-op threads (default: all cores)").argParser(positiveInt("--threads"));
-
-export interface SamplingFlags {
-  model?: string;
-  sampler: string;
-  steps?: number;
-  cfg: number;
-  cfgChannels: "ref" | "all";
-  cacheInterval: number;
-  precision: Precision;
-  threads?: number;
-  /** Absent in commands without --device: the CPU. */
-  device?: DeviceChoice;
-}
-
-/** Validates flag combinations and resolves defaults; `plan` replaces the static interval. */
-export async function samplingSettings(flags: SamplingFlags, plan?: CachePlan): Promise<GeneratorSettings & { sampler: SamplerName }> {
-  if (!isSamplerName(flags.sampler)) {
-    throw new ForaError("usage", `--sampler "${flags.sampler}" is unknown; use one of ${samplerNames.join(", ")}`);
-  }
-  const steps = flags.steps ?? defaultSteps[flags.sampler];
-  if (flags.cacheInterval > steps) {
-    throw new ForaError("usage", `--cache-interval ${flags.cacheInterval} is larger than --steps ${steps}; use 1..${steps}`);
-  }
-  const model = flags.model ?? DEFAULT_MODEL;
-  if (model === DEFAULT_MODEL && !(await exists(DEFAULT_MODEL))) {
-    throw new ForaError("usage", `no default model in this checkout (${DEFAULT_MODEL}); pass --model BUNDLE (make one with fora convert)`);
-  }
-  return {
-    model,
-    sampler: flags.sampler,
-    steps,
-    cfg: flags.cfg,
-    cfgChannels: flags.cfgChannels,
-    plan: plan ?? staticIntervalPlan(steps, flags.cacheInterval),
-    precision: flags.precision,
-    threads: flags.threads,
-    // int8 graphs run on the CPU only (openDitStepModel refuses another device).
-    device: await resolveDevice(flags.precision === "int8" && flags.device === "auto" ? "cpu" : flags.device ?? "cpu"),
-  };
-}
 
 export function positiveInt(flag: string) {
   return (value: string): number => {
@@ -117,10 +65,6 @@ export function parseSeed(value: string): number {
     throw new InvalidArgumentError(`"${value}" is not a seed: use a whole number from 0 to 2^53-1`);
   }
   return n;
-}
-
-async function exists(path: string): Promise<boolean> {
-  return await Deno.stat(path).then(() => true, () => false);
 }
 
 // ---- cache policies (lib/fora/policy.ts) ----------------------------------------
@@ -164,64 +108,6 @@ export const cooldownOption = () =>
 export const maxReuseOption = () =>
   new Option("--max-reuse <n>", "any policy: at most N reuse steps in a row, then a full step").argParser(positiveInt("--max-reuse"));
 
-export interface PolicyFlags {
-  policy: PolicyName;
-  threshold?: number;
-  lookahead?: number;
-  computeLast?: number;
-  computeFirst?: number;
-  warmup: number;
-  cooldown: number;
-  maxReuse?: number;
-  cacheInterval: number;
-  /** Whether -N was given on the command line (not its default). */
-  intervalGiven?: boolean;
-}
-
-/**
- * The cache policy the flags describe, with the combinations that make no sense refused
- * (each error names the flag and what to do). `schedule`: the plan of --schedule FILE;
- * `depth`: the model's block count (DiT bundles; partial needs it).
- */
-export function policyOf(flags: PolicyFlags, steps: number, opts: { schedule?: CachePlan; depth?: number } = {}): CachePolicy {
-  const name: PolicyName = opts.schedule && flags.policy === "static" ? "schedule" : flags.policy;
-  if (opts.schedule && name !== "schedule") {
-    throw new ForaError("usage", `--schedule runs the schedule policy; leave out --policy ${name} or --schedule`);
-  }
-  if (name === "schedule" && !opts.schedule) {
-    throw new ForaError("usage", "--policy schedule needs --schedule FILE.json (make one with fora similarity --suggest-schedule)");
-  }
-  const only = (flag: string, value: unknown, policy: PolicyName) => {
-    if (value !== undefined && name !== policy) {
-      throw new ForaError("usage", `${flag} applies to --policy ${policy} only (this run uses ${name})`);
-    }
-  };
-  only("--threshold", flags.threshold, "dynamic");
-  only("--lookahead", flags.lookahead, "dynamic");
-  only("--compute-last", flags.computeLast, "partial");
-  only("--compute-first", flags.computeFirst, "partial");
-  if (name === "dynamic" && flags.intervalGiven) {
-    throw new ForaError("usage", "--policy dynamic decides every step itself: leave out -N (use --threshold, --max-reuse)");
-  }
-  if (flags.warmup + flags.cooldown > steps) {
-    throw new ForaError("usage", `--warmup ${flags.warmup} and --cooldown ${flags.cooldown} cover more than the ${steps} steps`);
-  }
-  return makePolicy({
-    policy: name,
-    steps,
-    interval: flags.cacheInterval,
-    threshold: flags.threshold,
-    lookahead: flags.lookahead,
-    computeLast: flags.computeLast,
-    computeFirst: flags.computeFirst,
-    depth: opts.depth,
-    schedule: opts.schedule,
-    warmup: flags.warmup,
-    cooldown: flags.cooldown,
-    maxReuse: flags.maxReuse,
-  });
-}
-
 export function parseThreshold(value: string): number {
   const x = Number(value);
   if (value.trim() === "" || !Number.isFinite(x) || x < 0) {
@@ -242,46 +128,27 @@ export function wholeNumber(flag: string) {
 
 /**
  * -N, --schedule, --policy and the policies' parameters: the cache options every sampling
- * command takes (add each with addOption; read them back with cacheFlags).
+ * command takes, added to `command` with their types, so its action reads them as
+ * lib/resolve.ts's CacheFlags.
  */
-export function cacheOptions() {
-  return [
-    intervalOption(),
-    scheduleOption(),
-    policyOption(),
-    thresholdOption(),
-    lookaheadOption(),
-    computeLastOption(),
-    computeFirstOption(),
-    warmupOption(),
-    cooldownOption(),
-    maxReuseOption(),
-  ];
-}
-
-/** The parsed values of cacheOptions() (typed by their parsers and defaults). */
-export function cacheFlags(cmd: { opts(): OptionValues; getOptionValueSource(key: string): string | undefined }): CacheFlags {
-  // The command's typed view does not include options added in a loop; their parsers and defaults make these the types.
-  const values = cmd.opts() as unknown as CacheFlags;
-  return { ...values, intervalGiven: cmd.getOptionValueSource("cacheInterval") === "cli" };
-}
-
-export type CacheFlags = PolicyFlags & { schedule?: string };
-
-/**
- * A command's sampling settings with its cache policy: --schedule's file read (its step
- * count wins over the default), the policy built and checked, and `plan` its summary.
- * `depthOf` gives the model's block count (DiT bundles), which partial reuse needs.
- */
-export async function cachedSamplingSettings(
-  flags: SamplingFlags & CacheFlags,
-  depthOf: (model: string) => Promise<number | undefined>,
+export function withCacheOptions<Args extends unknown[], Opts extends OptionValues, Globals extends OptionValues>(
+  command: Command<Args, Opts, Globals>,
 ) {
-  const file = flags.schedule ? await readScheduleFile(flags.schedule) : undefined;
-  const schedule = file ? planOfSchedule(file) : undefined;
-  const settings = file
-    ? await samplingSettings({ ...flags, steps: stepsForSchedule(file, flags.schedule!, flags.steps), cacheInterval: 1 }, schedule)
-    : await samplingSettings(flags);
-  const policy = policyOf(flags, settings.steps, { schedule, depth: await depthOf(settings.model) });
-  return { ...settings, plan: planOfPolicy(policy), policy, cacheInterval: file ? 1 : flags.cacheInterval };
+  return command
+    .addOption(intervalOption())
+    .addOption(scheduleOption())
+    .addOption(policyOption())
+    .addOption(thresholdOption())
+    .addOption(lookaheadOption())
+    .addOption(computeLastOption())
+    .addOption(computeFirstOption())
+    .addOption(warmupOption())
+    .addOption(cooldownOption())
+    .addOption(maxReuseOption());
+}
+
+/** The options given on the command line, by attribute name (the others hold their defaults, or nothing). */
+export function givenFlags(command: CommandUnknownOpts): Set<string> {
+  const names = command.options.map((o) => o.attributeName());
+  return new Set(names.filter((n) => ![undefined, "default"].includes(command.getOptionValueSource(n))));
 }

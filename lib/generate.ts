@@ -6,65 +6,41 @@
 import { emitStep, signalName } from "./events/steps.ts";
 import { dirname, extname, join } from "node:path";
 import { ForaError, interrupted, isInterrupted } from "./errors.ts";
-import type { Precision } from "./bundle/manifest.ts";
-import { type CachePlan, type CachePolicy, planOfPolicy, staticIntervalPlan } from "./fora/policy.ts";
+import { describePolicy, intervalOf, plannedKinds } from "./fora/policy.ts";
 import type { StepReport } from "./fora/denoiser.ts";
-import type { SamplerName } from "./samplers/mod.ts";
-import { openGenerator } from "./generator.ts";
-import { openPixartGenerator } from "./models/pixart/generator.ts";
+import { type GeneratorSettings, openGenerator } from "./generator.ts";
 import { readNpy, writeNpy } from "./io/npy.ts";
 import { writePng } from "./io/png.ts";
 import { makeGrid } from "./io/image.ts";
-import type { Device } from "./runtime/session.ts";
 import { stamper } from "./events/stamp.ts";
 import { runTotals } from "./events/totals.ts";
 import { type EmitEvent, type JsonValue, type RunTotals, SCHEMA_VERSION } from "./events/types.ts";
 
-export interface GenerateOptions {
-  /** Bundle folder made by `fora convert`. */
-  model: string;
+/** A resolved run (lib/resolve.ts) with PixArt's text options, and what `fora generate` samples and writes. */
+export interface GenerateOptions extends GeneratorSettings {
   /** Class ids, one per sample (class-conditional models; ignored with `prompts`). */
   classes: number[];
   /** Text prompts, one per sample: a PixArt-alpha bundle. */
   prompts?: string[];
-  /** PixArt: clean captions as the reference does (default true); false: lower-case and strip only. */
-  cleanCaption?: boolean;
-  /** PixArt: cache cross-attention outputs like self-attention (default true), or recompute them on reuse steps. */
-  cacheCrossAttention?: boolean;
-  /** PixArt: folder of the text embeddings cache. */
-  embeddingsCache?: string;
-  sampler: SamplerName;
-  steps: number;
-  cfg: number;
-  cfgChannels: "ref" | "all";
   seed: number;
-  cacheInterval: number;
   /** A folder, or a FILE.png (one sample; with several, FILE-<index>.png). */
   out: string;
   grid: boolean;
   latentsIn?: string;
   latentsOut?: string;
-  precision?: Precision;
-  device?: Device;
-  threads?: number;
-  /** A cache plan that replaces the static interval (e.g. a schedule file). */
-  plan?: CachePlan;
-  /** The schedule file `plan` was read from (reported in run_start's flags). */
+  /** The schedule file the policy was read from (reported in run_start's flags). */
   schedule?: string;
-  /** A cache policy (lib/fora/policy.ts) that replaces `plan`; run_start reports its planned kinds, "decide" included. */
-  policy?: CachePolicy;
   /** Aborted with "SIGINT" or "SIGTERM" as reason: stop at the next step boundary. */
   signal?: AbortSignal;
 }
 
 export async function generate(opts: GenerateOptions, emit: EmitEvent): Promise<RunTotals> {
   const events = stamper(emit);
-  const policy = opts.policy;
-  const plan = policy ? planOfPolicy(policy) : opts.plan ?? staticIntervalPlan(opts.steps, opts.cacheInterval);
+  const planned = plannedKinds(opts.policy);
   await checkOutput(opts.out);
   if (opts.latentsOut) await checkWritable("--latents-out", opts.latentsOut, dirname(opts.latentsOut));
   const prompts = opts.prompts;
-  const gen = prompts ? await openPixartGenerator({ ...opts, plan }) : await openGenerator({ ...opts, plan });
+  const gen = await openGenerator(opts);
   const B = prompts ? prompts.length : opts.classes.length;
   let xT: Float32Array | undefined;
   try {
@@ -92,9 +68,9 @@ export async function generate(opts: GenerateOptions, emit: EmitEvent): Promise<
         steps: opts.steps,
         // A dynamic policy decides some steps as it runs: they are "decide" here, and their
         // step events say what was decided.
-        full: (policy?.planned ?? plan.kinds).flatMap((k, i) => (k === "full" ? [i] : [])),
-        kind: policy?.planned ?? plan.kinds,
-        policy: plan.policy,
+        full: planned.flatMap((k, i) => (k === "full" ? [i] : [])),
+        kind: [...planned],
+        policy: describePolicy(opts.policy),
       },
       schema_version: SCHEMA_VERSION,
     });
@@ -199,15 +175,15 @@ function flagsOf(opts: GenerateOptions): { [k: string]: JsonValue } {
     cfg: opts.cfg,
     cfg_channels: opts.cfgChannels,
     seed: opts.seed,
-    cache_interval: opts.schedule || opts.policy?.name === "dynamic" ? null : opts.cacheInterval,
-    policy: opts.policy?.name ?? (opts.schedule ? "schedule" : "static"),
+    cache_interval: intervalOf(opts.policy),
+    policy: opts.policy.kind,
     schedule: opts.schedule ?? null,
     out: opts.out,
     grid: opts.grid,
     latents_in: opts.latentsIn ?? null,
     latents_out: opts.latentsOut ?? null,
-    precision: opts.precision ?? "fp32",
-    device: opts.device ?? "cpu",
+    precision: opts.precision,
+    device: opts.device,
     ...(opts.prompts
       ? {
         classes: null,

@@ -1,43 +1,35 @@
 /**
- * The sampling core shared by `fora generate` and batch commands: a bundle's sessions
- * opened once, then batches sampled with FORA caching and decoded to 8-bit images.
- * Nothing here writes files or events; callers get per-step reports and images.
+ * The sampling core every sampling command shares, for DiT and PixArt-alpha bundles alike:
+ * a bundle's sessions opened once, then batches sampled with FORA caching and decoded to
+ * 8-bit images. Nothing here writes files or events; callers get per-step reports and images.
  *
- * The pieces stay apart: the sampler only sees a Denoiser; the planner (lib/fora)
- * turns the cache plan into that Denoiser over the step model.
+ * The pieces stay apart: the sampler only sees a Denoiser; the planner (lib/fora) turns the
+ * cache policy into that Denoiser over the step model. The two families differ only in how
+ * a batch is prepared (a `Family`): DiT binds the batch's class labels; PixArt-alpha encodes
+ * the prompts and samples them in groups of one caption length (lib/models/pixart/batches.ts).
  */
 import { signalName } from "./events/steps.ts";
 import { join } from "node:path";
 import { ForaError, interrupted } from "./errors.ts";
-import { type Manifest, type Precision, readManifest, vaeGraphFile } from "./bundle/manifest.ts";
-import { type DitStepModel, openDitStepModel } from "./models/dit/step_model.ts";
-import type { CachePlan, CachePolicy } from "./fora/policy.ts";
+import { type Manifest, vaeGraphFile } from "./bundle/manifest.ts";
+import type { AnyManifest, RunSettings } from "./resolve.ts";
+import { openDitStepModel } from "./models/dit/step_model.ts";
+import { openPixartBatches, type TextOptions } from "./models/pixart/batches.ts";
 import { residualDenoiser, type StepListener } from "./fora/denoiser.ts";
-import { type Denoiser, makeSampler, type Sampler, type SamplerName } from "./samplers/mod.ts";
+import type { StepModel } from "./fora/step_model.ts";
+import { type Denoiser, makeSampler, type Sampler } from "./samplers/mod.ts";
 import { batchNormals, sampleRngs } from "./random/mod.ts";
 import { type Image, toUint8Image } from "./io/image.ts";
-import { type Device, f32, openSession, type Session } from "./runtime/session.ts";
+import { f32, openSession, type Session } from "./runtime/session.ts";
 
-export interface GeneratorSettings {
-  /** Bundle folder made by `fora convert`. */
-  model: string;
-  sampler: SamplerName;
-  steps: number;
-  cfg: number;
-  cfgChannels: "ref" | "all";
-  plan: CachePlan;
-  /**
-   * The cache policy the denoiser runs (lib/fora/policy.ts); absent: `plan` as it is.
-   * With a policy, `plan` is only its summary (see planOfPolicy).
-   */
-  policy?: CachePolicy;
-  precision?: Precision;
-  device?: Device;
-  threads?: number;
-}
+/** A run as lib/resolve.ts returns it, plus PixArt-alpha's text options (ignored by DiT bundles). */
+export type GeneratorSettings<M extends AnyManifest = AnyManifest> = RunSettings<M> & TextOptions;
 
 export interface BatchRequest {
-  classes: number[];
+  /** Class ids, one per sample (DiT bundles). */
+  classes?: number[];
+  /** Prompts, one per sample (PixArt-alpha bundles). */
+  prompts?: string[];
   seed: number;
   /** Global index of the batch's first sample: sample i draws from generator (seed, i). */
   firstIndex: number;
@@ -56,49 +48,71 @@ export interface BatchResult {
   decodeMs: number;
 }
 
+/** How much to enlarge (nearest) a decoded image of this height; `fromVae`: the VAE made it (else a pixel-space sample). */
+export type Enlarge = (height: number, fromVae: boolean) => number;
+
+export interface SampleOptions {
+  /** Replaces FORA's cached denoiser (the similarity analysis runs the literal per-block path). */
+  denoiser?: (model: StepModel) => Denoiser;
+  /** Default: pixel-space samples enlarged to MIN_VISIBLE_SIDE, VAE output as it is. */
+  enlarge?: Enlarge;
+}
+
 export interface Generator {
-  readonly manifest: Manifest;
+  readonly manifest: AnyManifest;
   /** False for a latent-space bundle without a VAE: batches then yield no images. */
   readonly canDecode: boolean;
   readonly sampler: Sampler;
   /** Shape of one batch's latent, [B, C, H, W]. */
   latentShape(batch: number): [number, number, number, number];
-  sampleBatch(req: BatchRequest, onStep?: StepListener): Promise<BatchResult>;
+  sampleBatch(req: BatchRequest, onStep?: StepListener, opts?: SampleOptions): Promise<BatchResult>;
+  release(): Promise<void>;
+}
+
+/**
+ * What a model family does for the core: the batch's size, and the batch prepared as groups
+ * of samples that share one model call per step (`bind` binds a group's conditioning).
+ */
+interface Family {
+  size(req: BatchRequest): number;
+  prepare(req: BatchRequest): Promise<{ samples: number[]; bind(): Promise<StepModel> }[]>;
   release(): Promise<void>;
 }
 
 /** Pixel-space samples this small are enlarged (nearest) so a person can see them. */
 export const MIN_VISIBLE_SIDE = 256;
 
+const forViewing: Enlarge = (height, fromVae) => (fromVae ? 1 : Math.max(1, Math.floor(MIN_VISIBLE_SIDE / height)));
+
 export async function openGenerator(s: GeneratorSettings): Promise<Generator> {
-  const manifest = await readManifest(s.model);
-  const cfg = manifest.dit.config;
-  if (s.plan.kinds.length !== s.steps) {
-    throw new ForaError("usage", `the cache plan covers ${s.plan.kinds.length} steps but the run has ${s.steps}`);
+  const manifest = s.manifest;
+  const cfg = manifest.architecture === "dit" ? manifest.dit.config : manifest.pixart.config;
+  if (s.policy.steps !== s.steps) {
+    throw new ForaError("usage", `the cache policy covers ${s.policy.steps} steps but the run has ${s.steps}`);
   }
   const sampler = makeSampler(s.sampler, s.steps, { learnSigma: cfg.learnSigma });
   const C = cfg.inChannels, S = cfg.inputSize, perSample = C * S * S;
   // A latent model shipped without its VAE yields latents only.
   const canDecode = manifest.vae !== null || C === 1 || C === 3;
-  const model: DitStepModel = await openDitStepModel(s.model, manifest, { cfgScale: s.cfg, cfgChannels: s.cfgChannels }, s);
+  const family = manifest.architecture === "dit" ? await ditFamily({ ...s, manifest }) : await openPixartBatches({ ...s, manifest });
   let vae: Session | null = null;
   try {
-    if (manifest.vae) vae = await openSession(join(s.model, vaeGraphFile(s.precision ?? "fp32")), { device: s.device, threads: s.threads });
+    if (manifest.vae) vae = await openSession(join(s.model, vaeGraphFile(s.precision)), { device: s.device, threads: s.threads });
   } catch (e) {
-    await model.release();
+    await family.release();
     throw e;
   }
 
-  const decode = async (x0: Float32Array, B: number): Promise<Image[]> => {
+  const decode = async (x0: Float32Array, B: number, enlarge: Enlarge): Promise<Image[]> => {
     if (!canDecode) return [];
     if (!vae) {
-      const upscale = Math.max(1, Math.floor(MIN_VISIBLE_SIDE / S));
-      return Array.from({ length: B }, (_, b) => toUint8Image(x0.subarray(b * perSample, (b + 1) * perSample), [C, S, S], upscale));
+      const up = enlarge(S, false);
+      return Array.from({ length: B }, (_, b) => toUint8Image(x0.subarray(b * perSample, (b + 1) * perSample), [C, S, S], up));
     }
     const out = await vae.run({ latent: f32([B, C, S, S], x0) });
     const [, oc, oh, ow] = out.image.shape;
-    const data = out.image.data as Float32Array, n = oc * oh * ow;
-    return Array.from({ length: B }, (_, b) => toUint8Image(data.subarray(b * n, (b + 1) * n), [oc, oh, ow]));
+    const data = out.image.data as Float32Array, n = oc * oh * ow, up = enlarge(oh, true);
+    return Array.from({ length: B }, (_, b) => toUint8Image(data.subarray(b * n, (b + 1) * n), [oc, oh, ow], up));
   };
 
   return {
@@ -106,8 +120,8 @@ export async function openGenerator(s: GeneratorSettings): Promise<Generator> {
     canDecode,
     sampler,
     latentShape: (batch) => [batch, C, S, S],
-    async sampleBatch(req, onStep) {
-      const B = req.classes.length;
+    async sampleBatch(req, onStep, opts = {}) {
+      const B = family.size(req);
       const noise = sampleRngs(req.seed, B, req.firstIndex);
       // x_T is always drawn first (the SampleNoise convention), so that with a given xT the
       // sampler's later noise is the seeded run's: a run's own x_T reproduces it.
@@ -115,20 +129,39 @@ export async function openGenerator(s: GeneratorSettings): Promise<Generator> {
       if (req.xT && req.xT.length !== drawn.length) {
         throw new ForaError("usage", `initial latent has ${req.xT.length} values; this batch needs ${drawn.length}`);
       }
-      const step = model.bind(req.classes);
+      const xT = req.xT ?? drawn;
+      const groups = await family.prepare(req);
       const t0 = performance.now();
-      const denoiser = stopOnAbort(residualDenoiser(step, s.policy ?? s.plan, sampler.plan.modelTimes, onStep), req.signal);
-      const shape = { batch: B, channels: C, height: S, width: S };
-      const x0 = await sampler.sample(denoiser, req.xT ?? drawn, shape, noise);
+      const x0 = new Float32Array(B * perSample);
+      for (const group of groups) {
+        const model = await group.bind();
+        const G = group.samples.length, xg = new Float32Array(G * perSample);
+        group.samples.forEach((i, g) => xg.set(xT.subarray(i * perSample, (i + 1) * perSample), g * perSample));
+        const denoiser = opts.denoiser?.(model) ?? residualDenoiser(model, s.policy, sampler.plan.modelTimes, onStep);
+        const shape = { batch: G, channels: C, height: S, width: S };
+        const out = await sampler.sample(stopOnAbort(denoiser, req.signal), xg, shape, group.samples.map((i) => noise[i]));
+        group.samples.forEach((i, g) => x0.set(out.subarray(g * perSample, (g + 1) * perSample), i * perSample));
+      }
       const samplingMs = performance.now() - t0;
       const t1 = performance.now();
-      const images = await decode(x0, B);
+      const images = await decode(x0, B, opts.enlarge ?? forViewing);
       return { x0, images, samplingMs, decodeMs: performance.now() - t1 };
     },
     async release() {
-      await model.release();
+      await family.release();
       await vae?.release();
     },
+  };
+}
+
+/** DiT: the batch's class labels bound to the step model, all samples in one group. */
+async function ditFamily(s: GeneratorSettings<Manifest>): Promise<Family> {
+  const model = await openDitStepModel(s.model, s.manifest, { cfgScale: s.cfg, cfgChannels: s.cfgChannels }, s);
+  const classes = (req: BatchRequest) => req.classes ?? [];
+  return {
+    size: (req) => classes(req).length,
+    prepare: (req) => Promise.resolve([{ samples: classes(req).map((_, i) => i), bind: () => Promise.resolve(model.bind(classes(req))) }]),
+    release: () => model.release(),
   };
 }
 

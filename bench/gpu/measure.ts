@@ -21,7 +21,7 @@ import { ditPreset } from "../../lib/models/dit/config.ts";
 import { convertBundle } from "../../lib/bundle/convert.ts";
 import { readManifest } from "../../lib/bundle/manifest.ts";
 import { openDitStepModel } from "../../lib/models/dit/step_model.ts";
-import { countFull, staticIntervalPlan } from "../../lib/fora/policy.ts";
+import { countFull, plannedKinds, staticPolicy } from "../../lib/fora/policy.ts";
 import { residualDenoiser } from "../../lib/fora/denoiser.ts";
 import { makeSampler } from "../../lib/samplers/mod.ts";
 import { batchNormals, sampleRngs } from "../../lib/random/mod.ts";
@@ -126,15 +126,15 @@ async function run(): Promise<void> {
 
   const results: IntervalResult[] = [];
   for (const interval of intervals) {
-    const plan = staticIntervalPlan(steps, interval);
-    const full = countFull(plan.kinds);
+    const policy = staticPolicy(steps, interval);
+    const full = countFull(plannedKinds(policy));
     const runs: number[] = [];
     let finite = true;
     for (let r = 0; r < repeats; r++) {
       const noise = sampleRngs(1, 1);
       const xT = batchNormals(noise, perSample);
       const t0 = performance.now();
-      const x = await sampler.sample(residualDenoiser(model, plan, sampler.plan.modelTimes), xT, shape, noise);
+      const x = await sampler.sample(residualDenoiser(model, policy, sampler.plan.modelTimes), xT, shape, noise);
       runs.push((performance.now() - t0) / 1000);
       finite &&= x.every(Number.isFinite);
     }

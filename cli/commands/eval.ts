@@ -3,12 +3,9 @@ import { Command, Option } from "@commander-js/extra-typings";
 import { DEFAULT_CLASSIFIER } from "../../lib/defaults.ts";
 import { type EvalProgress, type EvalSummary, evaluate } from "../../lib/eval/evaluate.ts";
 import { ndjsonWriter } from "../../lib/events/ndjson.ts";
-import { readManifest } from "../../lib/bundle/manifest.ts";
 import { printLine } from "../../lib/events/output.ts";
+import { resolveRun } from "../../lib/resolve.ts";
 import {
-  cachedSamplingSettings,
-  cacheFlags,
-  cacheOptions,
   cfgChannelsOption,
   cfgOption,
   deviceOption,
@@ -19,27 +16,29 @@ import {
   seedOption,
   stepsOption,
   threadsOption,
+  withCacheOptions,
 } from "../sampling_options.ts";
 
 export function evalCommand() {
-  const command = new Command("eval")
-    .summary("score generated samples: class accuracy and Fréchet distance")
-    .description(
-      "Generate --samples images (classes cycled 0, 1, 2, ...; sample i seeded from --seed and i) with " +
-        "any generation flags, classify them with the shipped Fashion-MNIST classifier, and report the " +
-        "class accuracy and the Fréchet distance between the classifier's penultimate features of the " +
-        "samples and of the Fashion-MNIST test set (a small-scale stand-in for FID; lower is better, and " +
-        "it depends on the number of samples, so compare runs of the same size).",
-    )
-    .addOption(modelOption())
-    .option("--samples <n>", "images to generate", positiveInt("--samples"), 1000)
-    .option("--batch <n>", "images per model call", positiveInt("--batch"), 50)
-    .addOption(samplerOption())
-    .addOption(stepsOption())
-    .addOption(cfgOption())
-    .addOption(cfgChannelsOption())
-    .addOption(seedOption());
-  for (const option of cacheOptions()) command.addOption(option);
+  const command = withCacheOptions(
+    new Command("eval")
+      .summary("score generated samples: class accuracy and Fréchet distance")
+      .description(
+        "Generate --samples images (classes cycled 0, 1, 2, ...; sample i seeded from --seed and i) with " +
+          "any generation flags, classify them with the shipped Fashion-MNIST classifier, and report the " +
+          "class accuracy and the Fréchet distance between the classifier's penultimate features of the " +
+          "samples and of the Fashion-MNIST test set (a small-scale stand-in for FID; lower is better, and " +
+          "it depends on the number of samples, so compare runs of the same size).",
+      )
+      .addOption(modelOption())
+      .option("--samples <n>", "images to generate", positiveInt("--samples"), 1000)
+      .option("--batch <n>", "images per model call", positiveInt("--batch"), 50)
+      .addOption(samplerOption())
+      .addOption(stepsOption())
+      .addOption(cfgOption())
+      .addOption(cfgChannelsOption())
+      .addOption(seedOption()),
+  );
   return command
     .addOption(
       new Option("--classifier <dir>", "classifier folder (classifier.onnx, test_stats.safetensors)").default(
@@ -60,11 +59,8 @@ Examples:
   fora eval --samples 1000 --sampler ddim --steps 50 --policy dynamic --threshold 0.1 --max-reuse 4
   (cache policies: fora generate --help)`,
     )
-    .action(async (opts, cmd) => {
-      const settings = await cachedSamplingSettings(
-        { ...opts, ...cacheFlags(cmd) },
-        async (model) => (await readManifest(model)).dit.config.depth,
-      );
+    .action(async (opts) => {
+      const settings = await resolveRun(opts, { family: "dit" });
       const json = opts.json ? ndjsonWriter<EvalProgress | EvalSummary>() : null;
       const progress = (p: EvalProgress) =>
         Deno.stderr.writeSync(

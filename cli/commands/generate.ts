@@ -2,20 +2,17 @@
 import { Command, Option } from "@commander-js/extra-typings";
 import { ForaError } from "../../lib/errors.ts";
 import { generate } from "../../lib/generate.ts";
-import { readAnyManifest } from "../../lib/bundle/pixart.ts";
-import type { Manifest } from "../../lib/bundle/manifest.ts";
+import { resolveRun } from "../../lib/resolve.ts";
 import { chooseSink } from "../../lib/events/sink.ts";
 import { checkLatentsOut } from "../../lib/io/latents_out.ts";
 import { readListFile } from "../../lib/io/list_file.ts";
 import { classValues, splitClassList } from "../class_list.ts";
 import { stopOnSignals } from "../signals.ts";
 import {
-  cachedSamplingSettings,
-  cacheFlags,
-  cacheOptions,
   cfgChannelsOption,
   cfgOption,
   deviceOption,
+  givenFlags,
   modelOption,
   positiveInt,
   precisionOption,
@@ -23,30 +20,32 @@ import {
   seedOption,
   stepsOption,
   threadsOption,
+  withCacheOptions,
 } from "../sampling_options.ts";
 
 export function generateCommand() {
-  const command = new Command("generate")
-    .summary("sample images from a DiT or PixArt-alpha bundle with FORA caching")
-    .description(
-      "Sample class-conditional images from a bundle made by `fora convert`, with FORA feature " +
-        "caching: the model runs in full every N steps and reuses its cached attention and MLP " +
-        "outputs in between. Writes one PNG per sample. Progress goes to stderr on a terminal; " +
-        "with --json (or when stdout is not a terminal) one NDJSON event per line goes to stdout " +
-        "(schema: lib/events/schema.json).",
-    )
-    .addOption(modelOption())
-    .addOption(
-      new Option("-c, --class <id|name>", "class of a sample, by id or by the model's class name; repeat, or list: 3,7,sandal")
-        .argParser(collect).default([] as string[], "0"),
-    )
-    .option("--class-file <file>", "classes from FILE, one id or name per line (for more than a command line holds)")
-    .addOption(samplerOption())
-    .addOption(stepsOption())
-    .addOption(cfgOption())
-    .addOption(cfgChannelsOption())
-    .addOption(seedOption());
-  for (const option of cacheOptions()) command.addOption(option);
+  const command = withCacheOptions(
+    new Command("generate")
+      .summary("sample images from a DiT or PixArt-alpha bundle with FORA caching")
+      .description(
+        "Sample class-conditional images from a bundle made by `fora convert`, with FORA feature " +
+          "caching: the model runs in full every N steps and reuses its cached attention and MLP " +
+          "outputs in between. Writes one PNG per sample. Progress goes to stderr on a terminal; " +
+          "with --json (or when stdout is not a terminal) one NDJSON event per line goes to stdout " +
+          "(schema: lib/events/schema.json).",
+      )
+      .addOption(modelOption())
+      .addOption(
+        new Option("-c, --class <id|name>", "class of a sample, by id or by the model's class name; repeat, or list: 3,7,sandal")
+          .argParser(collect).default([] as string[], "0"),
+      )
+      .option("--class-file <file>", "classes from FILE, one id or name per line (for more than a command line holds)")
+      .addOption(samplerOption())
+      .addOption(stepsOption())
+      .addOption(cfgOption())
+      .addOption(cfgChannelsOption())
+      .addOption(seedOption()),
+  );
   return command
     .addOption(
       new Option("-p, --prompt <text>", "text prompt of a sample (PixArt-alpha bundles); repeat for several samples").argParser(collect)
@@ -103,31 +102,23 @@ Cache policies (--policy; README "Cache policies" compares them):
     .action(async (opts, cmd) => {
       opts.class = await classValues(opts.class, opts.classFile);
       if (opts.promptFile) opts.prompt = [...opts.prompt, ...await readListFile("--prompt-file", opts.promptFile)];
-      const pixart = await isPixartBundle(opts.model);
-      if (pixart) {
+      const run = await resolveRun({ ...opts, given: givenFlags(cmd) }, { family: "any" });
+      const manifest = run.manifest;
+      if (manifest.architecture === "pixart") {
         if (opts.class.length) {
           throw new ForaError("usage", "--class is for class-conditional models; this PixArt-alpha bundle takes --prompt TEXT");
         }
         if (!opts.prompt.length) throw new ForaError("usage", "this PixArt-alpha bundle needs --prompt TEXT (repeat for several samples)");
-        // PixArt's own defaults where the flag was not given.
-        const unset = (name: string) => cmd.getOptionValueSource(name) === "default";
-        if (unset("sampler")) opts.sampler = "dpm-solver++";
-        if (unset("cfg")) opts.cfg = 4.5;
-        if (unset("cfgChannels")) opts.cfgChannels = "all";
       } else if (opts.prompt.length) {
         throw new ForaError("usage", "--prompt needs a PixArt-alpha bundle; this bundle is class-conditional (use --class)");
       }
-      const ditManifest = async (model: string) => pixart ? null : await readAnyManifest(model) as Manifest;
-      const cache = cacheFlags(cmd);
-      const settings = await cachedSamplingSettings(
-        { ...opts, ...cache },
-        async (model) => (await ditManifest(model))?.dit.config.depth,
-      );
-      if (opts.latentsOut) await checkLatentsOut(opts.latentsOut, settings.model);
-      const manifest = await ditManifest(settings.model);
-      const classList = opts.class.length ? splitClassList(opts.class, manifest?.dit.classNames ?? null) : ["0"];
-      const classes = manifest ? resolveClasses(classList, opts.batch, manifest.dit.config.numClasses, manifest.dit.classNames) : [];
-      const prompts = pixart
+      if (opts.latentsOut) await checkLatentsOut(opts.latentsOut, run.model);
+      const classNames = manifest.architecture === "dit" ? manifest.dit.classNames : null;
+      const classList = opts.class.length ? splitClassList(opts.class, classNames) : ["0"];
+      const classes = manifest.architecture === "dit"
+        ? resolveClasses(classList, opts.batch, manifest.dit.config.numClasses, manifest.dit.classNames)
+        : [];
+      const prompts = manifest.architecture === "pixart"
         ? Array.from({ length: opts.batch ?? opts.prompt.length }, (_, i) => opts.prompt[i % opts.prompt.length])
         : undefined;
       const sink = chooseSink({
@@ -138,14 +129,14 @@ Cache policies (--policy; README "Cache policies" compares them):
       const stop = stopOnSignals();
       try {
         await generate({
-          ...settings,
+          ...run,
           classes,
           prompts,
           cleanCaption: opts.cleanCaption,
           cacheCrossAttention: opts.cacheCrossAttn === "on",
           embeddingsCache: opts.embeddingsCache,
           seed: opts.seed,
-          schedule: cache.schedule,
+          schedule: opts.schedule,
           out: opts.out,
           grid: opts.grid ?? false,
           latentsIn: opts.latentsIn,
@@ -178,12 +169,6 @@ export function classId(value: string, numClasses: number, names: string[] | nul
     throw new ForaError("usage", `--class "${value}" is not a class of this model; use 0..${numClasses - 1} or ${known}`);
   }
   return id;
-}
-
-/** Whether the bundle at `model` is a PixArt-alpha bundle (false when it cannot be read: later steps say why). */
-async function isPixartBundle(model: string | undefined): Promise<boolean> {
-  if (model === undefined) return false;
-  return await readAnyManifest(model).then((m) => m.architecture === "pixart", () => false);
 }
 
 function collect(value: string, previous: string[]): string[] {

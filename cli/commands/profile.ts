@@ -1,6 +1,6 @@
 /** `fora profile`: where the time of a generation goes, per model part. */
 import { Command, Option } from "@commander-js/extra-typings";
-import { readManifest } from "../../lib/bundle/manifest.ts";
+import { resolveRun } from "../../lib/resolve.ts";
 import { profileRun } from "../../lib/profile/run.ts";
 import { formatProfile, profileRows } from "../../lib/profile/report.ts";
 import { writeProfileChart } from "../../lib/profile/chart.ts";
@@ -8,9 +8,6 @@ import { ForaError } from "../../lib/errors.ts";
 import { printLine, writeStdout } from "../../lib/events/output.ts";
 import { stopOnSignals } from "../signals.ts";
 import {
-  cachedSamplingSettings,
-  cacheFlags,
-  cacheOptions,
   cfgChannelsOption,
   cfgOption,
   modelOption,
@@ -19,33 +16,37 @@ import {
   samplerOption,
   seedOption,
   threadsOption,
+  withCacheOptions,
 } from "../sampling_options.ts";
 import { classId } from "./generate.ts";
 
 export const PROFILE_STEPS = 20;
 
 export function profileCommand() {
-  const command = new Command("profile")
-    .summary("profile a short generation: kernel time per block, attention, MLP, embedders, VAE")
-    .description(
-      "Run a short generation with ONNX Runtime's profiler on, and attribute the kernel time of " +
-        "full steps, reuse steps and the VAE decode to model parts: per block its adaLN, norms " +
-        "(LayerNorm + modulate), attention, gated residuals and MLP; the embedders, the final layer, " +
-        "guidance and FORA's residuals. Each part also gets its share, analytic FLOPs and bytes, and " +
-        "the achieved GFLOP/s. The first run of each graph is left out as warm-up, and each kernel's " +
-        "time is its median over the runs (robust to a busy machine); see --include-warmup, --stat.",
-    )
-    .addOption(modelOption())
-    .addOption(new Option("-c, --class <id|name>", "class of a sample; repeat for several").argParser(collect).default([] as string[], "0"))
-    .option("--batch <n>", "samples per run; the --class list repeats to fill it", positiveInt("--batch"))
-    .addOption(samplerOption())
-    .addOption(
-      new Option("--steps <n>", `sampling steps (default ${PROFILE_STEPS}; with --schedule, its own)`).argParser(positiveInt("--steps")),
-    )
-    .addOption(cfgOption())
-    .addOption(cfgChannelsOption())
-    .addOption(seedOption());
-  for (const option of cacheOptions()) command.addOption(option);
+  const command = withCacheOptions(
+    new Command("profile")
+      .summary("profile a short generation: kernel time per block, attention, MLP, embedders, VAE")
+      .description(
+        "Run a short generation with ONNX Runtime's profiler on, and attribute the kernel time of " +
+          "full steps, reuse steps and the VAE decode to model parts: per block its adaLN, norms " +
+          "(LayerNorm + modulate), attention, gated residuals and MLP; the embedders, the final layer, " +
+          "guidance and FORA's residuals. Each part also gets its share, analytic FLOPs and bytes, and " +
+          "the achieved GFLOP/s. The first run of each graph is left out as warm-up, and each kernel's " +
+          "time is its median over the runs (robust to a busy machine); see --include-warmup, --stat.",
+      )
+      .addOption(modelOption())
+      .addOption(
+        new Option("-c, --class <id|name>", "class of a sample; repeat for several").argParser(collect).default([] as string[], "0"),
+      )
+      .option("--batch <n>", "samples per run; the --class list repeats to fill it", positiveInt("--batch"))
+      .addOption(samplerOption())
+      .addOption(
+        new Option("--steps <n>", `sampling steps (default ${PROFILE_STEPS}; with --schedule, its own)`).argParser(positiveInt("--steps")),
+      )
+      .addOption(cfgOption())
+      .addOption(cfgChannelsOption())
+      .addOption(seedOption()),
+  );
   return command
     .addOption(precisionOption())
     .addOption(threadsOption())
@@ -71,13 +72,9 @@ partial_reuse, probe), part, block, branch, ms, ms_per_step, share (of the
 kind's kernel time), flops, flops_per_step, bytes_per_step, gflops, kernels, runs; a row with
 part "total" closes each kind.`,
     )
-    .action(async (opts, cmd) => {
-      const cache = cacheFlags(cmd);
-      const settings = await cachedSamplingSettings(
-        { ...opts, ...cache, steps: cache.schedule ? opts.steps : opts.steps ?? PROFILE_STEPS },
-        async (model) => (await readManifest(model)).dit.config.depth,
-      );
-      const manifest = await readManifest(settings.model);
+    .action(async (opts) => {
+      const settings = await resolveRun({ ...opts, steps: opts.schedule ? opts.steps : opts.steps ?? PROFILE_STEPS }, { family: "dit" });
+      const manifest = settings.manifest;
       const list = opts.class.length ? opts.class : ["0"];
       const ids = list.map((c) => classId(c, manifest.dit.config.numClasses, manifest.dit.classNames));
       const classes = Array.from({ length: opts.batch ?? ids.length }, (_, i) => ids[i % ids.length]);

@@ -1,7 +1,7 @@
 /** `fora similarity`: how each block's attention and MLP features change across steps. */
 import { join } from "node:path";
 import { Command, InvalidArgumentError, Option } from "@commander-js/extra-typings";
-import { readManifest } from "../../lib/bundle/manifest.ts";
+import { resolveSampling } from "../../lib/resolve.ts";
 import { scheduleFile, writeScheduleFile } from "../../lib/fora/schedule_file.ts";
 import { type Branch, mib, similarityRun } from "../../lib/similarity/run.ts";
 import { suggestSchedule } from "../../lib/similarity/schedule.ts";
@@ -15,7 +15,6 @@ import {
   positiveInt,
   precisionOption,
   samplerOption,
-  samplingSettings,
   seedOption,
   stepsOption,
   threadsOption,
@@ -81,8 +80,8 @@ Examples:
   fora generate -m bundle --schedule sched.json`,
     )
     .action(async (opts) => {
-      const settings = await samplingSettings({ ...opts, cacheInterval: 1 });
-      const manifest = await readManifest(settings.model);
+      const settings = await resolveSampling(opts, { family: "dit" });
+      const manifest = settings.manifest;
       const classes = (opts.class.length ? opts.class : ["0"]).map((c) =>
         classId(c, manifest.dit.config.numClasses, manifest.dit.classNames)
       );

@@ -42,6 +42,7 @@ import {
   type AttentionKind,
   BUNDLE_FORMAT,
   checkFiles,
+  checkManifest,
   type FileEntry,
   FLOAT_PRECISIONS,
   type FloatPrecision,
@@ -49,7 +50,6 @@ import {
   GUIDANCES,
   isSafeRelativePath,
   type Manifest,
-  readManifest,
   readManifestJson,
   type VaeGraphEntry,
   vaeGraphFile,
@@ -383,7 +383,11 @@ async function readJsonOr(path: string): Promise<Record<string, unknown> | undef
 export async function readAnyManifest(dir: string): Promise<Manifest | PixartManifest> {
   const { root, path, json } = await readManifestJson(dir);
   const o = typeof json === "object" && json !== null && !Array.isArray(json) ? json as Record<string, unknown> : {};
-  if (o.format !== BUNDLE_FORMAT || o.architecture !== PIXART_ARCHITECTURE) return await readManifest(dir);
+  if (o.format !== BUNDLE_FORMAT || o.architecture !== PIXART_ARCHITECTURE) {
+    const m = checkManifest(json, path);
+    await checkFiles(root, m);
+    return m;
+  }
   if (!Array.isArray(o.files)) throw new ForaError("bundle", `${path}: "files" must be a list`);
   const files = o.files as FileEntry[];
   for (const f of files) {

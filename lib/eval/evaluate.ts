@@ -7,7 +7,7 @@
 import { ForaError } from "../errors.ts";
 import { type GeneratorSettings, openGenerator } from "../generator.ts";
 import type { StepReport } from "../fora/denoiser.ts";
-import { countFull } from "../fora/policy.ts";
+import { describePolicy } from "../fora/policy.ts";
 import { summarizeSteps } from "../events/totals.ts";
 import { openClassifier } from "./classifier.ts";
 import { fitGaussian, frechetDistance } from "./frechet.ts";
@@ -85,10 +85,10 @@ export async function evaluate(opts: EvalOptions, onProgress?: (p: EvalProgress)
       per_class_accuracy: correct.map((c, k) => (total[k] ? c / total[k] : null)),
       sampler: opts.sampler,
       steps: opts.steps,
-      policy: opts.policy ? { name: opts.policy.name, params: opts.policy.params } : opts.plan.policy,
-      // A policy may decide per step (dynamic): then the mean over the batches as they ran.
-      full_steps: opts.policy ? s.full_steps / batches : countFull(opts.plan.kinds),
-      reuse_steps: opts.policy ? s.reuse_steps / batches : opts.steps - countFull(opts.plan.kinds),
+      policy: describePolicy(opts.policy),
+      // Per batch, as they ran (a dynamic policy decides per step: then the mean over the batches).
+      full_steps: s.full_steps / batches,
+      reuse_steps: s.reuse_steps / batches,
       sampling_ms: Math.round(samplingMs),
       ms_per_image: Math.round((samplingMs / opts.samples) * 100) / 100,
       speedup_estimate: s.speedup_estimate,

@@ -1,7 +1,8 @@
 /**
  * Recompute schedules as files: the plan of a run (full or reuse for each step, in
  * execution order) written by `fora similarity --suggest-schedule FILE.json` and read by
- * `fora generate --schedule FILE.json`, which then runs exactly that plan.
+ * `fora generate --schedule FILE.json`, which then runs exactly that plan (the schedule
+ * policy of policy.ts, its kinds and params the file's).
  *
  *   {
  *     "format": "fora-schedule", "version": 1,
@@ -16,7 +17,7 @@
 import { ForaError } from "../errors.ts";
 import { writeFileAtomic } from "../io/atomic.ts";
 import { reasonOf } from "../io/atomic.ts";
-import { type CachePlan, countFull, type StepKind } from "./policy.ts";
+import { countFull, type StepKind } from "./policy.ts";
 
 export const SCHEDULE_FORMAT = "fora-schedule";
 export const SCHEDULE_VERSION = 1;
@@ -95,11 +96,6 @@ export function checkScheduleFile(json: unknown, path: string): ScheduleFile {
     }
   }
   return scheduleFile(kinds, params, o.source);
-}
-
-/** The cache plan `fora generate` runs for a schedule file. */
-export function planOfSchedule(file: ScheduleFile): CachePlan {
-  return { policy: { name: file.policy.name, params: { ...file.policy.params } }, kinds: [...file.kinds] };
 }
 
 /** The step count of a run with this schedule: its own, or `--steps` when that agrees. */

@@ -5,30 +5,20 @@
  * decode run in separate graphs, so each gets its own breakdown.
  */
 import { basename } from "node:path";
-import type { Precision } from "../bundle/manifest.ts";
-import type { CachePlan, CachePolicy, StepKind } from "../fora/policy.ts";
+import type { Manifest } from "../bundle/manifest.ts";
+import { describePolicy, type StepKind } from "../fora/policy.ts";
 import { openGenerator } from "../generator.ts";
-import type { SamplerName } from "../samplers/mod.ts";
-import { type Device, withProfiling } from "../runtime/session.ts";
+import type { RunSettings } from "../resolve.ts";
+import { withProfiling } from "../runtime/session.ts";
 import { ForaError } from "../errors.ts";
 import { attribute, type Attribution, type TimeStat } from "./attribute.ts";
 import { graphParts } from "./parts.ts";
 import { readTrace } from "./trace.ts";
 
-export interface ProfileOptions {
-  model: string;
+/** A resolved run on a DiT bundle (lib/resolve.ts) and what to profile. */
+export interface ProfileOptions extends RunSettings<Manifest> {
   classes: number[];
-  sampler: SamplerName;
-  steps: number;
-  cfg: number;
-  cfgChannels: "ref" | "all";
   seed: number;
-  plan: CachePlan;
-  /** A cache policy that replaces `plan` (then `plan` is its summary, planOfPolicy). */
-  policy?: CachePolicy;
-  precision?: Precision;
-  device?: Device;
-  threads?: number;
   /** Keep the first run of each graph (by default left out as warm-up when it ran twice or more). */
   includeWarmup?: boolean;
   /** Kernel time statistic (attribute.ts): median per kernel over runs (default), or the sum. */
@@ -55,7 +45,7 @@ export interface PhaseProfile extends Attribution {
 export interface ProfileReport {
   model: string;
   /** The policy, and each step's kind as it ran. */
-  plan: CachePlan;
+  plan: { policy: { name: string; params: Record<string, number> }; kinds: StepKind[] };
   steps: number;
   /** One per graph that ran, in the order full, partial_full, reuse, partial_reuse, probe, decode, literal. */
   phases: PhaseProfile[];
@@ -94,7 +84,7 @@ export async function profileRun(opts: ProfileOptions): Promise<ProfileReport> {
     const order: Phase[] = ["full", "partial_full", "reuse", "partial_reuse", "probe", "decode", "literal"];
     phases.sort((a, b) => order.indexOf(a.phase) - order.indexOf(b.phase));
     // The kinds as they ran (a dynamic policy decides some during the run).
-    const plan = { policy: opts.plan.policy, kinds };
+    const plan = { policy: describePolicy(opts.policy), kinds };
     return { model: opts.model, plan, steps: opts.steps, phases, samplingMs: result.samplingMs, decodeMs: result.decodeMs };
   } finally {
     if (!opts.traceDir) await Deno.remove(dir, { recursive: true }).catch(() => {});

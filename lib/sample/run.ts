@@ -17,14 +17,13 @@ import { createHash } from "node:crypto";
 import { join } from "node:path";
 import * as fastPng from "fast-png";
 import { ForaError, interrupted, isInterrupted } from "../errors.ts";
-import { type Manifest, type Precision, readManifest } from "../bundle/manifest.ts";
+import type { Manifest } from "../bundle/manifest.ts";
+import type { RunSettings } from "../resolve.ts";
 import { FORA_VERSION } from "../bundle/version.ts";
-import { type CachePlan, type CachePolicy, planOfPolicy, planPolicy, staticIntervalPlan } from "../fora/policy.ts";
+import { type CachePolicy, describePolicy, intervalOf, plannedKinds, POLICY_DEFAULTS } from "../fora/policy.ts";
 import type { StepReport } from "../fora/denoiser.ts";
 import { type Generator, openGenerator } from "../generator.ts";
-import { type Image, toUint8Image } from "../io/image.ts";
-import type { Device } from "../runtime/session.ts";
-import type { SamplerName } from "../samplers/mod.ts";
+import type { Image } from "../io/image.ts";
 import { type Stamper, stamper } from "../events/stamp.ts";
 import { runTotals } from "../events/totals.ts";
 import { type EmitEvent, type JsonValue, type RunTotals, SCHEMA_VERSION } from "../events/types.ts";
@@ -54,32 +53,19 @@ import { type FolderLock, lockFolder } from "./lock.ts";
 import { npzWriter } from "./npz.ts";
 import { batchRange, classesOf, formatShard, type Shard, shardBatches, shardImages } from "./plan.ts";
 
-export interface SampleOptions {
-  /** Bundle folder made by `fora convert`. */
-  model: string;
+/** A resolved run on a DiT bundle (lib/resolve.ts) and the images to sample into the shard folder. */
+export interface SampleOptions extends RunSettings<Manifest> {
   num: number;
   /** Class ids cycled over the images, or "uniform" (seeded uniform draws). */
   classes: number[] | "uniform";
   /** Images per batch, file and step of resumption. */
   batch: number;
-  sampler: SamplerName;
-  steps: number;
-  cfg: number;
-  cfgChannels: "ref" | "all";
   seed: number;
-  cacheInterval: number;
   shard: Shard;
   /** The shard's folder. */
   out: string;
   /** Also write each image as DIR/png/NNNNNN.png. */
   png: boolean;
-  precision?: Precision;
-  device?: Device;
-  threads?: number;
-  /** A cache plan that replaces the static interval (e.g. a schedule file). */
-  plan?: CachePlan;
-  /** A cache policy (lib/fora/policy.ts) that replaces `plan`. */
-  policy?: CachePolicy;
   /** Aborted with "SIGINT" or "SIGTERM" as reason: stop at the next step boundary. */
   signal?: AbortSignal;
 }
@@ -94,9 +80,9 @@ export interface SampleResult {
 
 export async function sample(opts: SampleOptions, emit: EmitEvent): Promise<SampleResult> {
   const events = stamper(emit);
-  const manifest = await readManifest(opts.model);
-  const policy = opts.policy ?? planPolicy(opts.plan ?? staticIntervalPlan(opts.steps, opts.cacheInterval));
-  const run = runRecordOf(opts, manifest, policy);
+  const manifest = opts.manifest;
+  const policy = opts.policy;
+  const run = runRecordOf(opts);
   const lock = await prepareFolder(opts.out, opts.png);
   try {
     return await sampleLocked(opts, events, manifest, policy, run);
@@ -113,7 +99,7 @@ async function sampleLocked(
   policy: CachePolicy,
   run: RunRecord,
 ): Promise<SampleResult> {
-  const plan = planOfPolicy(policy);
+  const planned = plannedKinds(policy);
   const { settings } = run;
   const { start, end } = shardBatches(settings.num, settings.batch, opts.shard);
   const total = shardImages(settings.num, settings.batch, opts.shard).count;
@@ -148,9 +134,9 @@ async function sampleLocked(
       flags: flagsOf(opts),
       plan: {
         steps: opts.steps,
-        full: policy.planned.flatMap((k, i) => (k === "full" ? [i] : [])),
-        kind: policy.planned,
-        policy: plan.policy,
+        full: planned.flatMap((k, i) => (k === "full" ? [i] : [])),
+        kind: [...planned],
+        policy: describePolicy(policy),
       },
       schema_version: SCHEMA_VERSION,
     });
@@ -171,14 +157,15 @@ async function sampleLocked(
     for (let j = start; j < end; j++) {
       if (done.has(j)) continue;
       if (opts.signal?.aborted) throw interrupted(signalName(opts.signal));
-      gen ??= await openForSampling({ ...opts, policy }, plan);
+      gen ??= await openForSampling(opts);
       const range = batchRange(settings.num, settings.batch, j);
       const classes = classesOf(settings.classes, settings.model.numClasses, settings.seed, range);
-      const result = await gen.sampleBatch({ classes, seed: settings.seed, firstIndex: range.first, signal: opts.signal }, onStep);
+      // Images at the model's own resolution: the VAE's output, or the pixel-space samples themselves.
+      const req = { classes, seed: settings.seed, firstIndex: range.first, signal: opts.signal };
+      const result = await gen.sampleBatch(req, onStep, { enlarge: () => 1 });
       samplingMs += result.samplingMs;
       decodeMs += result.decodeMs;
-      const images = nativeImages(gen, result.x0, result.images, range.count);
-      const rec = await saveBatch(opts.out, run, range, classes, images);
+      const rec = await saveBatch(opts.out, run, range, classes, result.images);
       done.set(j, rec);
       doneImages += range.count;
       written += range.count;
@@ -201,7 +188,9 @@ async function sampleLocked(
 }
 
 /** The run record of these options on this bundle; checks class ids against the model. */
-export function runRecordOf(opts: SampleOptions, manifest: Manifest, policy: CachePolicy): RunRecord {
+export function runRecordOf(opts: SampleOptions): RunRecord {
+  const { manifest } = opts;
+  const { policy } = opts;
   const numClasses = manifest.dit.config.numClasses;
   if (opts.classes !== "uniform") {
     if (opts.classes.length === 0) throw new ForaError("usage", "--class: give at least one class id, or none for uniform classes");
@@ -216,14 +205,14 @@ export function runRecordOf(opts: SampleOptions, manifest: Manifest, policy: Cac
     steps: opts.steps,
     cfg: opts.cfg,
     cfgChannels: opts.cfgChannels,
-    cacheInterval: opts.cacheInterval,
+    cacheInterval: recordedInterval(policy),
     plan: {
-      policy: policy.name,
-      params: policy.params,
-      kinds: policy.planned.map((k) => (k === "full" ? "F" : k === "reuse" ? "R" : "D")).join(""),
+      policy: policy.kind,
+      params: describePolicy(policy).params,
+      kinds: plannedKinds(policy).map((k) => (k === "full" ? "F" : k === "reuse" ? "R" : "D")).join(""),
     },
-    precision: opts.precision ?? "fp32",
-    device: opts.device ?? "cpu",
+    precision: opts.precision,
+    device: opts.device,
     seed: opts.seed,
     num: opts.num,
     batch: opts.batch,
@@ -280,25 +269,22 @@ async function prepareFolder(dir: string, png: boolean): Promise<FolderLock> {
   }
 }
 
-async function openForSampling(opts: SampleOptions, plan: CachePlan): Promise<Generator> {
-  const gen = await openGenerator({ ...opts, plan });
+/**
+ * -N as run records and run_start's flags have always held it: a schedule runs as -N 1, and
+ * the dynamic policy (which refuses -N) leaves it at its default.
+ */
+function recordedInterval(policy: CachePolicy): number {
+  return intervalOf(policy) ?? (policy.kind === "schedule" ? 1 : POLICY_DEFAULTS.interval);
+}
+
+async function openForSampling(opts: SampleOptions): Promise<Generator> {
+  const gen = await openGenerator(opts);
   if (!gen.canDecode) {
     await gen.release();
     const C = gen.latentShape(1)[1];
     throw new ForaError("usage", `${opts.model} has no VAE and ${C}-channel latents, so it cannot produce images to sample`);
   }
   return gen;
-}
-
-/**
- * The batch's images at the model's own resolution: the VAE's output, or for pixel-space
- * models the samples themselves (not enlarged, unlike `fora generate`'s PNGs).
- */
-function nativeImages(gen: Generator, x0: Float32Array, decoded: Image[], count: number): Image[] {
-  if (gen.manifest.vae) return decoded;
-  const [, C, H, W] = gen.latentShape(1);
-  const n = C * H * W;
-  return Array.from({ length: count }, (_, b) => toUint8Image(x0.subarray(b * n, (b + 1) * n), [C, H, W], 1));
 }
 
 /** Writes a batch's PNGs, then its .npz, then its journal line; returns the record. */
@@ -362,11 +348,11 @@ function flagsOf(opts: SampleOptions): { [k: string]: JsonValue } {
     cfg: opts.cfg,
     cfg_channels: opts.cfgChannels,
     seed: opts.seed,
-    cache_interval: opts.cacheInterval,
+    cache_interval: recordedInterval(opts.policy),
     shard: formatShard(opts.shard),
     out: opts.out,
     png: opts.png,
-    precision: opts.precision ?? "fp32",
-    device: opts.device ?? "cpu",
+    precision: opts.precision,
+    device: opts.device,
   };
 }

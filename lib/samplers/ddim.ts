@@ -87,14 +87,15 @@ export async function sampleDdim(
   let x: Float32Array = Float32Array.from(xT);
   for (let k = 0; k < steps; k++) {
     const i = steps - 1 - k, modelTime = plan.timesteps[i];
-    const out = await model(x, { index: i, modelTime });
+    const step = { k, index: i, modelTime };
+    const out = await model(x, step);
     checkOutput(out, shape, plan.learnSigma, modelTime);
     const { eps } = splitOutput(out, shape, plan.learnSigma);
     const abar = s.alphasCumprod[i], abarPrev = s.alphasCumprodPrev[i];
     const sigma = plan.eta > 0 ? ddimSigma(plan.eta, abar, abarPrev) : 0;
     const z = sigma > 0 ? batchNormals(noise, sampleSize(shape)) : null;
     x = ddimUpdate(x, eps, abar, abarPrev, sigma, z);
-    onStep?.({ k, index: i, modelTime });
+    onStep?.(step);
   }
   return x;
 }

@@ -115,12 +115,13 @@ export async function sampleDdpm(
   let x: Float32Array = Float32Array.from(xT);
   for (let k = 0; k < steps; k++) {
     const i = steps - 1 - k, modelTime = plan.timesteps[i];
-    const out = await model(x, { index: i, modelTime });
+    const step = { k, index: i, modelTime };
+    const out = await model(x, step);
     checkOutput(out, shape, plan.learnSigma, modelTime);
     const { eps, v } = splitOutput(out, shape, plan.learnSigma);
     const z = i > 0 ? batchNormals(noise, sampleSize(shape)) : null;
     x = ddpmStep(plan, i, x, eps, v, z);
-    onStep?.({ k, index: i, modelTime });
+    onStep?.(step);
   }
   return x;
 }

@@ -153,14 +153,15 @@ export async function sampleDpmSolver(
   let prev: Float32Array | null = null;
   for (let k = 0; k < steps; k++) {
     const i = steps - 1 - k, modelTime = plan.modelTimes[k];
-    const out = await model(x, { index: i, modelTime });
+    const step = { k, index: i, modelTime };
+    const out = await model(x, step);
     checkOutput(out, shape, plan.learnSigma, modelTime);
     const x0 = dataPrediction(vp, times[k], x, splitOutput(out, shape, plan.learnSigma).eps);
     x = orders[k] === 1 || prev === null
       ? dpmSolverFirstUpdate(vp, times[k], times[k + 1], x, x0)
       : dpmSolverSecondUpdate(vp, times[k - 1], times[k], times[k + 1], x, prev, x0, plan.solverType);
     prev = x0;
-    onStep?.({ k, index: i, modelTime });
+    onStep?.(step);
   }
   return x;
 }

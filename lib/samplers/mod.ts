@@ -17,7 +17,7 @@ import {
 import { IDDPM_DEFAULT_STEPS, planIddpm, sampleIddpm } from "./iddpm.ts";
 import type { Denoiser, LatentShape, SampleNoise, StepCallback } from "./types.ts";
 
-export type { Denoiser, LatentShape, SampleNoise, SamplerPlan, StepCallback } from "./types.ts";
+export type { Denoiser, LatentShape, SampleNoise, SamplerPlan, SamplerStep, StepCallback } from "./types.ts";
 export type { DdimPlan, DdpmPlan, DpmSolverPlan };
 
 export const samplerNames = ["ddpm", "ddim", "dpm-solver++", "iddpm"] as const;

@@ -16,10 +16,21 @@ export interface LatentShape {
 }
 
 /**
+ * A step as the sampler counts it: position k (0-based, in execution order), FORA's step
+ * index i = S-1-k, and the model time the model is called with. The denoiser and the step
+ * callback both receive it whole, so neither converts between k and i.
+ */
+export interface SamplerStep {
+  k: number;
+  index: number;
+  modelTime: number;
+}
+
+/**
  * Model output for the whole batch, layout [B, outC, H, W] float32; outC = C (eps only) or 2C
  * (eps, then variance interpolation values in [-1,1]).
  */
-export type Denoiser = (x: Float32Array, step: { index: number; modelTime: number }) => Promise<Float32Array>;
+export type Denoiser = (x: Float32Array, step: SamplerStep) => Promise<Float32Array>;
 
 export interface SamplerPlan {
   name: string;
@@ -30,11 +41,8 @@ export interface SamplerPlan {
   modelTimes: number[];
 }
 
-/**
- * Called once after each executed step k (0-based, in execution order), with the step's index
- * i = S-1-k and the model time the model was called with.
- */
-export type StepCallback = (info: { k: number; index: number; modelTime: number }) => void;
+/** Called once after each executed step, with the step the model was called at. */
+export type StepCallback = (info: SamplerStep) => void;
 
 /**
  * One generator per sample of the batch (lib/random's sampleRngs(seed, B)); samplers that need

@@ -9,33 +9,24 @@
  * guidance, the conditional and unconditional halves together. That is exactly the
  * tensor FORA caches and reuses, so its similarity across steps is what caching relies on.
  */
-import { signalName } from "../events/steps.ts";
-import { join } from "node:path";
-import { ForaError, interrupted } from "../errors.ts";
-import { type Precision, readManifest, vaeGraphFile } from "../bundle/manifest.ts";
+import { ForaError } from "../errors.ts";
+import type { Manifest } from "../bundle/manifest.ts";
 import { numTokens } from "../models/dit/config.ts";
-import { openDitStepModel } from "../models/dit/step_model.ts";
-import { type Denoiser, makeSampler, type SamplerName } from "../samplers/mod.ts";
-import { batchNormals, sampleRngs } from "../random/mod.ts";
-import { type Device, f32, openSession } from "../runtime/session.ts";
-import { type Image, toUint8Image } from "../io/image.ts";
-import { MIN_VISIBLE_SIDE } from "../generator.ts";
+import type { SamplingSettings } from "../resolve.ts";
+import { staticPolicy } from "../fora/policy.ts";
+import { MIN_VISIBLE_SIDE, openGenerator } from "../generator.ts";
+import type { Image } from "../io/image.ts";
+import type { StepModel } from "../fora/step_model.ts";
+import type { Denoiser } from "../samplers/mod.ts";
 import { countSketch, exactTrack, type GramTrack, sketchTrack, trackBytes } from "./gram.ts";
 
 export type Branch = "attn" | "mlp";
 export const BRANCHES: readonly Branch[] = ["attn", "mlp"];
 
-export interface SimilarityOptions {
-  model: string;
+/** A resolved sampling run on a DiT bundle (lib/resolve.ts) and what to compare. */
+export interface SimilarityOptions extends SamplingSettings<Manifest> {
   classes: number[];
-  sampler: SamplerName;
-  steps: number;
-  cfg: number;
-  cfgChannels: "ref" | "all";
   seed: number;
-  precision?: Precision;
-  device?: Device;
-  threads?: number;
   /** Block indices; default all. */
   layers?: number[];
   branches?: readonly Branch[];
@@ -114,8 +105,7 @@ export function planMemory(
 }
 
 export async function similarityRun(opts: SimilarityOptions): Promise<SimilarityResult> {
-  const manifest = await readManifest(opts.model);
-  const cfg = manifest.dit.config;
+  const cfg = opts.manifest.dit.config;
   const L = cfg.depth;
   const layers = opts.layers ?? Array.from({ length: L }, (_, i) => i);
   for (const l of layers) {
@@ -139,16 +129,13 @@ export async function similarityRun(opts: SimilarityOptions): Promise<Similarity
   const grams = new Map<string, GramTrack>();
   for (const l of layers) for (const b of branches) grams.set(`${l}.${b}`, sketch ? sketchTrack(S, sketch) : exactTrack(S, featureSize));
 
-  const sampler = makeSampler(opts.sampler, S, { learnSigma: cfg.learnSigma });
-  const model = await openDitStepModel(opts.model, manifest, { cfgScale: opts.cfg, cfgChannels: opts.cfgChannels }, opts);
-  let x0: Float32Array;
+  // Every step computed in full: the features of each step are the model's own, uncached.
+  const gen = await openGenerator({ ...opts, policy: staticPolicy(S, 1) });
+  let images: Image[];
   try {
-    const step = model.bind(opts.classes);
     const computeAll = Array<boolean>(L).fill(false);
     const noCache = new Float32Array(L * featureSize);
-    let k = 0;
-    const denoiser: Denoiser = async (x, st) => {
-      if (opts.signal?.aborted) throw interrupted(signalName(opts.signal));
+    const denoiser = (step: StepModel): Denoiser => async (x, st) => {
       const r = await step.blocks(x, st.modelTime, computeAll, noCache, noCache);
       for (const l of layers) {
         for (const b of branches) {
@@ -156,51 +143,30 @@ export async function similarityRun(opts: SimilarityOptions): Promise<Similarity
           grams.get(`${l}.${b}`)!.add(all.subarray(l * featureSize, (l + 1) * featureSize));
         }
       }
-      opts.onStep?.(k++, S);
+      opts.onStep?.(st.k, S);
       return r.out;
     };
-    const C = cfg.inChannels, H = cfg.inputSize, perSample = C * H * H;
-    const noise = sampleRngs(opts.seed, B, 0);
-    const xT = batchNormals(noise, perSample);
-    x0 = await sampler.sample(denoiser, xT, { batch: B, channels: C, height: H, width: H }, noise);
+    // The report shows samples at half the size `fora generate` enlarges pixel-space ones to.
+    const enlarge = (height: number) => Math.max(1, Math.floor(MIN_VISIBLE_SIDE / 2 / height));
+    const req = { classes: opts.classes, seed: opts.seed, firstIndex: 0, signal: opts.signal };
+    images = (await gen.sampleBatch(req, undefined, { denoiser, enlarge })).images;
   } finally {
-    await model.release();
+    await gen.release();
   }
   const tracks: Track[] = [];
   for (const l of layers) for (const b of branches) tracks.push({ layer: l, branch: b, matrix: grams.get(`${l}.${b}`)!.cosine() });
   return {
     model: opts.model,
     steps: S,
-    modelTimes: sampler.plan.modelTimes,
+    modelTimes: gen.sampler.plan.modelTimes,
     layers,
     branches,
     depth: L,
     memory,
     sketchSeed: sketch ? opts.sketchSeed : null,
     tracks,
-    images: await decode(opts, manifest, x0),
+    images,
   };
-}
-
-/** The samples as images, for the report: VAE-decoded, or pixel-space enlarged. */
-async function decode(opts: SimilarityOptions, manifest: Awaited<ReturnType<typeof readManifest>>, x0: Float32Array): Promise<Image[]> {
-  const cfg = manifest.dit.config, B = opts.classes.length, C = cfg.inChannels, H = cfg.inputSize;
-  if (manifest.vae) {
-    const vae = await openSession(join(opts.model, vaeGraphFile(opts.precision ?? "fp32")), opts);
-    try {
-      const out = await vae.run({ latent: f32([B, C, H, H], x0) });
-      const [, oc, oh, ow] = out.image.shape, n = oc * oh * ow, data = out.image.data as Float32Array;
-      return Array.from(
-        { length: B },
-        (_, b) => toUint8Image(data.subarray(b * n, (b + 1) * n), [oc, oh, ow], Math.max(1, Math.floor(128 / oh))),
-      );
-    } finally {
-      await vae.release();
-    }
-  }
-  if (C !== 1 && C !== 3) return [];
-  const up = Math.max(1, Math.floor(MIN_VISIBLE_SIDE / 2 / H));
-  return Array.from({ length: B }, (_, b) => toUint8Image(x0.subarray(b * C * H * H, (b + 1) * C * H * H), [C, H, H], up));
 }
 
 export function mib(bytes: number): string {

@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { convertBundle } from "../../lib/bundle/convert.ts";
 import { readManifest } from "../../lib/bundle/manifest.ts";
 import { openDitStepModel } from "../../lib/models/dit/step_model.ts";
-import { countFull, staticIntervalPlan } from "../../lib/fora/policy.ts";
+import { countFull, staticKinds, staticPolicy } from "../../lib/fora/policy.ts";
 import { literalDenoiser, residualDenoiser } from "../../lib/fora/denoiser.ts";
 import { makeSampler } from "../../lib/samplers/mod.ts";
 import { batchNormals, sampleRngs } from "../../lib/random/mod.ts";
@@ -35,17 +35,17 @@ Deno.test("FORA static caching: the residual route equals the literal per-layer 
     let model = sessions.fp32.bind([3, 7]);
     const run = async (sampler: string, interval: number, route: "residual" | "literal") => {
       const s = makeSampler(sampler, STEPS);
-      const plan = staticIntervalPlan(STEPS, interval);
+      const policy = staticPolicy(STEPS, interval), planned = staticKinds(STEPS, interval);
       const kinds: string[] = [];
       const onStep = (r: { kind: string }) => kinds.push(r.kind);
       const denoiser = route === "residual"
-        ? residualDenoiser(model, plan, s.plan.modelTimes, onStep)
-        : literalDenoiser(model, plan, onStep);
+        ? residualDenoiser(model, policy, s.plan.modelTimes, onStep)
+        : literalDenoiser(model, planned, onStep);
       const noise = sampleRngs(42, 2);
       const xT = batchNormals(noise, cfg.inChannels * cfg.inputSize ** 2);
       const x0 = await s.sample(denoiser, xT, shape, noise);
-      assert.deepEqual(kinds, plan.kinds, "every step ran as planned");
-      return { x0, full: countFull(plan.kinds) };
+      assert.deepEqual(kinds, planned, "every step ran as planned");
+      return { x0, full: countFull(planned) };
     };
     try {
       for (const { precision, sampler } of RUNS) {

@@ -6,18 +6,20 @@
 import { strict as assert } from "node:assert";
 import {
   decide,
+  describePolicy,
   dynamicPolicy,
   forecastPolicy,
   guardKinds,
+  horizon,
   partialPolicy,
-  planPolicy,
+  plannedKinds,
   relativeL1,
   reusedBlocks,
-  staticIntervalPlan,
+  staticPolicy,
   type StepKind,
 } from "../../lib/fora/policy.ts";
 import { residualDenoiser, type StepReport } from "../../lib/fora/denoiser.ts";
-import type { StepModel } from "../../lib/models/dit/step_model.ts";
+import type { StepModel } from "../../lib/fora/step_model.ts";
 
 const F = "full", R = "reuse";
 
@@ -27,27 +29,27 @@ Deno.test("guards: warm-up and cool-down steps are full, and no more than max-re
   assert.deepEqual(guardKinds(kinds, { warmup: 2, cooldown: 3, maxReuse: 2 }), [F, F, R, R, F, R, R, F, R, F, F, F]);
   // Without guards a plan stays as it is, except that the first step is always full.
   assert.deepEqual(guardKinds([R, R, F, R], {}), [F, R, F, R]);
-  const p = planPolicy(staticIntervalPlan(10, 5), { maxReuse: 2 });
-  assert.deepEqual(p.planned, [F, R, R, F, F, R, R, F, R, F]);
-  assert.deepEqual(p.params, { interval: 5, max_reuse: 2 });
-  assert.deepEqual(p.horizon(0), [1, 2]);
+  const p = staticPolicy(10, 5, { maxReuse: 2 });
+  assert.deepEqual(plannedKinds(p), [F, R, R, F, F, R, R, F, R, F]);
+  assert.deepEqual(describePolicy(p).params, { interval: 5, max_reuse: 2 });
+  assert.deepEqual(horizon(p, 0), [1, 2]);
   assert.throws(() => guardKinds(kinds, { maxReuse: 0 }), /--max-reuse/);
 });
 
 Deno.test("static policy: the decision of every step is its plan's", () => {
-  const p = planPolicy(staticIntervalPlan(9, 3));
+  const p = staticPolicy(9, 3);
   let lastFull = -1;
-  const kinds = p.planned.map((_, k) => {
+  const kinds = plannedKinds(p).map((_, k) => {
     const d = decide(p, k, lastFull);
     if (d === F) lastFull = k;
     return d;
   });
-  assert.deepEqual(kinds, staticIntervalPlan(9, 3).kinds);
+  assert.deepEqual(kinds, plannedKinds(staticPolicy(9, 3)));
 });
 
 Deno.test("dynamic policy: reuses while the accumulated indicator stays below the threshold, within the lookahead", () => {
   const p = dynamicPolicy(10, 0.3, 3, { warmup: 1, cooldown: 2 });
-  assert.deepEqual(p.planned, [F, "decide", "decide", "decide", "decide", "decide", "decide", "decide", F, F]);
+  assert.deepEqual(plannedKinds(p), [F, "decide", "decide", "decide", "decide", "decide", "decide", "decide", F, F]);
   // Scripted per-step changes; the sum restarts at every full step.
   const changes = [0, 0.1, 0.1, 0.2, 0.05, 0.05, 0.05, 0.05, 0, 0];
   let lastFull = -1, acc = 0;
@@ -60,29 +62,29 @@ Deno.test("dynamic policy: reuses while the accumulated indicator stays below th
   // k=1: 0.1 R; k=2: 0.2 R; k=3: 0.4 >= 0.3 F; k=4..6: 0.05..0.15 R (3 = lookahead);
   // k=7: outside the lookahead of the full step at 3: F; then the cool-down.
   assert.deepEqual(kinds, [F, R, R, F, R, R, R, F, F, F]);
-  assert.deepEqual(p.horizon(3), [4, 5, 6]);
-  assert.deepEqual(p.horizon(7), []);
+  assert.deepEqual(horizon(p, 3), [4, 5, 6]);
+  assert.deepEqual(horizon(p, 7), []);
   // max-reuse caps the lookahead.
-  assert.deepEqual(dynamicPolicy(10, 0.3, 5, { maxReuse: 2 }).horizon(0), [1, 2]);
+  assert.deepEqual(horizon(dynamicPolicy(10, 0.3, 5, { maxReuse: 2 }), 0), [1, 2]);
   // Threshold 0 plans every step full: no indicator, no residuals.
   const none = dynamicPolicy(6, 0, 3);
-  assert.deepEqual(none.planned, Array(6).fill(F));
-  assert.deepEqual(none.horizon(0), []);
+  assert.deepEqual(plannedKinds(none), Array(6).fill(F));
+  assert.deepEqual(horizon(none, 0), []);
 });
 
 Deno.test("forecast policy: a full step's horizon reaches through the next cycle", () => {
   const p = forecastPolicy(10, 3);
-  assert.deepEqual(p.planned, staticIntervalPlan(10, 3).kinds);
+  assert.deepEqual(plannedKinds(p), plannedKinds(staticPolicy(10, 3)));
   // Full at 0, 3, 6, 9: the full step at 0 serves 1, 2 and (forecast with the one at 3) 4, 5.
-  assert.deepEqual(p.horizon(0), [1, 2, 4, 5]);
-  assert.deepEqual(p.horizon(6), [7, 8]);
+  assert.deepEqual(horizon(p, 0), [1, 2, 4, 5]);
+  assert.deepEqual(horizon(p, 6), [7, 8]);
 });
 
 Deno.test("partial policy: B blocks at either end computed, at least one reused", () => {
   assert.deepEqual(reusedBlocks(partialPolicy(10, 3, { end: "last", blocks: 2 }, 4), 4), [true, true, false, false]);
   assert.deepEqual(reusedBlocks(partialPolicy(10, 3, { end: "first", blocks: 1 }, 4), 4), [false, true, true, true]);
   assert.deepEqual(reusedBlocks(forecastPolicy(10, 3), 4), [true, true, true, true]);
-  assert.deepEqual(partialPolicy(10, 3, { end: "first", blocks: 1 }, 4).params, { interval: 3, compute_first: 1 });
+  assert.deepEqual(describePolicy(partialPolicy(10, 3, { end: "first", blocks: 1 }, 4)).params, { interval: 3, compute_first: 1 });
   assert.throws(() => partialPolicy(10, 3, { end: "last", blocks: 4 }, 4), /--compute-last must be a whole number from 1 to 3/);
   assert.throws(() => partialPolicy(10, 3, { end: "first", blocks: 0 }, 4), /--compute-first must be a whole number from 1 to 3/);
 });
@@ -116,15 +118,17 @@ function fakeModel(probes: number[], base: (fullCount: number) => number, times:
       reused.push(residuals[j]);
       return Promise.resolve(x);
     },
-    partialFull(x, t, reuseTimes) {
-      calls.push(`F${kOf(t)}`);
-      const b = base(fulls++);
-      return Promise.resolve({ out: x, residuals: Float32Array.from(reuseTimes, (tj) => b + tj) });
-    },
-    partialReuse(x, t, residual) {
-      calls.push(`R${kOf(t)}`);
-      reused.push(residual[0]);
-      return Promise.resolve(x);
+    partial: {
+      full(x, t, reuseTimes) {
+        calls.push(`F${kOf(t)}`);
+        const b = base(fulls++);
+        return Promise.resolve({ out: x, residuals: Float32Array.from(reuseTimes, (tj) => b + tj) });
+      },
+      reuse(x, t, residual) {
+        calls.push(`R${kOf(t)}`);
+        reused.push(residual[0]);
+        return Promise.resolve(x);
+      },
     },
     probe(_x, t) {
       calls.push(`P${kOf(t)}`);
@@ -140,7 +144,7 @@ function fakeModel(probes: number[], base: (fullCount: number) => number, times:
 async function drive(model: StepModel, policy: Parameters<typeof residualDenoiser>[1], times: number[]): Promise<StepReport[]> {
   const reports: StepReport[] = [];
   const d = residualDenoiser(model, policy, times, (r) => reports.push(r));
-  for (let k = 0; k < times.length; k++) await d(new Float32Array(1), { index: times.length - 1 - k, modelTime: times[k] });
+  for (let k = 0; k < times.length; k++) await d(new Float32Array(1), { k, index: times.length - 1 - k, modelTime: times[k] });
   return reports;
 }
 
@@ -164,7 +168,7 @@ Deno.test("forecast from two identical full computations equals plain reuse", as
   const times = [900, 800, 700, 600, 500, 400, 300];
   const plain = fakeModel([], () => 5, times);
   const fore = fakeModel([], () => 5, times);
-  const a = await drive(plain.model, planPolicy(staticIntervalPlan(7, 3)), times);
+  const a = await drive(plain.model, staticPolicy(7, 3), times);
   const b = await drive(fore.model, forecastPolicy(7, 3), times);
   assert.deepEqual(a.map((r) => r.kind), b.map((r) => r.kind));
   assert.deepEqual(fore.reused, plain.reused);
@@ -185,7 +189,7 @@ Deno.test("forecast extrapolates the residual linearly in the step distance", as
 Deno.test("warm-up, cool-down and the cap hold over a run", async () => {
   const times = Array.from({ length: 12 }, (_, k) => 1000 - k);
   const { model } = fakeModel([], () => 0, times);
-  const reports = await drive(model, planPolicy(staticIntervalPlan(12, 6), { warmup: 2, cooldown: 2, maxReuse: 2 }), times);
+  const reports = await drive(model, staticPolicy(12, 6, { warmup: 2, cooldown: 2, maxReuse: 2 }), times);
   const kinds = reports.map((r) => r.kind);
   assert.deepEqual(kinds.slice(0, 2), [F, F]);
   assert.deepEqual(kinds.slice(-2), [F, F]);

@@ -11,14 +11,13 @@ import { convertBundle } from "../../lib/bundle/convert.ts";
 import { readManifest } from "../../lib/bundle/manifest.ts";
 import { openDitStepModel } from "../../lib/models/dit/step_model.ts";
 import {
-  type CachePlan,
   type CachePolicy,
   dynamicPolicy,
   forecastPolicy,
   partialPolicy,
-  planPolicy,
+  plannedKinds,
   reusedBlocks,
-  staticIntervalPlan,
+  staticPolicy,
   type StepKind,
 } from "../../lib/fora/policy.ts";
 import { literalDenoiser, residualDenoiser, type StepReport } from "../../lib/fora/denoiser.ts";
@@ -38,18 +37,17 @@ Deno.test("cache policies over whole runs of the tiny DiT", async (t) => {
     const session = await openDitStepModel(dir, manifest, { cfgScale: 4, cfgChannels: "ref" }, { threads: 1 });
     const model = session.bind([3, 7]);
     const sampler = makeSampler("ddim", STEPS);
-    const sample = async (route: "residual" | "literal", policy: CachePolicy | CachePlan, reused?: boolean[]) => {
+    const sample = async (route: "residual" | "literal", policy: CachePolicy | readonly StepKind[], reused?: boolean[]) => {
       const reports: StepReport[] = [];
       const denoiser = route === "residual"
-        ? residualDenoiser(model, policy, sampler.plan.modelTimes, (r) => reports.push(r))
-        : literalDenoiser(model, policy as CachePlan, (r) => reports.push(r), reused);
+        ? residualDenoiser(model, policy as CachePolicy, sampler.plan.modelTimes, (r) => reports.push(r))
+        : literalDenoiser(model, policy as readonly StepKind[], (r) => reports.push(r), reused);
       const noise = sampleRngs(42, 2);
       const xT = batchNormals(noise, cfg.inChannels * cfg.inputSize ** 2);
       return { x0: await sampler.sample(denoiser, xT, shape, noise), kinds: reports.map((r) => r.kind), reports };
     };
-    const asPlan = (kinds: StepKind[]): CachePlan => ({ policy: { name: "test", params: {} }, kinds });
     try {
-      const uncached = await sample("residual", staticIntervalPlan(STEPS, 1));
+      const uncached = await sample("residual", staticPolicy(STEPS, 1));
 
       await t.step("dynamic with threshold 0 is bit-identical to no caching", async () => {
         const d = await sample("residual", dynamicPolicy(STEPS, 0, 4));
@@ -62,7 +60,7 @@ Deno.test("cache policies over whole runs of the tiny DiT", async (t) => {
         const reuse = d.kinds.filter((k) => k === "reuse").length;
         assert.ok(reuse > 0 && reuse < STEPS - 4, `${reuse} reuse steps`);
         assert.ok(d.reports.some((r) => r.indicator !== undefined));
-        const lit = await sample("literal", asPlan(d.kinds));
+        const lit = await sample("literal", d.kinds);
         const err = relError(d.x0, lit.x0);
         assert.ok(err <= 1e-5, `relative error ${err}`);
         assert.ok(relError(d.x0, uncached.x0) > 1e-5, "the reuse steps changed the result");
@@ -75,20 +73,20 @@ Deno.test("cache policies over whole runs of the tiny DiT", async (t) => {
           const p = partialPolicy(STEPS, 3, partial, cfg.depth);
           const reused = reusedBlocks(p, cfg.depth);
           const a = await sample("residual", p);
-          const b = await sample("literal", asPlan(p.planned as StepKind[]), reused);
+          const b = await sample("literal", plannedKinds(p) as StepKind[], reused);
           const err = relError(a.x0, b.x0);
           assert.ok(err <= 1e-5, `relative error ${err}`);
           const reuseStep = a.reports.find((r) => r.kind === "reuse")!;
           assert.deepEqual(reuseStep.attnHits, reused);
           // Computing blocks brings the result closer to the uncached one than static FORA.
-          const plain = await sample("residual", staticIntervalPlan(STEPS, 3));
+          const plain = await sample("residual", staticPolicy(STEPS, 3));
           assert.ok(relError(a.x0, uncached.x0) < relError(plain.x0, uncached.x0));
         });
       }
 
       await t.step("forecast runs static FORA's plan and changes only the reuse steps after the second full step", async () => {
         const f = await sample("residual", forecastPolicy(STEPS, 3));
-        const s = await sample("residual", planPolicy(staticIntervalPlan(STEPS, 3)));
+        const s = await sample("residual", staticPolicy(STEPS, 3));
         assert.deepEqual(f.kinds, s.kinds);
         assert.ok(f.x0.every(Number.isFinite));
         assert.ok(f.reports.filter((r) => r.forecast).length > 0);

@@ -7,7 +7,8 @@
  */
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { checkScheduleFile, planOfSchedule, readScheduleFile, type ScheduleFile } from "../../lib/fora/schedule_file.ts";
+import { checkScheduleFile, readScheduleFile, type ScheduleFile } from "../../lib/fora/schedule_file.ts";
+import { plannedKinds, schedulePolicy } from "../../lib/fora/policy.ts";
 import { attempt, fuzz, mutated, mutatedJson, scratchFile, show } from "./fuzz.ts";
 
 const valid = {
@@ -26,8 +27,8 @@ function checkAccepted(s: ScheduleFile): void {
   assert.equal(s.steps, s.kinds.length);
   assert.ok(s.kinds.every((k) => k === "full" || k === "reuse"));
   for (const v of Object.values(s.policy.params)) assert.ok(Number.isFinite(v));
-  const plan = planOfSchedule(s);
-  assert.equal(plan.kinds.length, s.steps);
+  const plan = plannedKinds(schedulePolicy(s.kinds, s.policy.params));
+  assert.equal(plan.length, s.steps);
 }
 
 type Case = { kind: "json"; json: unknown } | { kind: "text"; bytes: Uint8Array };

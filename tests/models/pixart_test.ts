@@ -13,7 +13,7 @@ import { f32, type HostTensor } from "../../lib/runtime/session.ts";
 import { FIXTURES, readGolden, relError, sessionFor, tempBundle } from "../support.ts";
 import { writeModel } from "../../lib/onnx/serialize.ts";
 import { openPixartStepModel } from "../../lib/models/pixart/step_model.ts";
-import { staticIntervalPlan } from "../../lib/fora/policy.ts";
+import { staticKinds, staticPolicy } from "../../lib/fora/policy.ts";
 import { literalDenoiser, residualDenoiser } from "../../lib/fora/denoiser.ts";
 import { makeSampler } from "../../lib/samplers/mod.ts";
 import { batchNormals, sampleRngs } from "../../lib/random/mod.ts";
@@ -189,14 +189,16 @@ Deno.test("PixArt FORA: the residual route equals the literal per-layer cache ov
     const run = async (sampler: string, interval: number, route: "residual" | "literal", cacheCross: boolean) => {
       const step = await model.bind(2, captions, { cacheCross });
       const s = makeSampler(sampler, STEPS);
-      const plan = staticIntervalPlan(STEPS, interval);
+      const policy = staticPolicy(STEPS, interval), planned = staticKinds(STEPS, interval);
       const kinds: string[] = [];
       const onStep = (r: { kind: string }) => kinds.push(r.kind);
-      const denoiser = route === "residual" ? residualDenoiser(step, plan, s.plan.modelTimes, onStep) : literalDenoiser(step, plan, onStep);
+      const denoiser = route === "residual"
+        ? residualDenoiser(step, policy, s.plan.modelTimes, onStep)
+        : literalDenoiser(step, planned, onStep);
       const noise = sampleRngs(7, 2);
       const xT = batchNormals(noise, cfg.inChannels * cfg.inputSize ** 2);
       const x0 = await s.sample(denoiser, xT, shape, noise);
-      assert.deepEqual(kinds, plan.kinds);
+      assert.deepEqual(kinds, planned);
       assert.ok(x0.every(Number.isFinite));
       return x0;
     };

@@ -29,7 +29,7 @@ Deno.test("a DDIM step matches the closed form sqrt(abar') x0 + sqrt(1 - abar') 
   const calls: { x: Float32Array; index: number; modelTime: number }[] = [];
   const xT = batchNormals(sampleRngs(2, 2), 12);
   await sampleDdim(toyModel(shape, true, calls), xT, plan, shape, []);
-  const out = await toyModel(shape, true)(xT, { index: 49, modelTime: 999 });
+  const out = await toyModel(shape, true)(xT, { k: 0, index: 49, modelTime: 999 });
   const [a, aPrev] = [abar[999], abar[979]];
   for (let b = 0; b < 2; b++) {
     for (let j = 0; j < 12; j++) {

@@ -40,7 +40,7 @@ Deno.test("DPM-Solver++'s first step equals a DDIM step between the same times",
   const calls: { x: Float32Array; index: number; modelTime: number }[] = [];
   const xT = batchNormals(sampleRngs(3, 2), 12);
   await sampleDpmSolver(toyModel(shape, true, calls), xT, plan, shape, []);
-  const out = await toyModel(shape, false)(xT, { index: 19, modelTime: 999 });
+  const out = await toyModel(shape, false)(xT, { k: 0, index: 19, modelTime: 999 });
   const ddim = ddimUpdate(xT, out, abarOf(plan.times[0]), abarOf(plan.times[1]));
   assert.ok(maxAbsDiff(calls[1].x, ddim) < 1e-6, `${maxAbsDiff(calls[1].x, ddim)}`);
   assert.ok(Math.abs(calls[1].modelTime - 949.05) < 1e-9);

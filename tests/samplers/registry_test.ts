@@ -37,7 +37,7 @@ Deno.test("every sampler reports each step once, in order, with i = S-1-k and th
     const toy = toyModel(shape, true);
     const x = await sampler.sample(
       (x, step) => {
-        seenByModel.push(step);
+        seenByModel.push({ index: step.index, modelTime: step.modelTime });
         return toy(x, step);
       },
       new Float32Array(12).fill(0.1),

@@ -3,7 +3,8 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { suggestSchedule } from "../../lib/similarity/schedule.ts";
 import type { Track } from "../../lib/similarity/run.ts";
-import { planOfSchedule, readScheduleFile, scheduleFile, stepsForSchedule, writeScheduleFile } from "../../lib/fora/schedule_file.ts";
+import { describePolicy, plannedKinds, schedulePolicy } from "../../lib/fora/policy.ts";
+import { readScheduleFile, scheduleFile, stepsForSchedule, writeScheduleFile } from "../../lib/fora/schedule_file.ts";
 import { freshDir } from "./helpers.ts";
 
 /** A track whose similarity between steps i and j is decay^|i-j|. */
@@ -58,7 +59,8 @@ Deno.test("a schedule file round-trips; broken ones are refused with the reason"
   assert.match(text, /"kinds": \["full","reuse","reuse","full"\]/, "the step list stays on one line");
   const back = await readScheduleFile(path);
   assert.deepEqual(back, file);
-  assert.deepEqual(planOfSchedule(back), {
+  const policy = schedulePolicy(back.kinds, back.policy.params);
+  assert.deepEqual({ policy: describePolicy(policy), kinds: plannedKinds(policy) }, {
     policy: { name: "schedule", params: { threshold: 0.9, full_steps: 2 } },
     kinds: ["full", "reuse", "reuse", "full"],
   });

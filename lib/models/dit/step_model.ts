@@ -8,62 +8,13 @@ import { type Device, f32, type HostTensor, i64, openSession, type Session } fro
 import { ditGraphPath, type Manifest, type Precision } from "../../bundle/manifest.ts";
 import { type DitConfig, numTokens, outChannels } from "./config.ts";
 import { type DitGraphKind, guidanceMask } from "./graphs.ts";
-import type { CachePolicy } from "../../fora/policy.ts";
+import { type CachePolicy, decidesAtRunTime } from "../../fora/policy.ts";
+import type { StepModel } from "../../fora/step_model.ts";
 
 export interface GuidanceOptions {
   /** 1 disables guidance (and halves the batch the model computes). */
   cfgScale: number;
   cfgChannels: "ref" | "all";
-}
-
-/**
- * The step functions for one batch (its labels bound). The planner drives this
- * interface only, so any model that provides it (DiT, PixArt) gets FORA caching.
- */
-export interface StepModel {
-  readonly depth: number;
-  readonly batch: number;
-  /** Rows the model computes per step: 2B with guidance, B without. */
-  readonly modelBatch: number;
-  /** Elements of one block's cached tensor: modelBatch * T * D. */
-  readonly featureSize: number;
-  /** True when each block also has a cross-attention branch (PixArt): the literal path then caches X_k too. */
-  readonly crossAttention?: boolean;
-  full(x: Float32Array, t: number, reuseTimes: number[]): Promise<{ out: Float32Array; residuals: Float32Array }>;
-  /**
-   * Reuse step j (0-based) of the cycle the last full step opened, given that step's `residuals`
-   * (DiT: R_j is its j-th slice of featureSize values; a single R may be passed alone with j = 0).
-   */
-  reuse(x: Float32Array, t: number, residuals: Float32Array, j?: number): Promise<Float32Array>;
-  /**
-   * Partial reuse (absent on models without it, e.g. PixArt): `reused` flags the blocks a
-   * reuse step takes from the cache, a contiguous run at the start or the end of the model.
-   * The full step's residuals cover only those blocks; the reuse step computes the others
-   * and adds its residual where the reused run starts.
-   */
-  partialFull?(
-    x: Float32Array,
-    t: number,
-    reuseTimes: number[],
-    reused: boolean[],
-  ): Promise<{ out: Float32Array; residuals: Float32Array }>;
-  partialReuse?(x: Float32Array, t: number, residual: Float32Array, reused: boolean[]): Promise<Float32Array>;
-  /** The dynamic policy's indicator tensor for this step's input (block 0's modulated input). */
-  probe?(x: Float32Array, t: number): Promise<Float32Array>;
-  /** Literal path: blocks flagged in `reuse` take their A_k/M_k (and X_k) from the cache arrays. */
-  blocks(
-    x: Float32Array,
-    t: number,
-    reuse: boolean[],
-    cachedAttn: Float32Array,
-    cachedMlp: Float32Array,
-    cachedCross?: Float32Array,
-  ): Promise<{
-    out: Float32Array;
-    attn: Float32Array;
-    mlp: Float32Array;
-    cross?: Float32Array;
-  }>;
 }
 
 /** A DiT bundle's sessions, opened once and bound to a batch's labels per batch. */
@@ -78,13 +29,13 @@ export interface StepModelOptions {
   device?: Device;
   threads?: number;
   /** The cache policy the run drives: the graphs it needs are opened up front (graphsFor). */
-  policy?: Pick<CachePolicy, "planned" | "partial">;
+  policy?: CachePolicy;
 }
 
 /** The step graphs a run under `policy` calls (static FORA: full and reuse). */
-export function graphsFor(policy?: Pick<CachePolicy, "planned" | "partial">): DitGraphKind[] {
-  if (policy?.partial) return ["partial_full", "partial_reuse"];
-  return policy?.planned.includes("decide") ? ["full", "reuse", "probe"] : ["full", "reuse"];
+export function graphsFor(policy?: CachePolicy): DitGraphKind[] {
+  if (policy?.kind === "partial") return ["partial_full", "partial_reuse"];
+  return policy && decidesAtRunTime(policy) ? ["full", "reuse", "probe"] : ["full", "reuse"];
 }
 
 function bools(n: number, f: (k: number) => boolean): HostTensor {
@@ -146,28 +97,30 @@ export async function openDitStepModel(
           const out = await (await session("full")).run({ ...stepFeeds(x, t), reuse_timesteps: f32([reuseTimes.length], reuseTimes) });
           return { out: out.model_out.data as Float32Array, residuals: out.residuals.data as Float32Array };
         },
-        async partialFull(x, t, reuseTimes, reused) {
-          const out = await (await session("partial_full")).run({
-            ...stepFeeds(x, t),
-            reuse_timesteps: f32([reuseTimes.length], reuseTimes),
-            residual_mask: f32([L], Float32Array.from(reused, (r) => (r ? 1 : 0))),
-          });
-          return { out: out.model_out.data as Float32Array, residuals: out.residuals.data as Float32Array };
+        partial: {
+          async full(x, t, reuseTimes, reused) {
+            const out = await (await session("partial_full")).run({
+              ...stepFeeds(x, t),
+              reuse_timesteps: f32([reuseTimes.length], reuseTimes),
+              residual_mask: f32([L], Float32Array.from(reused, (r) => (r ? 1 : 0))),
+            });
+            return { out: out.model_out.data as Float32Array, residuals: out.residuals.data as Float32Array };
+          },
+          async reuse(x, t, residual, reused) {
+            const at = reused.indexOf(true);
+            if (at < 0 || reused.lastIndexOf(true) - at + 1 !== reused.filter(Boolean).length) {
+              throw new Error(`partial reuse needs one contiguous run of reused blocks, got ${reused.map(Number).join("")}`);
+            }
+            const out = await (await session("partial_reuse")).run({
+              ...stepFeeds(x, t),
+              residual: f32([modelBatch, T, D], residual),
+              compute_blocks: bools(L, (k) => !reused[k]),
+              residual_at: i64([1], [at]),
+            });
+            return out.model_out.data as Float32Array;
+          },
         },
-        async partialReuse(x, t, residual, reused) {
-          const at = reused.indexOf(true);
-          if (at < 0 || reused.lastIndexOf(true) - at + 1 !== reused.filter(Boolean).length) {
-            throw new Error(`partial reuse needs one contiguous run of reused blocks, got ${reused.map(Number).join("")}`);
-          }
-          const out = await (await session("partial_reuse")).run({
-            ...stepFeeds(x, t),
-            residual: f32([modelBatch, T, D], residual),
-            compute_blocks: bools(L, (k) => !reused[k]),
-            residual_at: i64([1], [at]),
-          });
-          return out.model_out.data as Float32Array;
-        },
-        async probe(x, t) {
+        probe: async (x, t) => {
           const out = await (await session("probe")).run(stepFeeds(x, t));
           return out.probe.data as Float32Array;
         },

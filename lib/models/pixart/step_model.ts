@@ -1,6 +1,6 @@
 /**
- * PixArt-alpha's graphs as the step functions the FORA planner drives (the StepModel interface
- * of lib/models/dit/step_model.ts), so caching works unchanged. Sessions are opened once; a
+ * PixArt-alpha's graphs as the step functions the FORA planner drives (the StepModel contract
+ * of lib/fora/step_model.ts), so caching works unchanged. Sessions are opened once; a
  * batch binds its captions: the text graph turns them into every block's cross-attention keys
  * and values once, and each step passes those along.
  *
@@ -11,7 +11,7 @@
  */
 import { ForaError } from "../../errors.ts";
 import { type Device, f32, type HostTensor, openSession, type Session } from "../../runtime/session.ts";
-import type { StepModel } from "../dit/step_model.ts";
+import type { StepModel } from "../../fora/step_model.ts";
 import { type PixartConfig, pixartOutChannels, pixartTokens } from "./config.ts";
 import { type PixartGraphKind, pixartGuidanceMask } from "./graphs.ts";
 
