@@ -1,9 +1,20 @@
 /** y = x W^T + b, with W stored as [out, in] as in PyTorch checkpoints. */
-import type { GraphBuilder, Value } from "../lib/onnx/builder.ts";
+import type { ExternalTensor, GraphBuilder, Value } from "../lib/onnx/builder.ts";
 
 export interface LinearWeights {
   weight: Value;
   bias: Value | null;
+}
+
+/** A linear layer's tensors as a weights file holds them (DiT, PixArt). */
+export interface LinearTensors {
+  weight: ExternalTensor;
+  bias: ExternalTensor;
+}
+
+/** The layer's tensors as graph initializers. */
+export function linearOf(g: GraphBuilder, l: LinearTensors): LinearWeights {
+  return { weight: g.weight(l.weight), bias: g.weight(l.bias) };
 }
 
 export function linear(g: GraphBuilder, x: Value, p: LinearWeights): Value {

@@ -32,9 +32,8 @@ import {
   PIXART_NORM_EPS,
   type PixartConfig,
   type PixartNaming,
-  pixartOutChannels,
-  pixartTokens,
 } from "../models/pixart/config.ts";
+import { numTokens, outChannels } from "../models/patch_grid.ts";
 import { buildPixartGraphs, PIXART_STEP_KINDS, type PixartGraphKind } from "../models/pixart/graphs.ts";
 import { detectPixartNaming, loadPixartWeights } from "../models/pixart/weights.ts";
 import { loadT5Tokenizer } from "../text/tokenizer.ts";
@@ -281,8 +280,8 @@ export async function buildPixartBundle(
         timestepFreqDim: 256,
         freqDivisor: PIXART_FREQ_DIVISOR,
         normEps: PIXART_NORM_EPS,
-        outChannels: pixartOutChannels(cfg),
-        tokens: pixartTokens(cfg),
+        outChannels: outChannels(cfg),
+        tokens: numTokens(cfg),
         maxTokens: cfg.maxTokens,
         unconditional,
       },
