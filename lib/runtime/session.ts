@@ -6,8 +6,9 @@ import * as ort from "onnxruntime-node";
 import { basename, dirname, join, resolve } from "node:path";
 import { ForaError } from "../errors.ts";
 import { prepareDevice, sessionLoadError } from "./devices.ts";
+import type { Device } from "./machine.ts";
 
-export type Device = "cpu" | "cuda" | "webgpu";
+export type { Device } from "./machine.ts";
 
 export interface HostTensor {
   dtype: "float32" | "int64" | "bool";
