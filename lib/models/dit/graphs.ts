@@ -1,5 +1,5 @@
 /**
- * DiT as ONNX graphs shaped for FORA (DESIGN §3): one run per denoising step.
+ * DiT as ONNX graphs shaped for FORA (docs/design.md §3): one run per denoising step.
  *
  * - full:   the whole model; also emits, for each upcoming reuse timestep t_j, the
  *           summed residual R_j = sum_k gate_msa_k(c_j) A_k + gate_mlp_k(c_j) M_k.

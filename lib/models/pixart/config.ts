@@ -1,5 +1,5 @@
 /**
- * PixArt-alpha's architecture (DESIGN §2). Unlike DiT, both weight layouts compute the same
+ * PixArt-alpha's architecture (docs/design.md §2). Unlike DiT, both weight layouts compute the same
  * function: timestep frequencies exp(-ln(1e4) k / 128), LayerNorm eps 1e-6 everywhere, no affine.
  */
 import { asObject, checkTransformerShape, diffusersShape, originalShape, positiveInt } from "../config_fields.ts";

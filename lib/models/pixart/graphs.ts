@@ -1,5 +1,5 @@
 /**
- * PixArt-alpha as ONNX graphs shaped for FORA (DESIGN §3), one run per denoising step, plus a
+ * PixArt-alpha as ONNX graphs shaped for FORA (docs/design.md §3), one run per denoising step, plus a
  * text graph run once per prompt:
  *
  * - text:     caption features (T5 output) [b, n, Dc] -> caption projection -> every block's
