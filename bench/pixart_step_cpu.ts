@@ -22,8 +22,10 @@ import { loadCheckpoint } from "../lib/weights/checkpoint.ts";
 import { type WeightSource, weightSource } from "../lib/weights/source.ts";
 import { type WritableTensor, writeSafetensors } from "../lib/weights/safetensors.ts";
 import { f32, type HostTensor, openSession, type Session } from "../lib/runtime/session.ts";
-import { buildPixartGraphs, pixartGuidanceMask } from "../lib/models/pixart/graphs.ts";
-import { pixartOutChannels, pixartPreset, pixartTokens } from "../lib/models/pixart/config.ts";
+import { buildPixartGraphs } from "../lib/models/pixart/graphs.ts";
+import { guidanceMask } from "../kernels/guidance.ts";
+import { pixartPreset } from "../lib/models/pixart/config.ts";
+import { numTokens, outChannels } from "../lib/models/patch_grid.ts";
 import { buildT5EncoderGraph } from "../lib/models/t5/graph.ts";
 import { T5_V1_1_XXL } from "../lib/models/t5/config.ts";
 import { buildVaeDecoderGraph } from "../lib/models/vae/graph.ts";
@@ -41,7 +43,7 @@ const { values: args } = parseArgs({
   },
 });
 const cfg = pixartPreset(args.preset!);
-const T = pixartTokens(cfg), D = cfg.hiddenSize, L = cfg.depth, S = cfg.inputSize, C = cfg.inChannels;
+const T = numTokens(cfg), D = cfg.hiddenSize, L = cfg.depth, S = cfg.inputSize, C = cfg.inChannels;
 const nTok = Number(args.tokens), fullRuns = Number(args["full-runs"]), reuseRuns = Number(args["reuse-runs"]);
 const t5Layers = Number(args["t5-layers"]);
 const dir = await Deno.makeTempDir({ prefix: "fora-pixart-bench-" });
@@ -67,7 +69,7 @@ try {
     uncond_k: empty.text_k,
     uncond_v: empty.text_v,
     guidance_scale: f32([1], [4.5]),
-    guidance_mask: f32([pixartOutChannels(cfg)], pixartGuidanceMask(cfg, "all")),
+    guidance_mask: f32([outChannels(cfg)], guidanceMask(cfg, "all")),
   };
   {
     const full = await openSession(join(dir, "full.onnx"));

@@ -1,5 +1,17 @@
 /** Classifier-free guidance on a [cond; uncond] batch, per output channel. */
 import type { GraphBuilder, Value } from "../lib/onnx/builder.ts";
+import { outChannels, type PatchGrid } from "../lib/models/patch_grid.ts";
+
+/**
+ * The `guidance_mask` input: 1 on the guided output channels, the eps channels of the
+ * reference ("ref": channels 0..2, DiT's own sampling) or all of them ("all": diffusers,
+ * PixArt's pipeline); 0 on the rest (learned-sigma channels pass through from cond).
+ */
+export function guidanceMask(model: Pick<PatchGrid, "inChannels" | "learnSigma">, mode: "ref" | "all"): Float32Array {
+  const mask = new Float32Array(outChannels(model));
+  mask.fill(1, 0, mode === "all" ? model.inChannels : Math.min(3, model.inChannels));
+  return mask;
+}
 
 /**
  * out [2B, C, H, W] = [cond; uncond] -> cond + mask (s - 1)(cond - uncond) [B, C, H, W]

@@ -6,11 +6,16 @@
  */
 import type { GraphBuilder, Value } from "../lib/onnx/builder.ts";
 import { silu } from "./activations.ts";
-import { linear, type LinearWeights } from "./linear.ts";
+import { linear, linearOf, type LinearTensors, type LinearWeights } from "./linear.ts";
 
 export interface TimestepEmbedderWeights {
   fc1: LinearWeights;
   fc2: LinearWeights;
+}
+
+/** The embedder's two layers as graph initializers. */
+export function timestepEmbedderOf(g: GraphBuilder, fc1: LinearTensors, fc2: LinearTensors): TimestepEmbedderWeights {
+  return { fc1: linearOf(g, fc1), fc2: linearOf(g, fc2) };
 }
 
 /** Frequencies exp(-ln(maxPeriod) k / divisor), k = 0..dim/2-1 (divisor: 128 DiT, 127 diffusers). */

@@ -25,7 +25,8 @@ import { countFull, plannedKinds, staticPolicy } from "../../lib/fora/policy.ts"
 import { residualDenoiser } from "../../lib/fora/denoiser.ts";
 import { makeSampler } from "../../lib/samplers/mod.ts";
 import { batchNormals, sampleRngs } from "../../lib/random/mod.ts";
-import { describeDevices, type DeviceChoice, ortRuntime, resolveDevice } from "../../lib/runtime/devices.ts";
+import { describeDevices, type DeviceChoice, resolveDevice } from "../../lib/runtime/devices.ts";
+import { ortRuntime } from "../../lib/runtime/machine.ts";
 import { writeRandomDit } from "../../tools/random_dit.ts";
 import { isForaError } from "../../lib/errors.ts";
 

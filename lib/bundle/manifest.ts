@@ -21,6 +21,7 @@ import { isInside } from "../io/paths.ts";
 import type { DitConfig, Naming } from "../models/dit/config.ts";
 import type { DitGraphKind } from "../models/dit/graphs.ts";
 import type { VaeConfig } from "../models/vae/config.ts";
+import { bool, count, described, list, num, obj, oneOf, posInt, schemaChecker, str } from "./schema.ts";
 
 export const BUNDLE_FORMAT = "fora-bundle";
 export const BUNDLE_FORMAT_VERSION = 1;
@@ -279,193 +280,164 @@ export async function checkFiles(root: string, m: { files: FileEntry[] }): Promi
 
 // ---- structure -----------------------------------------------------------------------
 
-type Obj = Record<string, unknown>;
+const weightsSchema = () =>
+  obj({
+    files: list(str()),
+    dtypes: list({ type: "string" }, "must be a list of strings"),
+    tensors: count(),
+    parameters: count(),
+    bytes: count(),
+  });
+const fileSchema = obj({
+  path: str(),
+  size: count(),
+  sha256: described("must be 64 lowercase hex digits", { type: "string", pattern: "^[0-9a-f]{64}$" }),
+});
 
-/** Checks a parsed manifest field by field; each message names the offending key. */
+/** A DiT manifest's structure (after its format, version and architecture are known). */
+const MANIFEST_SCHEMA = obj({
+  foraVersion: str(),
+  source: obj({ layout: oneOf(["diffusers", "original"]), path: str() }),
+  space: oneOf(["latent", "pixel"]),
+  files: list(fileSchema),
+  dit: obj({
+    naming: oneOf(["original", "diffusers"]),
+    config: obj({
+      depth: posInt(),
+      hiddenSize: posInt(),
+      numHeads: posInt(),
+      patchSize: posInt(),
+      inputSize: posInt(),
+      inChannels: posInt(),
+      numClasses: posInt(),
+      learnSigma: bool(),
+      naming: oneOf(["original", "diffusers"]),
+      freqDivisor: num(),
+      mlpNormEps: num(),
+    }),
+    conventions: obj({
+      timestepFreqDim: posInt(),
+      freqDivisor: num(),
+      normEps: num(),
+      mlpNormEps: num(),
+      nullClass: count(),
+      outChannels: posInt(),
+      tokens: posInt(),
+    }),
+    weights: weightsSchema(),
+    // "partial": the one graph of bundles converted before partial reuse got its two lean graphs.
+    graphs: list(obj({
+      file: str(),
+      kind: oneOf([...DIT_GRAPH_KINDS, "partial"]),
+      guidance: oneOf(GUIDANCES),
+      precision: oneOf(PRECISIONS),
+      attention: oneOf(["portable", "fused"]),
+    })),
+  }),
+  vae: obj({
+    config: obj({
+      blockOutChannels: described("must be a non-empty list of positive integers", { type: "array", minItems: 1, items: posInt() }),
+      layersPerBlock: posInt(),
+      normNumGroups: posInt(),
+      latentChannels: posInt(),
+      outChannels: posInt(),
+      scalingFactor: num(),
+      shiftFactor: num(),
+      usePostQuantConv: bool(),
+      midBlockAddAttention: bool(),
+    }),
+    weights: weightsSchema(),
+    graphs: list(obj({
+      file: str(),
+      precision: oneOf(FLOAT_PRECISIONS),
+      latentSize: described("must be [height, width]", { type: "array", minItems: 2, maxItems: 2, items: posInt() }),
+    })),
+  }, { nullable: true }),
+});
+
+type ManifestJson = Omit<Manifest, "format" | "formatVersion" | "architecture" | "dit"> & {
+  dit: Omit<Manifest["dit"], "classNames" | "graphs"> & {
+    classNames?: unknown;
+    graphs: (Omit<DitGraphEntry, "kind"> & { kind: string })[];
+  };
+};
+const checkStructure = schemaChecker<ManifestJson>(MANIFEST_SCHEMA);
+
+/** Checks a parsed manifest: its structure by MANIFEST_SCHEMA, then what spans fields; each message names the offending key. */
 export function checkManifest(json: unknown, where: string): Manifest {
   const fail = (key: string, msg: string): never => {
     throw bundleError(where, `${key ? `"${key}" ` : ""}${msg}`);
   };
-  const obj = (v: unknown, key: string): Obj =>
-    typeof v === "object" && v !== null && !Array.isArray(v) ? v as Obj : fail(key, "must be a JSON object");
-  const str = (o: Obj, k: string, key: string): string => typeof o[k] === "string" ? o[k] as string : fail(key, "must be a string");
-  const oneOf = <T extends string>(o: Obj, k: string, key: string, allowed: readonly T[]): T =>
-    allowed.includes(o[k] as T) ? o[k] as T : fail(key, `must be one of ${allowed.map((a) => JSON.stringify(a)).join(", ")}`);
-  const count = (o: Obj, k: string, key: string): number =>
-    Number.isSafeInteger(o[k]) && (o[k] as number) >= 0 ? o[k] as number : fail(key, "must be a non-negative integer");
-  const posInt = (o: Obj, k: string, key: string): number =>
-    Number.isSafeInteger(o[k]) && (o[k] as number) > 0 ? o[k] as number : fail(key, "must be a positive integer");
-  const num = (o: Obj, k: string, key: string): number =>
-    typeof o[k] === "number" && Number.isFinite(o[k]) ? o[k] as number : fail(key, "must be a number");
-  const bool = (o: Obj, k: string, key: string): boolean =>
-    typeof o[k] === "boolean" ? o[k] as boolean : fail(key, "must be true or false");
-  const arr = (o: Obj, k: string, key: string): unknown[] => Array.isArray(o[k]) ? o[k] as unknown[] : fail(key, "must be a list");
-  const classNames = (v: unknown, n: number): string[] | null => {
-    if (v === undefined || v === null) return null;
-    if (!Array.isArray(v) || v.length !== n || !v.every((x) => typeof x === "string")) {
-      fail("dit.classNames", `must be null or a list of ${n} names`);
-    }
-    return v as string[];
-  };
-  const relPath = (v: unknown, key: string): string => {
-    if (typeof v !== "string") fail(key, "must be a string");
-    if (!isSafeRelativePath(v as string)) {
-      fail(key, `is ${JSON.stringify(v)}: paths must be relative, inside the bundle folder (no absolute paths, no "..")`);
-    }
-    return v as string;
-  };
-
-  const m = obj(json, "");
+  const m = typeof json === "object" && json !== null && !Array.isArray(json)
+    ? json as Record<string, unknown>
+    : fail("", "must be a JSON object");
   if (m.format !== BUNDLE_FORMAT) {
     fail("format", `is ${JSON.stringify(m.format)}, expected ${JSON.stringify(BUNDLE_FORMAT)}: not a fora bundle manifest`);
   }
-  const version = posInt(m, "formatVersion", "formatVersion");
-  if (version > BUNDLE_FORMAT_VERSION) {
+  const version = m.formatVersion;
+  if (!Number.isSafeInteger(version) || (version as number) < 1) fail("formatVersion", "must be a positive integer");
+  if ((version as number) > BUNDLE_FORMAT_VERSION) {
     fail("formatVersion", `is ${version}, newer than this fora reads (${BUNDLE_FORMAT_VERSION}); upgrade fora`);
   }
-  const foraVersion = str(m, "foraVersion", "foraVersion");
   if (m.architecture === "pixart") fail("architecture", `is "pixart": a PixArt-alpha bundle, which only fora generate and fora info read`);
   if (m.architecture !== "dit") fail("architecture", `is ${JSON.stringify(m.architecture)}; this fora reads "dit" and "pixart" bundles`);
-  const sourceObj = obj(m.source, "source");
-  const source = {
-    layout: oneOf(sourceObj, "layout", "source.layout", ["diffusers", "original"] as const),
-    path: str(sourceObj, "path", "source.path"),
-  };
-  const space = oneOf(m, "space", "space", ["latent", "pixel"] as const);
+  const s = checkStructure(json, fail);
 
-  const files = arr(m, "files", "files").map((v, i) => {
-    const f = obj(v, `files[${i}]`);
-    const sha = str(f, "sha256", `files[${i}].sha256`);
-    if (!/^[0-9a-f]{64}$/.test(sha)) fail(`files[${i}].sha256`, "must be 64 lowercase hex digits");
-    return { path: relPath(f.path, `files[${i}].path`), size: count(f, "size", `files[${i}].size`), sha256: sha };
-  });
+  const relPath = (p: string, key: string): string => {
+    if (!isSafeRelativePath(p)) {
+      fail(key, `is ${JSON.stringify(p)}: paths must be relative, inside the bundle folder (no absolute paths, no "..")`);
+    }
+    return p;
+  };
   const listed = new Set<string>();
-  for (const f of files) {
+  s.files.forEach((f, i) => {
+    relPath(f.path, `files[${i}].path`);
     if (f.path === MANIFEST_FILE) fail("files", `must not list ${MANIFEST_FILE} itself`);
     if (listed.has(f.path)) fail("files", `lists ${f.path} twice`);
     listed.add(f.path);
-  }
-  const listedPath = (v: unknown, key: string): string => {
-    const p = relPath(v, key);
-    if (!listed.has(p)) fail(key, `names ${p}, which "files" does not list`);
+  });
+  const listedPath = (p: string, key: string): string => {
+    if (!listed.has(relPath(p, key))) fail(key, `names ${p}, which "files" does not list`);
     return p;
   };
-  const weights = (v: unknown, key: string): WeightsEntry => {
-    const w = obj(v, key);
-    const dtypes = arr(w, "dtypes", `${key}.dtypes`);
-    if (!dtypes.every((d) => typeof d === "string")) fail(`${key}.dtypes`, "must be a list of strings");
-    return {
-      files: arr(w, "files", `${key}.files`).map((p, i) => listedPath(p, `${key}.files[${i}]`)),
-      dtypes: dtypes as string[],
-      tensors: count(w, "tensors", `${key}.tensors`),
-      parameters: count(w, "parameters", `${key}.parameters`),
-      bytes: count(w, "bytes", `${key}.bytes`),
-    };
+  const weights = (w: WeightsEntry, key: string): WeightsEntry => {
+    w.files.forEach((p, i) => listedPath(p, `${key}.files[${i}]`));
+    return w;
   };
 
-  const ditObj = obj(m.dit, "dit");
-  const naming = oneOf(ditObj, "naming", "dit.naming", ["original", "diffusers"] as const);
-  const c = obj(ditObj.config, "dit.config");
-  const k = (name: string) => `dit.config.${name}`;
-  const config: DitConfig = {
-    depth: posInt(c, "depth", k("depth")),
-    hiddenSize: posInt(c, "hiddenSize", k("hiddenSize")),
-    numHeads: posInt(c, "numHeads", k("numHeads")),
-    patchSize: posInt(c, "patchSize", k("patchSize")),
-    inputSize: posInt(c, "inputSize", k("inputSize")),
-    inChannels: posInt(c, "inChannels", k("inChannels")),
-    numClasses: posInt(c, "numClasses", k("numClasses")),
-    learnSigma: bool(c, "learnSigma", k("learnSigma")),
-    naming: oneOf(c, "naming", k("naming"), ["original", "diffusers"] as const),
-    freqDivisor: num(c, "freqDivisor", k("freqDivisor")),
-    mlpNormEps: num(c, "mlpNormEps", k("mlpNormEps")),
-  };
+  const { config, naming } = s.dit;
   if (config.naming !== naming) fail("dit.naming", `is ${naming} but dit.config.naming is ${config.naming}`);
-  const cv = obj(ditObj.conventions, "dit.conventions");
-  const ck = (name: string) => `dit.conventions.${name}`;
-  const conventions: DitConventions = {
-    timestepFreqDim: posInt(cv, "timestepFreqDim", ck("timestepFreqDim")),
-    freqDivisor: num(cv, "freqDivisor", ck("freqDivisor")),
-    normEps: num(cv, "normEps", ck("normEps")),
-    mlpNormEps: num(cv, "mlpNormEps", ck("mlpNormEps")),
-    nullClass: count(cv, "nullClass", ck("nullClass")),
-    outChannels: posInt(cv, "outChannels", ck("outChannels")),
-    tokens: posInt(cv, "tokens", ck("tokens")),
-  };
-  const ditGraphs = arr(ditObj, "graphs", "dit.graphs").flatMap((v, i): DitGraphEntry[] => {
-    const key = `dit.graphs[${i}]`;
-    const g = obj(v, key);
-    // Bundles converted before partial reuse got its two lean graphs list one "partial" graph;
-    // they still run every other policy, and partial asks for a re-conversion (ditGraphPath).
+  const graphs = s.dit.graphs.flatMap((g, i): DitGraphEntry[] => {
+    // Legacy "partial" entries: such bundles still run every other policy, and partial asks
+    // for a re-conversion (ditGraphPath).
     if (g.kind === "partial") return [];
-    return [{
-      file: listedPath(g.file, `${key}.file`),
-      kind: oneOf(g, "kind", `${key}.kind`, DIT_GRAPH_KINDS),
-      guidance: oneOf(g, "guidance", `${key}.guidance`, GUIDANCES),
-      precision: oneOf(g, "precision", `${key}.precision`, PRECISIONS),
-      attention: oneOf(g, "attention", `${key}.attention`, ["portable", "fused"] as const),
-    }];
+    listedPath(g.file, `dit.graphs[${i}].file`);
+    return [{ ...g, kind: g.kind as DitGraphKind }];
   });
-  if (ditGraphs.length === 0) fail("dit.graphs", "is empty: the bundle has no DiT graph");
-
-  const vaeConfig = (o: Obj): VaeConfig => {
-    const k = (name: string) => `vae.config.${name}`;
-    const blocks = arr(o, "blockOutChannels", k("blockOutChannels"));
-    if (blocks.length === 0 || !blocks.every((b) => Number.isSafeInteger(b) && (b as number) > 0)) {
-      fail(k("blockOutChannels"), "must be a non-empty list of positive integers");
-    }
-    return {
-      blockOutChannels: blocks as number[],
-      layersPerBlock: posInt(o, "layersPerBlock", k("layersPerBlock")),
-      normNumGroups: posInt(o, "normNumGroups", k("normNumGroups")),
-      latentChannels: posInt(o, "latentChannels", k("latentChannels")),
-      outChannels: posInt(o, "outChannels", k("outChannels")),
-      scalingFactor: num(o, "scalingFactor", k("scalingFactor")),
-      shiftFactor: num(o, "shiftFactor", k("shiftFactor")),
-      usePostQuantConv: bool(o, "usePostQuantConv", k("usePostQuantConv")),
-      midBlockAddAttention: bool(o, "midBlockAddAttention", k("midBlockAddAttention")),
-    };
-  };
-
-  let vae: Manifest["vae"] = null;
-  if (m.vae !== null) {
-    const v = obj(m.vae, "vae");
-    vae = {
-      config: vaeConfig(obj(v.config, "vae.config")),
-      weights: weights(v.weights, "vae.weights"),
-      graphs: arr(v, "graphs", "vae.graphs").map((e, i) => {
-        const key = `vae.graphs[${i}]`;
-        const g = obj(e, key);
-        const size = arr(g, "latentSize", `${key}.latentSize`);
-        if (size.length !== 2 || !size.every((d) => Number.isSafeInteger(d) && (d as number) > 0)) {
-          fail(`${key}.latentSize`, "must be [height, width]");
-        }
-        return {
-          file: listedPath(g.file, `${key}.file`),
-          precision: oneOf(g, "precision", `${key}.precision`, FLOAT_PRECISIONS),
-          latentSize: size as [number, number],
-        };
-      }),
-    };
-    if (space === "pixel") fail("vae", "must be null for a pixel-space model");
+  if (graphs.length === 0) fail("dit.graphs", "is empty: the bundle has no DiT graph");
+  const classNames = s.dit.classNames ?? null;
+  if (
+    classNames !== null &&
+    (!Array.isArray(classNames) || classNames.length !== config.numClasses || !classNames.every((x) => typeof x === "string"))
+  ) {
+    fail("dit.classNames", `must be null or a list of ${config.numClasses} names`);
+  }
+  weights(s.dit.weights, "dit.weights");
+  if (s.vae) {
+    weights(s.vae.weights, "vae.weights");
+    s.vae.graphs.forEach((g, i) => listedPath(g.file, `vae.graphs[${i}].file`));
+    if (s.space === "pixel") fail("vae", "must be null for a pixel-space model");
   }
 
   return {
     format: BUNDLE_FORMAT,
-    formatVersion: version,
-    foraVersion,
+    formatVersion: version as number,
+    foraVersion: s.foraVersion,
     architecture: "dit",
-    source,
-    space,
-    dit: {
-      classNames: classNames(ditObj.classNames, config.numClasses),
-      naming,
-      config,
-      conventions,
-      weights: weights(ditObj.weights, "dit.weights"),
-      graphs: ditGraphs,
-    },
-    vae,
-    files,
+    source: s.source,
+    space: s.space,
+    dit: { ...s.dit, classNames: classNames as string[] | null, graphs },
+    vae: s.vae,
+    files: s.files,
   };
 }

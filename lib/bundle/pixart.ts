@@ -32,9 +32,8 @@ import {
   PIXART_NORM_EPS,
   type PixartConfig,
   type PixartNaming,
-  pixartOutChannels,
-  pixartTokens,
 } from "../models/pixart/config.ts";
+import { numTokens, outChannels } from "../models/patch_grid.ts";
 import { buildPixartGraphs, PIXART_STEP_KINDS, type PixartGraphKind } from "../models/pixart/graphs.ts";
 import { detectPixartNaming, loadPixartWeights } from "../models/pixart/weights.ts";
 import { loadT5Tokenizer, SPIECE_FILE, TOKENIZER_JSON_FILE } from "../text/tokenizer.ts";
@@ -56,6 +55,7 @@ import {
   type WeightsEntry,
 } from "./manifest.ts";
 import { FORA_VERSION } from "./version.ts";
+import { list, obj, oneOf, posInt, schemaChecker, str } from "./schema.ts";
 
 export const PIXART_ARCHITECTURE = "pixart";
 export const TOKENIZER_FOLDER = "tokenizer";
@@ -282,8 +282,8 @@ export async function buildPixartBundle(
         timestepFreqDim: 256,
         freqDivisor: PIXART_FREQ_DIVISOR,
         normEps: PIXART_NORM_EPS,
-        outChannels: pixartOutChannels(cfg),
-        tokens: pixartTokens(cfg),
+        outChannels: outChannels(cfg),
+        tokens: numTokens(cfg),
         maxTokens: cfg.maxTokens,
         unconditional,
       },
@@ -327,47 +327,43 @@ export function t5GraphPath(dir: string, m: PixartManifest, precision: FloatPrec
   return join(dir, g.file);
 }
 
+const listedFiles = () => obj({ files: list(str()) });
+
+/** The parts of a PixArt manifest a reader relies on (the file table and the header are checked by readAnyManifest). */
+const PIXART_SCHEMA = obj({
+  pixart: obj({
+    config: obj(Object.fromEntries(
+      ["depth", "hiddenSize", "numHeads", "patchSize", "inputSize", "inChannels", "captionChannels", "maxTokens"].map((k) => [k, posInt()]),
+    )),
+    conventions: obj({ unconditional: oneOf(["null-caption", "empty-prompt"]) }),
+    weights: listedFiles(),
+    graphs: list(obj({ file: str(), kind: oneOf(["text", ...PIXART_STEP_KINDS]), precision: oneOf(FLOAT_PRECISIONS) })),
+  }),
+  textEncoder: obj({ config: obj({}), weights: listedFiles(), graphs: list(obj({ file: str() })), tokenizer: str() }),
+  vae: obj({ graphs: list(obj({ file: str() })) }, { nullable: true }),
+});
+const checkPixartStructure = schemaChecker<PixartManifest>(PIXART_SCHEMA);
+
 /**
- * Structural check of a PixArt manifest (keys, types, graph kinds); `listed` are the paths
+ * Check of a PixArt manifest: its structure by PIXART_SCHEMA; `listed` are the paths
  * `files` lists, which every referenced file must be among.
  */
 export function checkPixartManifest(json: Record<string, unknown>, where: string, listed: Set<string>): PixartManifest {
   const fail = (key: string, msg: string): never => {
     throw new ForaError("bundle", `${where}: "${key}" ${msg}`);
   };
-  const obj = (v: unknown, key: string): Record<string, unknown> =>
-    typeof v === "object" && v !== null && !Array.isArray(v) ? v as Record<string, unknown> : fail(key, "must be a JSON object");
-  const arr = (v: unknown, key: string): unknown[] => Array.isArray(v) ? v : fail(key, "must be a list");
-  const file = (v: unknown, key: string): string =>
-    typeof v === "string" && listed.has(v) ? v : fail(key, `must name a file that "files" lists`);
-  const p = obj(json.pixart, "pixart");
-  const config = obj(p.config, "pixart.config") as unknown as PixartConfig;
-  for (const k of ["depth", "hiddenSize", "numHeads", "patchSize", "inputSize", "inChannels", "captionChannels", "maxTokens"] as const) {
-    if (!Number.isSafeInteger(config[k]) || config[k] <= 0) fail(`pixart.config.${k}`, "must be a positive integer");
-  }
-  const conv = obj(p.conventions, "pixart.conventions");
-  if (conv.unconditional !== "null-caption" && conv.unconditional !== "empty-prompt") {
-    fail("pixart.conventions.unconditional", `must be "null-caption" or "empty-prompt"`);
-  }
-  const kinds = ["text", ...PIXART_STEP_KINDS];
-  arr(p.graphs, "pixart.graphs").forEach((g, i) => {
-    const e = obj(g, `pixart.graphs[${i}]`);
-    file(e.file, `pixart.graphs[${i}].file`);
-    if (!kinds.includes(e.kind as string)) fail(`pixart.graphs[${i}].kind`, `must be one of ${kinds.join(", ")}`);
-    if (!FLOAT_PRECISIONS.includes(e.precision as FloatPrecision)) fail(`pixart.graphs[${i}].precision`, "must be fp32 or fp16");
-  });
-  const te = obj(json.textEncoder, "textEncoder");
-  obj(te.config, "textEncoder.config");
-  arr(te.graphs, "textEncoder.graphs").forEach((g, i) => file(obj(g, `textEncoder.graphs[${i}]`).file, `textEncoder.graphs[${i}].file`));
-  if (![SPIECE_FILE, TOKENIZER_JSON_FILE].some((f) => listed.has(`${te.tokenizer}/${f}`))) {
+  const m = checkPixartStructure(json, fail);
+  const file = (v: string, key: string) => {
+    if (!listed.has(v)) fail(key, `must name a file that "files" lists`);
+  };
+  m.pixart.graphs.forEach((g, i) => file(g.file, `pixart.graphs[${i}].file`));
+  m.textEncoder.graphs.forEach((g, i) => file(g.file, `textEncoder.graphs[${i}].file`));
+  if (![SPIECE_FILE, TOKENIZER_JSON_FILE].some((f) => listed.has(`${m.textEncoder.tokenizer}/${f}`))) {
     fail("textEncoder.tokenizer", `must name a folder whose ${SPIECE_FILE} or ${TOKENIZER_JSON_FILE} "files" lists`);
   }
-  for (const w of [p.weights, te.weights]) arr(obj(w, "weights").files, "weights.files").forEach((f, i) => file(f, `weights.files[${i}]`));
-  if (json.vae !== null) {
-    const v = obj(json.vae, "vae");
-    arr(v.graphs, "vae.graphs").forEach((g, i) => file(obj(g, `vae.graphs[${i}]`).file, `vae.graphs[${i}].file`));
-  }
-  return json as unknown as PixartManifest;
+  for (const w of [m.pixart.weights, m.textEncoder.weights]) w.files.forEach((f, i) => file(f, `weights.files[${i}]`));
+  m.vae?.graphs.forEach((g, i) => file(g.file, `vae.graphs[${i}].file`));
+  return m;
 }
 
 async function readJsonOr(path: string): Promise<Record<string, unknown> | undefined> {

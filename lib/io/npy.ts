@@ -16,7 +16,7 @@ export interface NpyArray {
   data: Float32Array;
 }
 
-const MAGIC = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]; // \x93NUMPY
+export const NPY_MAGIC = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]; // \x93NUMPY
 /** NumPy itself refuses headers over 10 000 bytes unless told otherwise. */
 export const MAX_NPY_HEADER = 65_536;
 
@@ -34,7 +34,7 @@ export async function readNpy(path: string): Promise<NpyArray> {
     const { size, isFile } = await file.stat();
     if (!isFile) fail(path, "is not a regular file");
     const prefix = await readExactly(file, path, Math.min(size, 12));
-    const { headerStart, headerLength } = parsePreamble(path, prefix, size);
+    const { headerStart, headerLength } = npyPreamble(prefix, size, [1, 2], (m) => fail(path, m));
     const headerEnd = headerStart + headerLength;
     if (headerEnd > size) {
       fail(
@@ -54,7 +54,7 @@ export async function readNpy(path: string): Promise<NpyArray> {
       const what = count * 4 > dataBytes ? "truncated" : "has extra bytes";
       fail(
         path,
-        `${what}: shape ${formatShape(header.shape)} needs ${want} of float32 data, the file holds ${dataBytes}`,
+        `${what}: shape ${pythonTuple(header.shape)} needs ${want} of float32 data, the file holds ${dataBytes}`,
       );
     }
     const data = new Float32Array(count);
@@ -69,74 +69,69 @@ export async function readNpy(path: string): Promise<NpyArray> {
 export async function writeNpy(path: string, array: NpyArray): Promise<void> {
   const { shape, data } = array;
   if (!shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-    throw new RangeError(`writeNpy: bad shape ${formatShape(shape)}`);
+    throw new RangeError(`writeNpy: bad shape ${pythonTuple(shape)}`);
   }
   const count = shape.reduce((a, b) => a * b, 1);
   if (data.length !== count) {
     throw new RangeError(
-      `writeNpy: ${data.length} values for shape ${formatShape(shape)}`,
+      `writeNpy: ${data.length} values for shape ${pythonTuple(shape)}`,
     );
   }
-  const dict = `{'descr': '<f4', 'fortran_order': False, 'shape': ${formatShape(shape)}, }`;
-  // Pad with spaces so the data starts on a 64-byte boundary, as NumPy does; end with \n.
-  const unpadded = 10 + dict.length + 1;
-  const header = dict + " ".repeat((64 - (unpadded % 64)) % 64) + "\n";
-  if (header.length > 0xffff) {
-    throw new RangeError(`writeNpy: header of ${header.length} bytes`);
-  }
-  const preamble = new Uint8Array(10);
-  preamble.set(MAGIC);
-  preamble[6] = 1;
-  preamble[7] = 0;
-  new DataView(preamble.buffer).setUint16(8, header.length, true);
   const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-  await writeFileAtomic(path, [
-    preamble,
-    new TextEncoder().encode(header),
-    bytes,
-  ], ".npy array");
+  await writeFileAtomic(path, [npyHeader("<f4", shape), bytes], ".npy array");
 }
 
 /** Python's tuple repr: (), (5,), (2, 3). */
-export function formatShape(shape: readonly number[]): string {
+export function pythonTuple(shape: readonly number[]): string {
   return shape.length === 1 ? `(${shape[0]},)` : `(${shape.join(", ")})`;
 }
 
-function parsePreamble(
-  path: string,
+/** A version 1.0 .npy preamble and header for a C-order array, padded to 64 bytes as NumPy pads. */
+export function npyHeader(descr: string, shape: readonly number[]): Uint8Array {
+  if (!shape.every((d) => Number.isSafeInteger(d) && d >= 0)) throw new RangeError(`npyHeader: bad shape ${pythonTuple(shape)}`);
+  const dict = `{'descr': '${descr}', 'fortran_order': False, 'shape': ${pythonTuple(shape)}, }`;
+  // Pad with spaces so the data starts on a 64-byte boundary, as NumPy does; end with \n.
+  const unpadded = 10 + dict.length + 1;
+  const text = dict + " ".repeat((64 - (unpadded % 64)) % 64) + "\n";
+  if (text.length > 0xffff) throw new RangeError(`npyHeader: header of ${text.length} bytes`);
+  const out = new Uint8Array(10 + text.length);
+  out.set(NPY_MAGIC);
+  out[6] = 1;
+  out[7] = 0;
+  new DataView(out.buffer).setUint16(8, text.length, true);
+  out.set(new TextEncoder().encode(text), 10);
+  return out;
+}
+
+/**
+ * The preamble of a .npy file of `size` bytes, from its first bytes: the magic, a format
+ * version among `majors` (x.0), and the header's length and start, within NumPy's limit.
+ */
+export function npyPreamble(
   prefix: Uint8Array,
   size: number,
-): { headerStart: number; headerLength: number } {
-  if (prefix.length < 6 || MAGIC.some((b, i) => prefix[i] !== b)) {
-    fail(path, "is not a .npy file (it does not start with \\x93NUMPY)");
+  majors: readonly number[],
+  fail: (message: string) => never,
+): { major: number; headerStart: number; headerLength: number } {
+  if (prefix.length < 6 || NPY_MAGIC.some((b, i) => prefix[i] !== b)) {
+    fail("is not a .npy file (it does not start with \\x93NUMPY)");
   }
-  if (prefix.length < 8) {
-    fail(path, `is truncated: ${size} bytes, too short for a .npy header`);
-  }
+  if (prefix.length < 8) fail(`is truncated: ${size} bytes, too short for a .npy header`);
   const [major, minor] = [prefix[6], prefix[7]];
-  if ((major !== 1 && major !== 2) || minor !== 0) {
-    fail(
-      path,
-      `.npy format version ${major}.${minor} is not supported (1.0 and 2.0 are); save it with np.save`,
-    );
+  if (!majors.includes(major) || minor !== 0) {
+    const known = majors.map((m) => `${m}.0`).join(", ");
+    fail(`.npy format version ${major}.${minor} is not supported (${known} are); save it with np.save`);
   }
   const lengthBytes = major === 1 ? 2 : 4;
-  if (prefix.length < 8 + lengthBytes) {
-    fail(path, `is truncated: ${size} bytes, too short for a .npy header`);
-  }
+  if (prefix.length < 8 + lengthBytes) fail(`is truncated: ${size} bytes, too short for a .npy header`);
   const view = new DataView(
     prefix.buffer,
     prefix.byteOffset,
     prefix.byteLength,
   );
   const headerLength = major === 1 ? view.getUint16(8, true) : view.getUint32(8, true);
-  if (headerLength > MAX_NPY_HEADER) {
-    fail(
-      path,
-      `header length ${headerLength} is over the ${MAX_NPY_HEADER}-byte limit; the file is corrupt`,
-    );
-  }
-  return { headerStart: 8 + lengthBytes, headerLength };
+  if (headerLength > MAX_NPY_HEADER) fail(`header length ${headerLength} is over the ${MAX_NPY_HEADER}-byte limit; the file is corrupt`);
+  return { major, headerStart: 8 + lengthBytes, headerLength };
 }
 
 interface Header {
@@ -151,15 +146,7 @@ function parseHeader(path: string, bytes: Uint8Array): Header {
   } catch {
     fail(path, "header is not text; the file is corrupt");
   }
-  let dict: Map<string, PyValue>;
-  try {
-    dict = parsePyDict(text);
-  } catch (e) {
-    fail(
-      path,
-      `header is not a valid .npy header dict (${(e as Error).message}): ${JSON.stringify(text.trim())}`,
-    );
-  }
+  const dict = parseHeaderDict(text, (m) => fail(path, m));
   const keys = [...dict.keys()].sort().join(", ");
   if (keys !== "descr, fortran_order, shape") {
     fail(
@@ -194,7 +181,16 @@ function parseHeader(path: string, bytes: Uint8Array): Header {
   return { shape: shape as number[] };
 }
 
-type PyValue = string | boolean | number | PyValue[];
+export type PyValue = string | boolean | number | PyValue[];
+
+/** A .npy header's dict literal, or the error of `fail` quoting it. */
+export function parseHeaderDict(text: string, fail: (message: string) => never): Map<string, PyValue> {
+  try {
+    return parsePyDict(text);
+  } catch (e) {
+    return fail(`header is not a valid .npy header dict (${(e as Error).message}): ${JSON.stringify(text.trim())}`);
+  }
+}
 
 /**
  * The subset of Python literals a .npy header uses: a dict of quoted string keys

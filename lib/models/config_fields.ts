@@ -39,3 +39,37 @@ export function checkTransformerShape<C extends { hiddenSize: number; numHeads: 
   if (c.hiddenSize % 4 !== 0) throw fail(`hidden size ${c.hiddenSize} must be a multiple of 4 (2D sin-cos position embedding)`);
   return c;
 }
+
+/** A patch transformer's shape under an original-layout config.json's keys (DiT's, which PixArt's original layout keeps). */
+export function originalShape(o: ConfigObject, where: string) {
+  return {
+    depth: positiveInt(o, "depth", where),
+    hiddenSize: positiveInt(o, "hidden_size", where),
+    numHeads: positiveInt(o, "num_heads", where),
+    patchSize: positiveInt(o, "patch_size", where),
+    inputSize: positiveInt(o, "input_size", where),
+    inChannels: positiveInt(o, "in_channels", where),
+  };
+}
+
+/**
+ * A patch transformer's shape under a diffusers transformer/config.json's keys; sigma is
+ * learned when out_channels is twice in_channels (absent: equal).
+ */
+export function diffusersShape(o: ConfigObject, where: string) {
+  const inChannels = positiveInt(o, "in_channels", where);
+  const out = o.out_channels === undefined || o.out_channels === null ? inChannels : positiveInt(o, "out_channels", where);
+  if (out !== inChannels && out !== 2 * inChannels) {
+    throw new ForaError("bundle", `${where}: out_channels ${out} must equal in_channels ${inChannels} or twice it`);
+  }
+  const heads = positiveInt(o, "num_attention_heads", where);
+  return {
+    depth: positiveInt(o, "num_layers", where),
+    hiddenSize: heads * positiveInt(o, "attention_head_dim", where),
+    numHeads: heads,
+    patchSize: positiveInt(o, "patch_size", where),
+    inputSize: positiveInt(o, "sample_size", where),
+    inChannels,
+    learnSigma: out === 2 * inChannels,
+  };
+}

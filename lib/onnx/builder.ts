@@ -361,12 +361,6 @@ export class GraphBuilder {
   softmax(x: Value, axis = -1): Value {
     return this.node("Softmax", [x], [{ dtype: x.dtype, shape: x.shape }], { axis })[0];
   }
-  reduceMean(x: Value, axes: number[], keepdims = true): Value {
-    const rank = x.shape.length;
-    const norm = axes.map((a) => normAxis(this.scoped("ReduceMean"), a, rank));
-    const shape = keepdims ? x.shape.map((d, i) => (norm.includes(i) ? 1 : d)) : x.shape.filter((_, i) => !norm.includes(i));
-    return this.node("ReduceMean", [x, this.ints(norm)], [{ dtype: x.dtype, shape }], { keepdims: keepdims ? 1 : 0 })[0];
-  }
   /** LayerNormalization over the last axis; statistics are kept in float32 (stash_type 1). */
   layerNorm(x: Value, eps: number, scale?: Value, bias?: Value): Value {
     const d = x.shape[x.shape.length - 1];

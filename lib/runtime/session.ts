@@ -7,8 +7,9 @@ import { basename, dirname, join, resolve } from "node:path";
 import { ForaError } from "../errors.ts";
 import { checkCommandLine } from "./command_line.ts";
 import { prepareDevice, sessionLoadError } from "./devices.ts";
+import type { Device } from "./machine.ts";
 
-export type Device = "cpu" | "cuda" | "webgpu";
+export type { Device } from "./machine.ts";
 
 export interface HostTensor {
   dtype: "float32" | "int64" | "bool";

@@ -8,7 +8,7 @@
 import { createHash } from "node:crypto";
 import { basename, join } from "node:path";
 import { ForaError } from "../errors.ts";
-import { reasonOf, tempPathFor } from "../io/atomic.ts";
+import { reasonOf, tempPathFor, writeAll } from "../io/atomic.ts";
 
 /**
  * Why a file operation failed, in words, with what to do for a full disk or a file-size
@@ -62,10 +62,7 @@ export async function writeBytesAtomic(path: string, what: string, bytes: Uint8A
   await writeAtomicWith(path, what, (file) => writeAll(file, bytes));
 }
 
-export async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
-  let done = 0;
-  while (done < bytes.length) done += await file.write(bytes.subarray(done));
-}
+export { writeAll };
 
 export function sha256Hex(bytes: Uint8Array): string {
   return createHash("sha256").update(bytes).digest("hex");

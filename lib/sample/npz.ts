@@ -19,6 +19,8 @@
  */
 import { crc32 } from "node:zlib";
 import { ForaError, printable } from "../errors.ts";
+import { writeAll } from "../io/atomic.ts";
+import { npyHeader, npyPreamble, parseHeaderDict, pythonTuple } from "../io/npy.ts";
 
 /** The dtypes fora writes and reads in .npz files. */
 export type NpzDtype = "|u1" | "<i8" | "<f4";
@@ -41,31 +43,8 @@ const MAX32 = 0xffffffff;
 const MAX16 = 0xffff;
 /** 1980-01-01 in MS-DOS date format (year-1980 << 9 | month << 5 | day); time 00:00:00. */
 const DOS_DATE = (1 << 5) | 1;
-const NPY_MAGIC = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59];
-/** NumPy's own limit for .npy headers it reads without being told otherwise. */
-const MAX_NPY_HEADER = 65_536;
 
 // ---- .npy headers --------------------------------------------------------------------------
-
-/** Python's tuple repr: (), (5,), (2, 3). */
-function tupleRepr(shape: readonly number[]): string {
-  return shape.length === 1 ? `(${shape[0]},)` : `(${shape.join(", ")})`;
-}
-
-/** A version 1.0 .npy preamble and header for a C-order array, padded to 64 bytes as NumPy pads. */
-export function npyHeader(dtype: NpzDtype, shape: readonly number[]): Uint8Array {
-  if (!shape.every((d) => Number.isSafeInteger(d) && d >= 0)) throw new RangeError(`npyHeader: bad shape ${tupleRepr(shape)}`);
-  const dict = `{'descr': '${dtype}', 'fortran_order': False, 'shape': ${tupleRepr(shape)}, }`;
-  const unpadded = 10 + dict.length + 1;
-  const text = dict + " ".repeat((64 - (unpadded % 64)) % 64) + "\n";
-  const out = new Uint8Array(10 + text.length);
-  out.set(NPY_MAGIC);
-  out[6] = 1;
-  out[7] = 0;
-  new DataView(out.buffer).setUint16(8, text.length, true);
-  out.set(new TextEncoder().encode(text), 10);
-  return out;
-}
 
 /** Bytes of an array of `shape` and `dtype`, or NaN when that is not a safe integer. */
 export function arrayBytes(dtype: NpzDtype, shape: readonly number[]): number {
@@ -134,7 +113,7 @@ export function npzWriter(file: Deno.FsFile, options: { forceZip64?: boolean } =
     async begin(name, dtype, shape) {
       await close();
       const dataBytes = arrayBytes(dtype, shape);
-      if (Number.isNaN(dataBytes)) throw new RangeError(`npzWriter: array ${name} of shape ${tupleRepr(shape)} is too large`);
+      if (Number.isNaN(dataBytes)) throw new RangeError(`npzWriter: array ${name} of shape ${pythonTuple(shape)} is too large`);
       const header = npyHeader(dtype, shape);
       const size = header.length + dataBytes;
       const nameBytes = new TextEncoder().encode(`${name}.npy`);
@@ -243,11 +222,6 @@ function centralHeader(e: CentralEntry): Uint8Array {
     v.setBigUint64(x + 20, BigInt(e.offset), true);
   }
   return out;
-}
-
-async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
-  let done = 0;
-  while (done < bytes.length) done += await file.write(bytes.subarray(done));
 }
 
 // ---- reading -------------------------------------------------------------------------------
@@ -370,15 +344,7 @@ export function parseNpy(bytes: Uint8Array, where: string): NpzArray {
   const fail = (msg: string): never => {
     throw new ForaError("io", `${where}: ${printable(msg)}`);
   };
-  if (bytes.length < 10 || NPY_MAGIC.some((b, i) => bytes[i] !== b)) fail("is not a .npy array (no \\x93NUMPY magic)");
-  const major = bytes[6], minor = bytes[7];
-  if ((major !== 1 && major !== 2 && major !== 3) || minor !== 0) fail(`.npy format version ${major}.${minor} is not supported`);
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const lengthBytes = major === 1 ? 2 : 4;
-  if (bytes.length < 8 + lengthBytes) fail("is truncated inside its header");
-  const headerLength = major === 1 ? view.getUint16(8, true) : view.getUint32(8, true);
-  const start = 8 + lengthBytes;
-  if (headerLength > MAX_NPY_HEADER) fail(`header length ${headerLength} is over the ${MAX_NPY_HEADER}-byte limit; the file is corrupt`);
+  const { major, headerStart: start, headerLength } = npyPreamble(bytes.subarray(0, 12), bytes.length, [1, 2, 3], fail);
   if (start + headerLength > bytes.length) fail(`header length ${headerLength} runs past the end of the ${bytes.length}-byte array`);
   let text: string;
   try {
@@ -386,12 +352,12 @@ export function parseNpy(bytes: Uint8Array, where: string): NpzArray {
   } catch {
     return fail("header is not text; the file is corrupt");
   }
-  const header = parseHeaderDict(text, fail);
+  const header = checkHeader(text, fail);
   const dataBytes = arrayBytes(header.dtype, header.shape);
   const have = bytes.length - start - headerLength;
   if (dataBytes !== have) {
     fail(
-      `shape ${tupleRepr(header.shape)} of ${header.dtype} needs ${
+      `shape ${pythonTuple(header.shape)} of ${header.dtype} needs ${
         Number.isNaN(dataBytes) ? "an impossible number of" : dataBytes
       } bytes, the array holds ${have}`,
     );
@@ -401,76 +367,20 @@ export function parseNpy(bytes: Uint8Array, where: string): NpzArray {
 
 /**
  * The dict literal of a .npy header: exactly the keys descr, fortran_order and shape, in any
- * order; descr one of fora's dtypes, fortran_order False, shape a tuple of integers.
+ * order; descr one of fora's dtypes, fortran_order False, shape a tuple of at most 32 integers.
  */
-function parseHeaderDict(text: string, fail: (msg: string) => never): { dtype: NpzDtype; shape: number[] } {
-  let i = 0;
-  const ws = () => {
-    while (i < text.length && " \t\n\r".includes(text[i])) i++;
-  };
-  const bad = (what: string): never => fail(`header is not a valid .npy header dict (${what} at offset ${i})`);
-  const str = (): string => {
-    ws();
-    const q = text[i];
-    if (q !== "'" && q !== '"') bad("expected a quoted string");
-    const end = text.indexOf(q, i + 1);
-    if (end < 0) bad("unterminated string");
-    const s = text.slice(i + 1, end);
-    i = end + 1;
-    return s;
-  };
-  const expect = (c: string) => {
-    ws();
-    if (text[i] !== c) bad(`expected '${c}'`);
-    i++;
-  };
-  const fields = new Map<string, string | boolean | number[]>();
-  expect("{");
-  for (;;) {
-    ws();
-    if (text[i] === "}") break;
-    const key = str();
-    if (fields.has(key)) bad(`key '${key}' appears twice`);
-    expect(":");
-    ws();
-    if (key === "descr") fields.set(key, str());
-    else if (key === "fortran_order") {
-      if (text.startsWith("False", i)) (fields.set(key, false), i += 5);
-      else if (text.startsWith("True", i)) (fields.set(key, true), i += 4);
-      else bad("fortran_order is not True or False");
-    } else if (key === "shape") {
-      expect("(");
-      const dims: number[] = [];
-      for (;;) {
-        ws();
-        if (text[i] === ")") break;
-        const m = /^\d{1,16}/.exec(text.slice(i, i + 17));
-        if (!m) bad("shape holds something that is not a whole number");
-        const d = Number(m![0]);
-        if (!Number.isSafeInteger(d)) bad("shape dimension too large");
-        dims.push(d);
-        i += m![0].length;
-        ws();
-        if (text[i] === ",") i++;
-        else if (text[i] !== ")") bad("expected ',' or ')'");
-        if (dims.length > 32) bad("more than 32 dimensions");
-      }
-      i++;
-      fields.set(key, dims);
-    } else bad(`unknown key '${key}'`);
-    ws();
-    if (text[i] === ",") i++;
-    else if (text[i] !== "}") bad("expected ',' or '}'");
-  }
-  i++;
-  ws();
-  if (i !== text.length) bad("text after the dict");
+function checkHeader(text: string, fail: (msg: string) => never): { dtype: NpzDtype; shape: number[] } {
+  const fields = parseHeaderDict(text, fail);
+  const keys = [...fields.keys()].sort().join(", ");
+  if (keys !== "descr, fortran_order, shape") fail("header must have the keys descr, fortran_order and shape");
   const descr = fields.get("descr"), fortran = fields.get("fortran_order"), shape = fields.get("shape");
-  if (descr === undefined || fortran === undefined || shape === undefined) fail("header must have the keys descr, fortran_order and shape");
   if (descr !== "|u1" && descr !== "<i8" && descr !== "<f4") {
     const alias = descr === "<u1" || descr === "u1" ? " (write uint8 as '|u1')" : "";
     fail(`dtype ${JSON.stringify(descr)} is not one fora reads (uint8 '|u1', int64 '<i8', float32 '<f4')${alias}`);
   }
   if (fortran !== false) fail("is stored in Fortran order; save it with np.ascontiguousarray");
+  if (!Array.isArray(shape) || shape.length > 32 || !shape.every((d) => typeof d === "number")) {
+    fail("header shape is not a tuple of at most 32 integers");
+  }
   return { dtype: descr as NpzDtype, shape: shape as number[] };
 }

@@ -7,6 +7,8 @@
  */
 import { basename, resolve } from "node:path";
 import { ForaError, printable } from "../errors.ts";
+import { writeAll } from "../io/atomic.ts";
+import { formatShape } from "../onnx/shapes.ts";
 
 /** Dtypes that model weights may use. */
 export type DType = "F32" | "F16" | "BF16";
@@ -71,9 +73,7 @@ export function pickledCheckpointError(path: string): ForaError {
   );
 }
 
-export function formatShape(shape: readonly number[]): string {
-  return `[${shape.join(", ")}]`;
-}
+export { formatShape };
 
 export async function readSafetensorsHeader(
   path: string,
@@ -561,9 +561,4 @@ function encodeHeader(
 function randomSuffix(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(6));
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
-  let done = 0;
-  while (done < bytes.length) done += await file.write(bytes.subarray(done));
 }

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { formatShape, readNpy, writeNpy } from "../../lib/io/npy.ts";
+import { pythonTuple as formatShape, readNpy, writeNpy } from "../../lib/io/npy.ts";
 import { assertIoError, listDir, withTempDir } from "./helpers.ts";
 
 const DATA = fileURLToPath(new URL("./data/", import.meta.url));

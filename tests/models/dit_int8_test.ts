@@ -10,7 +10,8 @@
  */
 import { strict as assert } from "node:assert";
 import { join } from "node:path";
-import { buildDitGraphs, guidanceMask } from "../../lib/models/dit/graphs.ts";
+import { buildDitGraphs } from "../../lib/models/dit/graphs.ts";
+import { guidanceMask } from "../../kernels/guidance.ts";
 import { quantizeDitBlocks } from "../../lib/models/dit/int8.ts";
 import { parseOriginalConfig } from "../../lib/models/dit/config.ts";
 import { f32, type HostTensor, i64 } from "../../lib/runtime/session.ts";

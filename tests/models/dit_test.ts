@@ -6,7 +6,8 @@
  */
 import { strict as assert } from "node:assert";
 import { join } from "node:path";
-import { buildDitGraphs, guidanceMask } from "../../lib/models/dit/graphs.ts";
+import { buildDitGraphs } from "../../lib/models/dit/graphs.ts";
+import { guidanceMask } from "../../kernels/guidance.ts";
 import { type DitConfig, parseDiffusersConfig, parseOriginalConfig } from "../../lib/models/dit/config.ts";
 import { f32, type HostTensor, i64 } from "../../lib/runtime/session.ts";
 import { FIXTURES, readGolden, relError, sessionFor, tempBundle } from "../support.ts";

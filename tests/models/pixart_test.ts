@@ -7,7 +7,8 @@
  */
 import { strict as assert } from "node:assert";
 import { join } from "node:path";
-import { buildPixartGraphs, pixartGuidanceMask } from "../../lib/models/pixart/graphs.ts";
+import { buildPixartGraphs } from "../../lib/models/pixart/graphs.ts";
+import { guidanceMask } from "../../kernels/guidance.ts";
 import { parsePixartDiffusersConfig, parsePixartOriginalConfig, type PixartConfig } from "../../lib/models/pixart/config.ts";
 import { f32, type HostTensor } from "../../lib/runtime/session.ts";
 import { FIXTURES, readGolden, relError, sessionFor, tempBundle } from "../support.ts";
@@ -57,7 +58,7 @@ for (const naming of ["original", "diffusers"] as const) {
         uncond_k: uncond.text_k,
         uncond_v: uncond.text_v,
         guidance_scale: f32([1], G("cfg_scale").data),
-        guidance_mask: f32([2 * cfg.inChannels], pixartGuidanceMask(cfg, mode)),
+        guidance_mask: f32([2 * cfg.inChannels], guidanceMask(cfg, mode)),
       });
       const n = G("residual.0").data.length;
       let residuals: Float32Array;
@@ -254,7 +255,7 @@ Deno.test("fp16 PixArt graphs with fused attention agree with fp32 within 1e-2 r
       uncond_k: uncond.text_k,
       uncond_v: uncond.text_v,
       guidance_scale: f32([1], G("cfg_scale").data),
-      guidance_mask: f32([2 * cfg.inChannels], pixartGuidanceMask(cfg, "all")),
+      guidance_mask: f32([2 * cfg.inChannels], guidanceMask(cfg, "all")),
       reuse_timesteps: f32([2], G("t_reuse").data),
     });
     const err = relError(out.model_out.data as Float32Array, G("out_all").data);

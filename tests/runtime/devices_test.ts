@@ -6,25 +6,11 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import {
-  checkCuda,
-  checkWebGpu,
-  CUDA_DIR_ENV,
-  cudaError,
-  cudaMajor,
-  describeDevices,
-  elfNeeded,
-  holdsString,
-  type OrtRuntime,
-  ortRuntime,
-  prepareDevice,
-  PROVIDER_CUDA,
-  PROVIDER_SHARED,
-  resolveDevice,
-  sessionLoadError,
-  type SystemProbe,
-  systemProbe,
-} from "../../lib/runtime/devices.ts";
+import { describeDevices, prepareDevice, resolveDevice, sessionLoadError } from "../../lib/runtime/devices.ts";
+import { checkCuda, CUDA_DIR_ENV, cudaError, cudaMajor, PROVIDER_CUDA, PROVIDER_SHARED } from "../../lib/runtime/cuda.ts";
+import { checkWebGpu } from "../../lib/runtime/webgpu.ts";
+import { elfNeeded, holdsString } from "../../lib/runtime/elf.ts";
+import { type OrtRuntime, ortRuntime, type SystemProbe, systemProbe } from "../../lib/runtime/machine.ts";
 import { ForaError } from "../../lib/errors.ts";
 
 const CORE = "/opt/app/node_modules/onnxruntime-node/bin/napi-v6/linux/x64";

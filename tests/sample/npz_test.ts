@@ -6,7 +6,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { isForaError } from "../../lib/errors.ts";
-import { npyHeader, npzWriter, readNpz } from "../../lib/sample/npz.ts";
+import { npzWriter, readNpz } from "../../lib/sample/npz.ts";
+import { npyHeader } from "../../lib/io/npy.ts";
 import { withTempDir } from "../bundle/helpers.ts";
 
 async function writeNpz(path: string, arrays: [string, "|u1" | "<i8" | "<f4", number[], Uint8Array][], forceZip64 = false) {

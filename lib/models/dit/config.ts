@@ -3,21 +3,14 @@
  * (facebookresearch/DiT "original" and diffusers) compute slightly different
  * functions; a config records which one its weights come from so each stays faithful.
  */
-import { asObject, bool, checkTransformerShape, positiveInt } from "../config_fields.ts";
+import { asObject, bool, checkTransformerShape, diffusersShape, originalShape, positiveInt } from "../config_fields.ts";
 import { ForaError } from "../../errors.ts";
+import type { TransformerShape } from "../patch_grid.ts";
 
 export type Naming = "original" | "diffusers";
 
-export interface DitConfig {
-  depth: number;
-  hiddenSize: number;
-  numHeads: number;
-  patchSize: number;
-  /** Latent side length (latent is inChannels x inputSize x inputSize). */
-  inputSize: number;
-  inChannels: number;
+export interface DitConfig extends TransformerShape {
   numClasses: number;
-  learnSigma: boolean;
   naming: Naming;
   /** Divisor of the sinusoid frequency exponent: 128 in DiT, 127 (half - 1) in diffusers. */
   freqDivisor: number;
@@ -33,15 +26,7 @@ export function conventions(naming: Naming): Pick<DitConfig, "freqDivisor" | "ml
 export const TIMESTEP_FREQ_DIM = 256;
 export const NORM_EPS = 1e-6;
 
-export function outChannels(c: DitConfig): number {
-  return c.learnSigma ? 2 * c.inChannels : c.inChannels;
-}
-export function gridSize(c: DitConfig): number {
-  return c.inputSize / c.patchSize;
-}
-export function numTokens(c: DitConfig): number {
-  return gridSize(c) ** 2;
-}
+export { gridSize, numTokens, outChannels } from "../patch_grid.ts";
 export function nullClass(c: DitConfig): number {
   return c.numClasses;
 }
@@ -77,12 +62,7 @@ export function ditPreset(name: string): DitConfig {
 export function parseOriginalConfig(json: unknown, where: string): DitConfig {
   const o = asObject(json, where);
   return checkTransformerShape({
-    depth: positiveInt(o, "depth", where),
-    hiddenSize: positiveInt(o, "hidden_size", where),
-    numHeads: positiveInt(o, "num_heads", where),
-    patchSize: positiveInt(o, "patch_size", where),
-    inputSize: positiveInt(o, "input_size", where),
-    inChannels: positiveInt(o, "in_channels", where),
+    ...originalShape(o, where),
     numClasses: positiveInt(o, "num_classes", where),
     learnSigma: bool(o, "learn_sigma", where, true),
     naming: "original",
@@ -93,25 +73,14 @@ export function parseOriginalConfig(json: unknown, where: string): DitConfig {
 /** `transformer/config.json` of a diffusers DiT (Transformer2DModel / DiTTransformer2DModel). */
 export function parseDiffusersConfig(json: unknown, where: string): DitConfig {
   const o = asObject(json, where);
-  const heads = positiveInt(o, "num_attention_heads", where);
-  const inChannels = positiveInt(o, "in_channels", where);
-  const out = o["out_channels"] === undefined || o["out_channels"] === null ? inChannels : positiveInt(o, "out_channels", where);
-  if (out !== inChannels && out !== 2 * inChannels) {
-    throw new ForaError("bundle", `${where}: out_channels ${out} must equal in_channels ${inChannels} or twice it`);
-  }
+  const shape = diffusersShape(o, where);
   const normType = o["norm_type"];
   if (normType !== undefined && normType !== "ada_norm_zero") {
     throw new ForaError("bundle", `${where}: norm_type "${normType}" is not a DiT (expected "ada_norm_zero")`);
   }
   return checkTransformerShape({
-    depth: positiveInt(o, "num_layers", where),
-    hiddenSize: heads * positiveInt(o, "attention_head_dim", where),
-    numHeads: heads,
-    patchSize: positiveInt(o, "patch_size", where),
-    inputSize: positiveInt(o, "sample_size", where),
-    inChannels,
+    ...shape,
     numClasses: positiveInt(o, "num_embeds_ada_norm", where),
-    learnSigma: out === 2 * inChannels,
     naming: "diffusers",
     freqDivisor: 127,
     mlpNormEps: typeof o["norm_eps"] === "number" ? o["norm_eps"] as number : 1e-5,

@@ -1,5 +1,5 @@
 /**
- * DiT as ONNX graphs shaped for FORA (DESIGN §3): one run per denoising step.
+ * DiT as ONNX graphs shaped for FORA (docs/design.md §3): one run per denoising step.
  *
  * - full:   the whole model; also emits, for each upcoming reuse timestep t_j, the
  *           summed residual R_j = sum_k gate_msa_k(c_j) A_k + gate_mlp_k(c_j) M_k.
@@ -22,30 +22,33 @@
  * out = cond + mask * (s - 1) * (cond - uncond), per output channel.
  */
 import { GraphBuilder, type GraphData, type Value } from "../../onnx/builder.ts";
-import type { ComputeType } from "../../onnx/builder.ts";
 import type { WeightSource } from "../../weights/source.ts";
-import type { AttentionKind } from "../../../kernels/attention.ts";
-import { selfAttention } from "../../../kernels/attention.ts";
 import { silu } from "../../../kernels/activations.ts";
 import { gatedResidualSum } from "../../../kernels/residual_sum.ts";
 import { labelEmbedding, nullLabels } from "../../../kernels/label_embedding.ts";
-import { linear, type LinearWeights } from "../../../kernels/linear.ts";
+import { linear, linearOf, type LinearTensors, type LinearWeights } from "../../../kernels/linear.ts";
+import {
+  guidanceInputs,
+  latentTokens,
+  modulatedSelfAttention,
+  outputGuided,
+  residualInput,
+  reuseGraph,
+  type StepGraphOptions,
+  type StepIO,
+} from "../../../kernels/step_graph.ts";
 import { mlp } from "../../../kernels/mlp.ts";
 import { adaLNModulation, gatedResidual, layerNormModulate } from "../../../kernels/modulation.ts";
-import { patchEmbedding, unpatchify } from "../../../kernels/patch_embedding.ts";
-import { sinCosPositionEmbedding2d } from "../../../kernels/position_embedding.ts";
-import { timestepEmbedding } from "../../../kernels/timestep_embedding.ts";
+import { unpatchify } from "../../../kernels/patch_embedding.ts";
+import { timestepEmbedderOf, timestepEmbedding } from "../../../kernels/timestep_embedding.ts";
 import { type DitConfig, gridSize, NORM_EPS, numTokens, outChannels } from "./config.ts";
-import { type DitBlockWeights, type DitWeights, type Linear, linearRows, loadDitWeights } from "./weights.ts";
+import { type DitBlockWeights, type DitWeights, linearRows, loadDitWeights } from "./weights.ts";
 import type { DitInt8Weights } from "./int8.ts";
 
 export type DitGraphKind = "full" | "reuse" | "blocks" | "partial_full" | "partial_reuse" | "probe";
 
-export interface DitGraphOptions {
-  computeType: ComputeType;
-  /** Classifier-free guidance inside the graph (batch doubled with the null class). */
-  cfg: boolean;
-  attention?: AttentionKind;
+/** With `cfg`, the unconditional half of the batch is the null class. */
+export interface DitGraphOptions extends StepGraphOptions {
   /** int8 graphs: the quantized block linears (./int8.ts); needs computeType float32. */
   int8?: DitInt8Weights;
 }
@@ -56,20 +59,12 @@ export function buildDitGraphs(src: WeightSource, cfg: DitConfig, opts: DitGraph
   const w = loadDitWeights(src, cfg);
   return {
     full: buildFull(w, cfg, opts, false),
-    reuse: buildReuse(w, cfg, opts),
+    reuse: reuseGraph("dit_reuse", opts.computeType, (g) => stepInputs(g, w, cfg, opts), cfg),
     blocks: buildBlocks(w, cfg, opts),
     partial_full: buildFull(w, cfg, opts, true),
     partial_reuse: buildPartialReuse(w, cfg, opts),
     probe: buildProbe(w, cfg, opts),
   };
-}
-
-/** The channels `guidance_mask` marks for DiT's reference ("ref") and diffusers ("all"). */
-export function guidanceMask(cfg: DitConfig, mode: "ref" | "all"): Float32Array {
-  const mask = new Float32Array(outChannels(cfg));
-  const guided = mode === "all" ? cfg.inChannels : Math.min(3, cfg.inChannels);
-  mask.fill(1, 0, guided);
-  return mask;
 }
 
 // ---- the step graphs ----------------------------------------------------------
@@ -99,24 +94,16 @@ function buildProbe(w: DitWeights, cfg: DitConfig, opts: DitGraphOptions): Graph
   const g = new GraphBuilder("dit_probe", opts.computeType);
   const io = stepInputs(g, w, cfg, opts);
   g.scope("blocks.0", () => {
-    const [shift, scale] = adaLNModulation(g, io.c, lin(g, w.blocks[0].adaLN), 6);
+    const [shift, scale] = adaLNModulation(g, io.c, linearOf(g, w.blocks[0].adaLN), 6);
     g.output(layerNormModulate(g, io.tokens, shift, scale, NORM_EPS), "probe");
   });
-  return g.data();
-}
-
-function buildReuse(w: DitWeights, cfg: DitConfig, opts: DitGraphOptions): GraphData {
-  const g = new GraphBuilder("dit_reuse", opts.computeType);
-  const io = stepInputs(g, w, cfg, opts);
-  const residual = g.input("residual", "float32", [io.batch2, numTokens(cfg), cfg.hiddenSize]);
-  io.finish(g.add(io.tokens, residual));
   return g.data();
 }
 
 function buildPartialReuse(w: DitWeights, cfg: DitConfig, opts: DitGraphOptions): GraphData {
   const g = new GraphBuilder("dit_partial_reuse", opts.computeType);
   const io = stepInputs(g, w, cfg, opts);
-  const residual = g.input("residual", "float32", [io.batch2, numTokens(cfg), cfg.hiddenSize]);
+  const residual = residualInput(g, io, cfg);
   const compute = g.input("compute_blocks", "bool", [cfg.depth]);
   const at = g.input("residual_at", "int64", [1]);
   let x = io.tokens;
@@ -146,7 +133,7 @@ function buildBlocks(w: DitWeights, cfg: DitConfig, opts: DitGraphOptions): Grap
   const attnOut: Value[] = [], mlpOut: Value[] = [];
   w.blocks.forEach((b, k) =>
     g.scope(`blocks.${k}`, () => {
-      const [, , gateMsa, , , gateMlp] = adaLNModulation(g, io.c, lin(g, b.adaLN), 6);
+      const [, , gateMsa, , , gateMlp] = adaLNModulation(g, io.c, linearOf(g, b.adaLN), 6);
       const flag = g.reshape(g.slice(reuse, 0, k, k + 1), []);
       const xin = x;
       const [attn, mlpOutK] = g.ifElse(
@@ -170,31 +157,24 @@ function buildBlocks(w: DitWeights, cfg: DitConfig, opts: DitGraphOptions): Grap
 
 // ---- shared parts ----------------------------------------------------------------
 
-interface StepIO {
-  /** 2B with guidance, B without. */
-  batch2: string;
-  tokens: Value;
+interface DitStepIO extends StepIO {
   c: Value;
   /** Label embedding of the (doubled) batch: reused to condition the upcoming steps. */
   labelEmb: Value;
-  /** Final layer, unpatchify, guidance and the `model_out` output. */
-  finish(x: Value): void;
 }
 
 /** Inputs shared by every step graph and everything before the first block. */
-function stepInputs(g: GraphBuilder, w: DitWeights, cfg: DitConfig, opts: DitGraphOptions): StepIO {
+function stepInputs(g: GraphBuilder, w: DitWeights, cfg: DitConfig, opts: DitGraphOptions): DitStepIO {
   const C = cfg.inChannels, S = cfg.inputSize;
   const latent = g.input("latent", "float32", ["batch", C, S, S]);
   const t = g.input("timestep", "float32", [1], { keepFloat32: true });
   const labels = g.input("class_labels", "int64", ["batch"]);
-  const scale = opts.cfg ? g.input("guidance_scale", "float32", [1]) : null;
-  const mask = opts.cfg ? g.input("guidance_mask", "float32", [outChannels(cfg)]) : null;
+  const guidance = guidanceInputs(g, cfg, opts.cfg);
   const x = opts.cfg ? g.concat([latent, latent], 0) : latent;
   const y = opts.cfg ? g.concat([labels, nullLabels(g, labels, cfg.numClasses)], 0) : labels;
-  const pos = g.constant(sinCosPositionEmbedding2d(cfg.hiddenSize, gridSize(cfg)), [1, numTokens(cfg), cfg.hiddenSize]);
-  const tokens = patchEmbedding(g, x, { weight: g.weight(w.patch.weight), bias: g.weight(w.patch.bias) }, cfg.patchSize, pos);
+  const tokens = latentTokens(g, x, w.patch, cfg);
   const labelEmb = labelEmbedding(g, y, g.weight(w.labelTable));
-  const c = g.add(timestepEmbedding(g, t, tEmbedder(g, w), cfg.freqDivisor), labelEmb);
+  const c = g.add(timestepEmbedding(g, t, timestepEmbedderOf(g, w.tFc1, w.tFc2), cfg.freqDivisor), labelEmb);
   return {
     batch2: opts.cfg ? "batch2" : "batch",
     tokens,
@@ -202,39 +182,24 @@ function stepInputs(g: GraphBuilder, w: DitWeights, cfg: DitConfig, opts: DitGra
     labelEmb,
     finish(xL: Value) {
       const out = g.scope("final_layer", () => {
-        const [shift, scale_] = adaLNModulation(g, c, lin(g, w.finalAdaLN), 2);
-        const y = linear(g, layerNormModulate(g, xL, shift, scale_, NORM_EPS), lin(g, w.finalLinear));
+        const [shift, scale_] = adaLNModulation(g, c, linearOf(g, w.finalAdaLN), 2);
+        const y = linear(g, layerNormModulate(g, xL, shift, scale_, NORM_EPS), linearOf(g, w.finalLinear));
         return unpatchify(g, y, gridSize(cfg), cfg.patchSize, outChannels(cfg));
       });
-      g.output(scale && mask ? g.scope("guidance", () => guide(g, out, scale, mask, outChannels(cfg))) : out, "model_out");
+      outputGuided(g, out, guidance, cfg);
     },
   };
 }
 
 /** One adaLN-Zero block; also returns its attention and MLP outputs before gating. */
 function ditBlock(g: GraphBuilder, x: Value, c: Value, b: DitBlockWeights, cfg: DitConfig, opts: DitGraphOptions) {
-  const [shiftMsa, scaleMsa, gateMsa, shiftMlp, scaleMlp, gateMlp] = adaLNModulation(g, c, lin(g, b.adaLN), 6);
-  const attn = g.scope("attn", () =>
-    selfAttention(
-      g,
-      layerNormModulate(g, x, shiftMsa, scaleMsa, NORM_EPS),
-      {
-        q: blockLin(g, b.q, opts),
-        k: blockLin(g, b.k, opts),
-        v: blockLin(g, b.v, opts),
-        out: blockLin(g, b.proj, opts),
-      },
-      cfg.numHeads,
-      opts.attention ?? "portable",
-    ));
+  const [shiftMsa, scaleMsa, gateMsa, shiftMlp, scaleMlp, gateMlp] = adaLNModulation(g, c, linearOf(g, b.adaLN), 6);
+  const gemm = (l: LinearTensors) => blockLinear(g, l, opts);
+  const attn = g.scope("attn", () => modulatedSelfAttention(g, x, shiftMsa, scaleMsa, NORM_EPS, b, cfg.numHeads, opts.attention, gemm));
   const x1 = gatedResidual(g, x, gateMsa, attn);
   const m = g.scope(
     "mlp",
-    () =>
-      mlp(g, layerNormModulate(g, x1, shiftMlp, scaleMlp, cfg.mlpNormEps), {
-        fc1: blockLin(g, b.fc1, opts),
-        fc2: blockLin(g, b.fc2, opts),
-      }),
+    () => mlp(g, layerNormModulate(g, x1, shiftMlp, scaleMlp, cfg.mlpNormEps), { fc1: gemm(b.fc1), fc2: gemm(b.fc2) }),
   );
   return { x: gatedResidual(g, x1, gateMlp, m), attn, mlp: m };
 }
@@ -252,14 +217,17 @@ function reuseResiduals(
   cached: { attn: Value; mlp: Value }[],
   mask?: Value,
 ): Value {
-  const cj = g.add(g.unsqueeze(timestepEmbedding(g, reuseT, tEmbedder(g, w), cfg.freqDivisor), [1]), g.unsqueeze(labelEmb, [0]));
+  const cj = g.add(
+    g.unsqueeze(timestepEmbedding(g, reuseT, timestepEmbedderOf(g, w.tFc1, w.tFc2), cfg.freqDivisor), [1]),
+    g.unsqueeze(labelEmb, [0]),
+  );
   const act = silu(g, cj);
   const gates: Value[] = [], features: Value[] = [];
   w.blocks.forEach((b, k) =>
     g.scope(`blocks.${k}`, () => {
       // partial_full: residual_mask[k] (1, or 0 for a block computed every step) scales both gates.
       const gate = (chunk: number) => {
-        const v = linear(g, act, lin(g, linearRows(b.adaLN, chunk, 6)));
+        const v = linear(g, act, linearOf(g, linearRows(b.adaLN, chunk, 6)));
         return mask ? g.mul(v, g.slice(mask, 0, k, k + 1)) : v;
       };
       gates.push(gate(2), gate(5));
@@ -269,27 +237,10 @@ function reuseResiduals(
   return gatedResidualSum(g, reuseT, gates, features);
 }
 
-/** cond + mask (s - 1)(cond - uncond) on the [cond; uncond] batch. */
-function guide(g: GraphBuilder, out: Value, scale: Value, mask: Value, channels: number): Value {
-  const pairs = g.reshape(out, [2, -1, ...(out.shape.slice(1) as number[])]);
-  const cond = g.gather(pairs, g.scalar(0, "int64"), 0);
-  const uncond = g.gather(pairs, g.scalar(1, "int64"), 0);
-  const weight = g.reshape(g.mul(mask, g.sub(scale, g.scalar(1))), [1, channels, 1, 1]);
-  return g.add(cond, g.mul(weight, g.sub(cond, uncond)));
-}
-
-function lin(g: GraphBuilder, l: Linear) {
-  return { weight: g.weight(l.weight), bias: g.weight(l.bias) };
-}
-
 /** A block's GEMM linear: its int8 version in int8 graphs, else the checkpoint's. */
-function blockLin(g: GraphBuilder, l: Linear, opts: DitGraphOptions): LinearWeights {
-  if (!opts.int8) return lin(g, l);
+function blockLinear(g: GraphBuilder, l: LinearTensors, opts: DitGraphOptions): LinearWeights {
+  if (!opts.int8) return linearOf(g, l);
   const q = opts.int8.get(l.weight.name);
   if (!q) throw new Error(`internal: no int8 weight for ${l.weight.name}`);
   return { weight: g.weight(q.weight), scale: g.weight(q.scale), bias: g.weight(l.bias) };
-}
-
-function tEmbedder(g: GraphBuilder, w: DitWeights) {
-  return { fc1: lin(g, w.tFc1), fc2: lin(g, w.tFc2) };
 }

@@ -7,7 +7,8 @@ import { ForaError } from "../../errors.ts";
 import { type Device, f32, type HostTensor, i64, openSession, type Session } from "../../runtime/session.ts";
 import { ditGraphPath, type Manifest, type Precision } from "../../bundle/manifest.ts";
 import { type DitConfig, numTokens, outChannels } from "./config.ts";
-import { type DitGraphKind, guidanceMask } from "./graphs.ts";
+import type { DitGraphKind } from "./graphs.ts";
+import { guidanceMask } from "../../../kernels/guidance.ts";
 import { type CachePolicy, decidesAtRunTime } from "../../fora/policy.ts";
 import type { StepModel } from "../../fora/step_model.ts";
 

@@ -4,14 +4,13 @@
  * so each of Q, K and V becomes a byte range of the same file (no copy).
  */
 import type { ExternalTensor } from "../../onnx/builder.ts";
+import type { LinearTensors } from "../../../kernels/linear.ts";
 import { tensorRows, type WeightSource } from "../../weights/source.ts";
 import { ForaError } from "../../errors.ts";
 import { type DitConfig, type Naming, outChannels, TIMESTEP_FREQ_DIM } from "./config.ts";
 
-export interface Linear {
-  weight: ExternalTensor;
-  bias: ExternalTensor;
-}
+/** A linear layer's weight [out, in] and bias [out]. */
+export type Linear = LinearTensors;
 
 export interface DitBlockWeights {
   q: Linear;

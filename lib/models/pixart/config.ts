@@ -1,23 +1,16 @@
 /**
- * PixArt-alpha's architecture (DESIGN §2). Unlike DiT, both weight layouts compute the same
+ * PixArt-alpha's architecture (docs/design.md §2). Unlike DiT, both weight layouts compute the same
  * function: timestep frequencies exp(-ln(1e4) k / 128), LayerNorm eps 1e-6 everywhere, no affine.
  */
-import { asObject, checkTransformerShape, positiveInt } from "../config_fields.ts";
+import { asObject, checkTransformerShape, diffusersShape, originalShape, positiveInt } from "../config_fields.ts";
 import { ForaError } from "../../errors.ts";
+import type { TransformerShape } from "../patch_grid.ts";
 
 export type PixartNaming = "original" | "diffusers";
 
-export interface PixartConfig {
-  depth: number;
-  hiddenSize: number;
-  numHeads: number;
-  patchSize: number;
-  /** Latent side (latent is inChannels x inputSize x inputSize). */
-  inputSize: number;
-  inChannels: number;
+export interface PixartConfig extends TransformerShape {
   /** Width of the text encoder's output (4096 for T5 v1.1 XXL). */
   captionChannels: number;
-  learnSigma: boolean;
   /** Caption length the tokenizer pads and truncates to (120). */
   maxTokens: number;
   naming: PixartNaming;
@@ -26,16 +19,6 @@ export interface PixartConfig {
 export const PIXART_FREQ_DIVISOR = 128;
 export const PIXART_NORM_EPS = 1e-6;
 export const PIXART_MAX_TOKENS = 120;
-
-export function pixartOutChannels(c: PixartConfig): number {
-  return c.learnSigma ? 2 * c.inChannels : c.inChannels;
-}
-export function pixartGrid(c: PixartConfig): number {
-  return c.inputSize / c.patchSize;
-}
-export function pixartTokens(c: PixartConfig): number {
-  return pixartGrid(c) ** 2;
-}
 
 /** PixArt-XL/2 at 256 or 512 pixels (latent 32 or 64), for `--preset` and the benchmark. */
 export function pixartPreset(name: string): PixartConfig {
@@ -73,21 +56,9 @@ export function parsePixartDiffusersConfig(json: unknown, where: string): Pixart
   if (scale !== 1) {
     throw new ForaError("bundle", `${where}: interpolation_scale ${scale} is not supported (only 1: the 256 and 512 models)`);
   }
-  const inChannels = positiveInt(o, "in_channels", where);
-  const out = o.out_channels === undefined || o.out_channels === null ? inChannels : positiveInt(o, "out_channels", where);
-  if (out !== inChannels && out !== 2 * inChannels) {
-    throw new ForaError("bundle", `${where}: out_channels ${out} must equal in_channels ${inChannels} or twice it`);
-  }
-  const heads = positiveInt(o, "num_attention_heads", where);
   return checkTransformerShape({
-    depth: positiveInt(o, "num_layers", where),
-    hiddenSize: heads * positiveInt(o, "attention_head_dim", where),
-    numHeads: heads,
-    patchSize: positiveInt(o, "patch_size", where),
-    inputSize: sample,
-    inChannels,
+    ...diffusersShape(o, where),
     captionChannels: positiveInt(o, "caption_channels", where),
-    learnSigma: out === 2 * inChannels,
     maxTokens: PIXART_MAX_TOKENS,
     naming: "diffusers",
   }, where);
@@ -97,12 +68,7 @@ export function parsePixartDiffusersConfig(json: unknown, where: string): Pixart
 export function parsePixartOriginalConfig(json: unknown, where: string): PixartConfig {
   const o = asObject(json, where);
   return checkTransformerShape({
-    depth: positiveInt(o, "depth", where),
-    hiddenSize: positiveInt(o, "hidden_size", where),
-    numHeads: positiveInt(o, "num_heads", where),
-    patchSize: positiveInt(o, "patch_size", where),
-    inputSize: positiveInt(o, "input_size", where),
-    inChannels: positiveInt(o, "in_channels", where),
+    ...originalShape(o, where),
     captionChannels: positiveInt(o, "caption_channels", where),
     learnSigma: o.learn_sigma === undefined ? true : o.learn_sigma === true,
     maxTokens: o.max_tokens === undefined ? PIXART_MAX_TOKENS : positiveInt(o, "max_tokens", where),

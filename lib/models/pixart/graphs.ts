@@ -1,5 +1,5 @@
 /**
- * PixArt-alpha as ONNX graphs shaped for FORA (DESIGN §3), one run per denoising step, plus a
+ * PixArt-alpha as ONNX graphs shaped for FORA (docs/design.md §3), one run per denoising step, plus a
  * text graph run once per prompt:
  *
  * - text:     caption features (T5 output) [b, n, Dc] -> caption projection -> every block's
@@ -22,50 +22,46 @@
  * [cond; uncond] inside; each half attends to its own caption (cond_k/v, uncond_k/v: the two
  * lengths may differ), and out = cond + mask (s - 1)(cond - uncond), per output channel.
  */
-import { type ComputeType, GraphBuilder, type GraphData, type Value } from "../../onnx/builder.ts";
+import { GraphBuilder, type GraphData, type Value } from "../../onnx/builder.ts";
 import type { WeightSource } from "../../weights/source.ts";
-import { type AttentionKind, selfAttention } from "../../../kernels/attention.ts";
 import { gatedResidualSum } from "../../../kernels/residual_sum.ts";
 import { geluTanh } from "../../../kernels/activations.ts";
-import { guideCondUncond } from "../../../kernels/guidance.ts";
+import {
+  guidanceInputs,
+  latentTokens,
+  modulatedSelfAttention,
+  outputGuided,
+  reuseGraph,
+  type StepGraphOptions,
+  type StepIO,
+} from "../../../kernels/step_graph.ts";
 import { finalModulation, tableModulation, tBlock } from "../../../kernels/adaln_single.ts";
 import { attendText, textKeysValues } from "../../../kernels/cross_attention.ts";
-import { linear, type LinearWeights } from "../../../kernels/linear.ts";
+import { linear, linearOf } from "../../../kernels/linear.ts";
 import { mlp } from "../../../kernels/mlp.ts";
 import { gatedResidual, layerNormModulate } from "../../../kernels/modulation.ts";
-import { patchEmbedding, unpatchify } from "../../../kernels/patch_embedding.ts";
-import { sinCosPositionEmbedding2d } from "../../../kernels/position_embedding.ts";
-import { timestepEmbedding } from "../../../kernels/timestep_embedding.ts";
-import { PIXART_FREQ_DIVISOR, PIXART_NORM_EPS, type PixartConfig, pixartGrid, pixartOutChannels, pixartTokens } from "./config.ts";
-import { type Linear, loadPixartWeights, type PixartBlockWeights, type PixartWeights } from "./weights.ts";
+import { unpatchify } from "../../../kernels/patch_embedding.ts";
+import { timestepEmbedderOf, timestepEmbedding } from "../../../kernels/timestep_embedding.ts";
+import { PIXART_FREQ_DIVISOR, PIXART_NORM_EPS, type PixartConfig } from "./config.ts";
+import { gridSize, numTokens, outChannels } from "../patch_grid.ts";
+import { loadPixartWeights, type PixartBlockWeights, type PixartWeights } from "./weights.ts";
 
 export type PixartGraphKind = "text" | "full" | "reuse" | "full-xr" | "reuse-xr" | "blocks";
 export const PIXART_STEP_KINDS = ["full", "reuse", "full-xr", "reuse-xr", "blocks"] as const;
 
-export interface PixartGraphOptions {
-  computeType: ComputeType;
-  /** Classifier-free guidance inside the graph (batch doubled [cond; uncond]). */
-  cfg: boolean;
-  attention?: AttentionKind;
-}
+/** With `cfg`, each half of the batch attends to its own caption (cond, uncond). */
+export type PixartGraphOptions = StepGraphOptions;
 
 export function buildPixartGraphs(src: WeightSource, cfg: PixartConfig, opts: PixartGraphOptions): Record<PixartGraphKind, GraphData> {
   const w = loadPixartWeights(src, cfg);
   return {
     text: buildText(w, cfg, opts),
     full: buildFull(w, cfg, opts, true),
-    reuse: buildReuse(w, cfg, opts),
+    reuse: reuseGraph("pixart_reuse", opts.computeType, (g) => stepInputs(g, w, cfg, opts), cfg),
     "full-xr": buildFull(w, cfg, opts, false),
     "reuse-xr": buildReuseRecomputeCross(w, cfg, opts),
     blocks: buildBlocks(w, cfg, opts),
   };
-}
-
-/** Output channels guided: "all" eps channels (diffusers, PixArt's default) or "ref" (0..2). */
-export function pixartGuidanceMask(cfg: PixartConfig, mode: "ref" | "all"): Float32Array {
-  const mask = new Float32Array(pixartOutChannels(cfg));
-  mask.fill(1, 0, mode === "all" ? cfg.inChannels : Math.min(3, cfg.inChannels));
-  return mask;
 }
 
 // ---- the graphs ------------------------------------------------------------------
@@ -73,11 +69,11 @@ export function pixartGuidanceMask(cfg: PixartConfig, mode: "ref" | "all"): Floa
 function buildText(w: PixartWeights, cfg: PixartConfig, opts: PixartGraphOptions): GraphData {
   const g = new GraphBuilder("pixart_text", opts.computeType);
   const caption = g.input("caption", "float32", ["batch", "tokens", cfg.captionChannels]);
-  const y = g.scope("y_embedder", () => linear(g, geluTanh(g, linear(g, caption, lin(g, w.captionFc1))), lin(g, w.captionFc2)));
+  const y = g.scope("y_embedder", () => linear(g, geluTanh(g, linear(g, caption, linearOf(g, w.captionFc1))), linearOf(g, w.captionFc2)));
   const ks: Value[] = [], vs: Value[] = [];
   w.blocks.forEach((b, k) =>
     g.scope(`blocks.${k}/cross_attn`, () => {
-      const [kk, vv] = textKeysValues(g, y, lin(g, b.crossK), lin(g, b.crossV));
+      const [kk, vv] = textKeysValues(g, y, linearOf(g, b.crossK), linearOf(g, b.crossV));
       ks.push(g.unsqueeze(kk, [0]));
       vs.push(g.unsqueeze(vv, [0]));
     })
@@ -109,18 +105,10 @@ function buildFull(w: PixartWeights, cfg: PixartConfig, opts: PixartGraphOptions
   return g.data();
 }
 
-function buildReuse(w: PixartWeights, cfg: PixartConfig, opts: PixartGraphOptions): GraphData {
-  const g = new GraphBuilder("pixart_reuse", opts.computeType);
-  const io = stepInputs(g, w, cfg, opts);
-  const residual = g.input("residual", "float32", [io.batch2, pixartTokens(cfg), cfg.hiddenSize]);
-  io.finish(g.add(io.tokens, residual));
-  return g.data();
-}
-
 function buildReuseRecomputeCross(w: PixartWeights, cfg: PixartConfig, opts: PixartGraphOptions): GraphData {
   const g = new GraphBuilder("pixart_reuse_xr", opts.computeType);
   const io = stepInputs(g, w, cfg, opts);
-  const features = g.input("features", "float32", [2, cfg.depth, io.batch2, pixartTokens(cfg), cfg.hiddenSize]);
+  const features = g.input("features", "float32", [2, cfg.depth, io.batch2, numTokens(cfg), cfg.hiddenSize]);
   const cachedAttn = layer(g, features, 0), cachedMlp = layer(g, features, 1);
   let x = io.tokens;
   w.blocks.forEach((b, k) =>
@@ -138,7 +126,7 @@ function buildReuseRecomputeCross(w: PixartWeights, cfg: PixartConfig, opts: Pix
 function buildBlocks(w: PixartWeights, cfg: PixartConfig, opts: PixartGraphOptions): GraphData {
   const g = new GraphBuilder("pixart_blocks", opts.computeType);
   const io = stepInputs(g, w, cfg, opts);
-  const L = cfg.depth, shape = [L, io.batch2, pixartTokens(cfg), cfg.hiddenSize];
+  const L = cfg.depth, shape = [L, io.batch2, numTokens(cfg), cfg.hiddenSize];
   const reuse = g.input("reuse", "bool", [L]);
   const reuseCross = g.input("reuse_cross", "bool", [L]);
   const cachedAttn = g.input("cached_attn", "float32", shape);
@@ -171,34 +159,27 @@ function buildBlocks(w: PixartWeights, cfg: PixartConfig, opts: PixartGraphOptio
 
 // ---- shared parts ----------------------------------------------------------------
 
-interface StepIO {
-  /** 2B with guidance, B without. */
-  batch2: string;
-  tokens: Value;
+interface PixartStepIO extends StepIO {
   /** Timestep embedding [1, D] and t_block output [1, 6D]. */
   tEmb: Value;
   t0: Value;
   /** Block k's cross-attention of x [2B or B, T, D] to the captions (output projection included). */
   crossAttention(gb: GraphBuilder, x: Value, b: PixartBlockWeights, k: number): Value;
-  /** Final layer, unpatchify, guidance and the `model_out` output. */
-  finish(x: Value): void;
 }
 
-function stepInputs(g: GraphBuilder, w: PixartWeights, cfg: PixartConfig, opts: PixartGraphOptions): StepIO {
-  const C = cfg.inChannels, S = cfg.inputSize, D = cfg.hiddenSize, L = cfg.depth, T = pixartTokens(cfg);
+function stepInputs(g: GraphBuilder, w: PixartWeights, cfg: PixartConfig, opts: PixartGraphOptions): PixartStepIO {
+  const C = cfg.inChannels, S = cfg.inputSize, D = cfg.hiddenSize, L = cfg.depth, T = numTokens(cfg);
   const latent = g.input("latent", "float32", ["batch", C, S, S]);
   const t = g.input("timestep", "float32", [1], { keepFloat32: true });
   const condK = g.input("cond_k", "float32", [L, "batch", "cond_tokens", D]);
   const condV = g.input("cond_v", "float32", [L, "batch", "cond_tokens", D]);
   const uncondK = opts.cfg ? g.input("uncond_k", "float32", [L, "batch", "uncond_tokens", D]) : null;
   const uncondV = opts.cfg ? g.input("uncond_v", "float32", [L, "batch", "uncond_tokens", D]) : null;
-  const scale = opts.cfg ? g.input("guidance_scale", "float32", [1]) : null;
-  const mask = opts.cfg ? g.input("guidance_mask", "float32", [pixartOutChannels(cfg)]) : null;
+  const guidance = guidanceInputs(g, cfg, opts.cfg);
   const x = opts.cfg ? g.concat([latent, latent], 0) : latent;
-  const pos = g.constant(sinCosPositionEmbedding2d(D, pixartGrid(cfg)), [1, T, D]);
-  const tokens = patchEmbedding(g, x, { weight: g.weight(w.patch.weight), bias: g.weight(w.patch.bias) }, cfg.patchSize, pos);
-  const tEmb = timestepEmbedding(g, t, tEmbedder(g, w), PIXART_FREQ_DIVISOR);
-  const t0 = tBlock(g, tEmb, lin(g, w.tBlock));
+  const tokens = latentTokens(g, x, w.patch, cfg);
+  const tEmb = timestepEmbedding(g, t, timestepEmbedderOf(g, w.tFc1, w.tFc2), PIXART_FREQ_DIVISOR);
+  const t0 = tBlock(g, tEmb, linearOf(g, w.tBlock));
   const kind = opts.attention ?? "portable";
   return {
     batch2: opts.cfg ? "batch2" : "batch",
@@ -206,7 +187,7 @@ function stepInputs(g: GraphBuilder, w: PixartWeights, cfg: PixartConfig, opts: 
     tEmb,
     t0,
     crossAttention(gb, xin, b, k) {
-      const q = linear(gb, xin, lin(gb, b.crossQ));
+      const q = linear(gb, xin, linearOf(gb, b.crossQ));
       let core: Value;
       if (uncondK && uncondV) {
         const halves = gb.reshape(q, [2, -1, T, D]);
@@ -218,40 +199,37 @@ function stepInputs(g: GraphBuilder, w: PixartWeights, cfg: PixartConfig, opts: 
       } else {
         core = attendText(gb, q, layer(gb, condK, k), layer(gb, condV, k), cfg.numHeads, kind);
       }
-      return linear(gb, core, lin(gb, b.crossProj));
+      return linear(gb, core, linearOf(gb, b.crossProj));
     },
     finish(xL) {
       const out = g.scope("final_layer", () => {
         const [shift, scale_] = finalModulation(g, tEmb, g.weight(w.finalTable));
-        const y = linear(g, layerNormModulate(g, xL, shift, scale_, PIXART_NORM_EPS), lin(g, w.finalLinear));
-        return unpatchify(g, y, pixartGrid(cfg), cfg.patchSize, pixartOutChannels(cfg));
+        const y = linear(g, layerNormModulate(g, xL, shift, scale_, PIXART_NORM_EPS), linearOf(g, w.finalLinear));
+        return unpatchify(g, y, gridSize(cfg), cfg.patchSize, outChannels(cfg));
       });
-      g.output(scale && mask ? g.scope("guidance", () => guideCondUncond(g, out, scale, mask, pixartOutChannels(cfg))) : out, "model_out");
+      outputGuided(g, out, guidance, cfg);
     },
   };
 }
 
 function selfAttentionOf(g: GraphBuilder, x: Value, m: Value[], b: PixartBlockWeights, cfg: PixartConfig, opts: PixartGraphOptions): Value {
-  return selfAttention(
-    g,
-    layerNormModulate(g, x, m[0], m[1], PIXART_NORM_EPS),
-    {
-      q: lin(g, b.q),
-      k: lin(g, b.k),
-      v: lin(g, b.v),
-      out: lin(g, b.proj),
-    },
-    cfg.numHeads,
-    opts.attention ?? "portable",
-  );
+  return modulatedSelfAttention(g, x, m[0], m[1], PIXART_NORM_EPS, b, cfg.numHeads, opts.attention);
 }
 
 function mlpOf(g: GraphBuilder, x: Value, m: Value[], b: PixartBlockWeights): Value {
-  return mlp(g, layerNormModulate(g, x, m[3], m[4], PIXART_NORM_EPS), { fc1: lin(g, b.fc1), fc2: lin(g, b.fc2) });
+  return mlp(g, layerNormModulate(g, x, m[3], m[4], PIXART_NORM_EPS), { fc1: linearOf(g, b.fc1), fc2: linearOf(g, b.fc2) });
 }
 
 /** One PixArt block; also returns A_k, X_k and M_k (before gating). */
-function pixartBlock(g: GraphBuilder, x: Value, io: StepIO, b: PixartBlockWeights, k: number, cfg: PixartConfig, opts: PixartGraphOptions) {
+function pixartBlock(
+  g: GraphBuilder,
+  x: Value,
+  io: PixartStepIO,
+  b: PixartBlockWeights,
+  k: number,
+  cfg: PixartConfig,
+  opts: PixartGraphOptions,
+) {
   const m = tableModulation(g, io.t0, g.weight(b.table));
   const attn = g.scope("attn", () => selfAttentionOf(g, x, m, b, cfg, opts));
   const x1 = gatedResidual(g, x, m[2], attn);
@@ -267,7 +245,7 @@ function pixartBlock(g: GraphBuilder, x: Value, io: StepIO, b: PixartBlockWeight
  * the cross-attention outputs are ungated and add the same sum to every R_j.
  */
 function reuseResiduals(g: GraphBuilder, w: PixartWeights, reuseT: Value, attn: Value[], cross: Value[], mlps: Value[]): Value {
-  const t0 = tBlock(g, timestepEmbedding(g, reuseT, tEmbedder(g, w), PIXART_FREQ_DIVISOR), lin(g, w.tBlock)); // [J, 6D]
+  const t0 = tBlock(g, timestepEmbedding(g, reuseT, timestepEmbedderOf(g, w.tFc1, w.tFc2), PIXART_FREQ_DIVISOR), linearOf(g, w.tBlock)); // [J, 6D]
   const gates: Value[] = [], features: Value[] = [];
   w.blocks.forEach((b, k) =>
     g.scope(`blocks.${k}`, () => {
@@ -287,12 +265,4 @@ function layer(g: GraphBuilder, stacked: Value, k: number): Value {
 
 function stack(g: GraphBuilder, xs: Value[]): Value {
   return g.concat(xs.map((x) => g.unsqueeze(x, [0])), 0);
-}
-
-function lin(g: GraphBuilder, l: Linear): LinearWeights {
-  return { weight: g.weight(l.weight), bias: g.weight(l.bias) };
-}
-
-function tEmbedder(g: GraphBuilder, w: PixartWeights) {
-  return { fc1: lin(g, w.tFc1), fc2: lin(g, w.tFc2) };
 }

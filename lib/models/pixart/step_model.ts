@@ -12,8 +12,10 @@
 import { ForaError } from "../../errors.ts";
 import { type Device, f32, type HostTensor, openSession, type Session } from "../../runtime/session.ts";
 import type { StepModel } from "../../fora/step_model.ts";
-import { type PixartConfig, pixartOutChannels, pixartTokens } from "./config.ts";
-import { type PixartGraphKind, pixartGuidanceMask } from "./graphs.ts";
+import type { PixartConfig } from "./config.ts";
+import type { PixartGraphKind } from "./graphs.ts";
+import { guidanceMask } from "../../../kernels/guidance.ts";
+import { numTokens, outChannels } from "../patch_grid.ts";
 
 export interface PixartGuidance {
   /** 1 disables guidance (the plain graphs, half the work). */
@@ -51,7 +53,7 @@ export async function openPixartStepModel(
   opts: PixartStepModelOptions = {},
 ): Promise<PixartStepModel> {
   const guided = guidance.cfgScale !== 1;
-  const C = cfg.inChannels, S = cfg.inputSize, T = pixartTokens(cfg), D = cfg.hiddenSize, L = cfg.depth, Dc = cfg.captionChannels;
+  const C = cfg.inChannels, S = cfg.inputSize, T = numTokens(cfg), D = cfg.hiddenSize, L = cfg.depth, Dc = cfg.captionChannels;
   const sessions = new Map<PixartGraphKind, Session>();
   const session = async (kind: PixartGraphKind) => {
     let s = sessions.get(kind);
@@ -65,7 +67,7 @@ export async function openPixartStepModel(
   const guidanceFeeds: Record<string, HostTensor> = guided
     ? {
       guidance_scale: f32([1], [guidance.cfgScale]),
-      guidance_mask: f32([pixartOutChannels(cfg)], pixartGuidanceMask(cfg, guidance.cfgChannels)),
+      guidance_mask: f32([outChannels(cfg)], guidanceMask(cfg, guidance.cfgChannels)),
     }
     : {};
   const textKv = async (features: Float32Array, B: number, n: number) => {

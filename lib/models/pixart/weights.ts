@@ -4,15 +4,15 @@
  * `cross_attn.kv_linear` (K rows first); each part is a byte range of the same file.
  */
 import type { ExternalTensor } from "../../onnx/builder.ts";
+import type { LinearTensors } from "../../../kernels/linear.ts";
 import type { WeightSource } from "../../weights/source.ts";
 import { ForaError } from "../../errors.ts";
 import { TIMESTEP_FREQ_DIM } from "../dit/config.ts";
-import { type PixartConfig, type PixartNaming, pixartOutChannels } from "./config.ts";
+import type { PixartConfig, PixartNaming } from "./config.ts";
+import { outChannels } from "../patch_grid.ts";
 
-export interface Linear {
-  weight: ExternalTensor;
-  bias: ExternalTensor;
-}
+/** A linear layer's weight [out, in] and bias [out]. */
+export type Linear = LinearTensors;
 
 export interface PixartBlockWeights {
   /** [6, D]: shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp offsets. */
@@ -66,7 +66,7 @@ export function loadPixartWeights(src: WeightSource, cfg: PixartConfig): PixartW
     return { weight: src.rows(`${prefix}.weight`, part * D, D), bias: src.rows(`${prefix}.bias`, part * D, D) };
   };
   const patch = (prefix: string): Linear => ({ weight: src.get(`${prefix}.weight`, [D, C, p, p]), bias: src.get(`${prefix}.bias`, [D]) });
-  const final = p * p * pixartOutChannels(cfg);
+  const final = p * p * outChannels(cfg);
   if (cfg.naming === "original") {
     return {
       patch: patch("x_embedder.proj"),

@@ -1,0 +1,75 @@
+/**
+ * Manifests are checked against JSON Schemas (ajv), written with the builders below: each
+ * schema that can fail carries, as its `description`, the words of the error a reader sees
+ * ("must be a positive integer"). The first failure becomes one line naming the key the way
+ * the manifest spells it, e.g. `"dit.config.depth" must be a positive integer`; checks that
+ * span fields (a path the file table lists, names as many as classes) stay in code.
+ */
+import { Ajv2020, type ErrorObject, type SchemaObject, type ValidateFunction } from "ajv/dist/2020.js";
+
+type Schema = SchemaObject;
+
+const described = (description: string, s: Schema): Schema => ({ ...s, description });
+
+export const posInt = (): Schema =>
+  described("must be a positive integer", { type: "integer", minimum: 1, maximum: Number.MAX_SAFE_INTEGER });
+export const count = (): Schema =>
+  described("must be a non-negative integer", { type: "integer", minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
+/** JSON holds no infinities or NaN: every number it parses is finite. */
+export const num = (): Schema => described("must be a number", { type: "number" });
+export const bool = (): Schema => described("must be true or false", { type: "boolean" });
+export const str = (): Schema => described("must be a string", { type: "string" });
+export const oneOf = (values: readonly string[]): Schema =>
+  described(`must be one of ${values.map((v) => JSON.stringify(v)).join(", ")}`, { enum: [...values] });
+export const list = (items: Schema, description = "must be a list"): Schema => described(description, { type: "array", items });
+/** An object with these properties, all required; other keys are allowed (and ignored). */
+export const obj = (properties: Record<string, Schema>, opts: { nullable?: boolean } = {}): Schema =>
+  described("must be a JSON object", {
+    type: opts.nullable ? ["object", "null"] : "object",
+    required: Object.keys(properties),
+    properties,
+  });
+export { described };
+
+/**
+ * A checker for `schema`: returns the value typed as T when it passes, else calls `fail`
+ * with the key of the first failure ("" for the root) and its schema's description.
+ */
+export function schemaChecker<T>(schema: Schema): (json: unknown, fail: (key: string, message: string) => never) => T {
+  // Compiled on first use: commands that read no manifest do not pay for it.
+  let validate: ValidateFunction<T> | null = null;
+  return (json, fail) => {
+    validate ??= new Ajv2020({ allErrors: false, strict: false }).compile<T>(schema);
+    if (validate(json)) return json;
+    const e = (validate.errors ?? [])[0];
+    if (!e) return fail("", "does not match the manifest schema");
+    const { key, message } = explain(schema, e);
+    return fail(key, message);
+  };
+}
+
+/**
+ * The failing key and the words for it: the deepest schema along the error's path that
+ * carries a description, and the part of the instance path down to that schema.
+ */
+function explain(root: Schema, e: ErrorObject): { key: string; message: string } {
+  const instance = e.instancePath.split("/").slice(1);
+  const steps = e.schemaPath.replace(/^#\//, "").split("/");
+  let node: Schema = root, depth = 0;
+  let best = { description: root.description as string | undefined, depth: 0 };
+  for (let i = 0; i < steps.length - 1; i++) {
+    const s = steps[i];
+    if (s === "properties") (node = node.properties[steps[++i]]), depth++;
+    else if (s === "items") (node = node.items), depth++;
+    else break;
+    if (typeof node.description === "string") best = { description: node.description, depth };
+  }
+  let path = instance.slice(0, best.depth);
+  let message = best.description ?? e.message ?? "is not valid";
+  if (e.keyword === "required" && best.depth === instance.length) {
+    const missing = (e.params as { missingProperty: string }).missingProperty;
+    path = [...instance, missing];
+    message = node.properties?.[missing]?.description ?? "is missing";
+  }
+  return { key: path.map((p, i) => (/^\d+$/.test(p) ? `[${p}]` : `${i ? "." : ""}${p}`)).join(""), message };
+}
