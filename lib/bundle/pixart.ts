@@ -1,7 +1,9 @@
 /**
- * PixArt-alpha bundles: what `fora convert` reads from a diffusers PixArt pipeline folder
- * (`transformer/`, `text_encoder/`, `tokenizer/`, `vae/`, `scheduler/`, `model_index.json`)
- * and the manifest it writes (architecture "pixart"):
+ * PixArt-alpha and PixArt-Sigma bundles: what `fora convert` reads from a diffusers PixArt
+ * pipeline folder (`transformer/`, `text_encoder/`, `tokenizer/`, `vae/`, `scheduler/`,
+ * `model_index.json`) and the manifest it writes (architecture "pixart"). The pipeline class
+ * fixes the caption length (PixArtSigmaPipeline 300 tokens, PixArtAlphaPipeline 120); the VAE's
+ * config its scaling factor and, for the 1024-MS micro-conditions, the pixels per latent.
  *
  *   manifest.json
  *   pixart-text.{fp32,fp16}.onnx                         caption projection + every block's K/V
@@ -29,14 +31,17 @@ import { buildT5EncoderGraph } from "../models/t5/graph.ts";
 import {
   parsePixartDiffusersConfig,
   PIXART_FREQ_DIVISOR,
+  PIXART_MAX_TOKENS,
   PIXART_NORM_EPS,
+  PIXART_SIGMA_MAX_TOKENS,
   type PixartConfig,
   type PixartNaming,
   pixartOutChannels,
   pixartTokens,
 } from "../models/pixart/config.ts";
-import { buildPixartGraphs, PIXART_STEP_KINDS, type PixartGraphKind } from "../models/pixart/graphs.ts";
-import { detectPixartNaming, loadPixartWeights } from "../models/pixart/weights.ts";
+import { buildPixartGraphs, DEFAULT_VAE_SCALE_FACTOR, PIXART_STEP_KINDS, type PixartGraphKind } from "../models/pixart/graphs.ts";
+import { detectPixartNaming, loadPixartWeights, refuseUnsupportedTensors } from "../models/pixart/weights.ts";
+import { upscaleFactor } from "../models/vae/config.ts";
 import { loadT5Tokenizer, SPIECE_FILE, TOKENIZER_JSON_FILE } from "../text/tokenizer.ts";
 import {
   type AttentionKind,
@@ -61,6 +66,7 @@ export const PIXART_ARCHITECTURE = "pixart";
 export const TOKENIZER_FOLDER = "tokenizer";
 
 export type Unconditional = "null-caption" | "empty-prompt";
+export type PixartFamily = "alpha" | "sigma";
 
 export interface PixartGraphEntry {
   file: string;
@@ -91,6 +97,10 @@ export interface PixartManifest {
       maxTokens: number;
       /** The unconditional caption of classifier-free guidance. */
       unconditional: Unconditional;
+      /** PixArt-alpha or PixArt-Sigma (from the pipeline class). */
+      family: PixartFamily;
+      /** Pixels per latent pixel: the micro-conditions' resolution is the latent size times this. */
+      vaeScaleFactor: number;
     };
     weights: WeightsEntry;
     graphs: PixartGraphEntry[];
@@ -108,6 +118,7 @@ export interface PixartManifest {
 
 export interface PixartSource {
   root: string;
+  family: PixartFamily;
   transformer: { config: PixartConfig; checkpoint: Checkpoint };
   textEncoder: { config: T5Config; checkpoint: Checkpoint; dir: string };
   tokenizerDir: string;
@@ -140,11 +151,15 @@ export async function readPixartSource(root: string): Promise<PixartSource> {
   };
   const trDir = await need("transformer", "the PixArt transformer");
   const trCfgPath = join(trDir, "config.json");
+  const family: PixartFamily = (await readJsonOr(join(root, "model_index.json")))?._class_name === "PixArtSigmaPipeline"
+    ? "sigma"
+    : "alpha";
   let config = parsePixartDiffusersConfig(await readJson(trCfgPath), trCfgPath);
   const trCkpt = await loadCheckpoint(trDir);
   const naming = detectPixartNaming(trCkpt.tensors.keys());
   if (!naming) throw new ForaError("weights", `${trDir}: no PixArt tensors found (expected "adaln_single.*" or "t_block.*" names)`);
-  config = { ...config, naming };
+  refuseUnsupportedTensors(trCkpt.tensors.keys(), trDir);
+  config = { ...config, naming, maxTokens: family === "sigma" ? PIXART_SIGMA_MAX_TOKENS : PIXART_MAX_TOKENS };
   const teDir = await need("text_encoder", "the T5 encoder");
   const teCfgPath = join(teDir, "config.json");
   const t5 = parseT5Config(await readJson(teCfgPath), teCfgPath);
@@ -171,6 +186,7 @@ export async function readPixartSource(root: string): Promise<PixartSource> {
   }
   return {
     root,
+    family,
     transformer: { config, checkpoint: trCkpt },
     textEncoder: { config: t5, checkpoint: await loadCheckpoint(teDir), dir: teDir },
     tokenizerDir: tokDir,
@@ -180,8 +196,9 @@ export async function readPixartSource(root: string): Promise<PixartSource> {
 
 export function describePixartSource(s: PixartSource): string {
   const c = s.transformer.config, t = s.textEncoder.config;
-  return `reading ${s.root}: PixArt-alpha pipeline (${c.naming} weights), depth ${c.depth}, hidden ${c.hiddenSize}, ` +
-    `T5 encoder ${t.numLayers} layers x ${t.dModel}, ${s.vae ? "with VAE" : "no VAE"}`;
+  return `reading ${s.root}: PixArt-${s.family} pipeline (${c.naming} weights), depth ${c.depth}, hidden ${c.hiddenSize}, ` +
+    `interpolation scale ${c.interpolationScale}${c.microConditions ? ", micro-conditions" : ""}, captions ${c.maxTokens} tokens, ` +
+    `T5 encoder ${t.numLayers} layers x ${t.dModel}, ${s.vae ? `with VAE (latents / ${s.vae.config.scalingFactor})` : "no VAE"}`;
 }
 
 /** The bundle-writing helpers of convert.ts, passed in (they place and hash files). */
@@ -211,12 +228,19 @@ export async function buildPixartBundle(
   };
   const trSrc = weightSource(source.transformer.checkpoint, locate(trFiles));
   const unconditional: Unconditional = loadPixartWeights(trSrc, cfg).nullCaption ? "null-caption" : "empty-prompt";
+  // diffusers' pipelines: 2^(VAE levels - 1), or 8 without a VAE
+  const vaeScaleFactor = source.vae ? upscaleFactor(source.vae.config) : DEFAULT_VAE_SCALE_FACTOR;
 
   const graphs: PixartGraphEntry[] = [];
   for (const precision of precisions) {
     const attention: AttentionKind = precision === "fp16" ? "fused" : "portable";
     for (const guidance of GUIDANCES) {
-      const built = buildPixartGraphs(trSrc, cfg, { computeType: COMPUTE_TYPE[precision], cfg: guidance === "cfg", attention });
+      const built = buildPixartGraphs(trSrc, cfg, {
+        computeType: COMPUTE_TYPE[precision],
+        cfg: guidance === "cfg",
+        attention,
+        vaeScaleFactor,
+      });
       const kinds: PixartGraphKind[] = guidance === "cfg" ? ["text", ...PIXART_STEP_KINDS] : [...PIXART_STEP_KINDS];
       for (const kind of kinds) {
         const g = kind === "text" ? null : guidance;
@@ -286,6 +310,8 @@ export async function buildPixartBundle(
         tokens: pixartTokens(cfg),
         maxTokens: cfg.maxTokens,
         unconditional,
+        family: source.family,
+        vaeScaleFactor,
       },
       weights: await io.weightsEntry(source.transformer.checkpoint, trFiles),
       graphs,
@@ -345,9 +371,17 @@ export function checkPixartManifest(json: Record<string, unknown>, where: string
   for (const k of ["depth", "hiddenSize", "numHeads", "patchSize", "inputSize", "inChannels", "captionChannels", "maxTokens"] as const) {
     if (!Number.isSafeInteger(config[k]) || config[k] <= 0) fail(`pixart.config.${k}`, "must be a positive integer");
   }
+  if (typeof config.interpolationScale !== "number" || !(config.interpolationScale > 0)) {
+    fail("pixart.config.interpolationScale", "must be a positive number");
+  }
+  if (typeof config.microConditions !== "boolean") fail("pixart.config.microConditions", "must be true or false");
   const conv = obj(p.conventions, "pixart.conventions");
   if (conv.unconditional !== "null-caption" && conv.unconditional !== "empty-prompt") {
     fail("pixart.conventions.unconditional", `must be "null-caption" or "empty-prompt"`);
+  }
+  if (conv.family !== "alpha" && conv.family !== "sigma") fail("pixart.conventions.family", `must be "alpha" or "sigma"`);
+  if (!Number.isSafeInteger(conv.vaeScaleFactor) || (conv.vaeScaleFactor as number) <= 0) {
+    fail("pixart.conventions.vaeScaleFactor", "must be a positive integer");
   }
   const kinds = ["text", ...PIXART_STEP_KINDS];
   arr(p.graphs, "pixart.graphs").forEach((g, i) => {
@@ -402,6 +436,6 @@ export async function readAnyManifest(dir: string): Promise<Manifest | PixartMan
 /** A PixArt bundle's manifest, or a usage error naming what the bundle is instead. */
 export async function readPixartManifest(dir: string): Promise<PixartManifest> {
   const m = await readAnyManifest(dir);
-  if (m.architecture !== "pixart") throw new ForaError("usage", `${dir}: is a ${m.architecture} bundle, not PixArt-alpha`);
+  if (m.architecture !== "pixart") throw new ForaError("usage", `${dir}: is a ${m.architecture} bundle, not PixArt`);
   return m;
 }

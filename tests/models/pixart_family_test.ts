@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { buildPixartGraphs, type PixartGraphOptions, pixartGuidanceMask } from "../../lib/models/pixart/graphs.ts";
 import { type LatentSize, parsePixartDiffusersConfig, type PixartConfig } from "../../lib/models/pixart/config.ts";
 import { f32, type HostTensor } from "../../lib/runtime/session.ts";
+import { refuseUnsupportedTensors } from "../../lib/models/pixart/weights.ts";
 import { FIXTURES, readGolden, relError, sessionFor, tempBundle } from "../support.ts";
 
 const FAMILY = join(FIXTURES, "pixart-family");
@@ -142,4 +143,40 @@ Deno.test("fp16 graphs read the Sigma model's F16 weights as they are (no Cast) 
   } finally {
     await bundle.cleanup();
   }
+});
+
+Deno.test("transformer configs: diffusers' defaults for interpolation_scale and micro-conditions; bad values and Sigma-only parts refused", () => {
+  const base = {
+    norm_type: "ada_norm_single",
+    num_attention_heads: 16,
+    attention_head_dim: 72,
+    in_channels: 4,
+    out_channels: 8,
+    num_layers: 28,
+    patch_size: 2,
+    caption_channels: 4096,
+  };
+  const parse = (o: Record<string, unknown>) => parsePixartDiffusersConfig({ ...base, ...o }, "config.json");
+  const ms = parse({ sample_size: 128, interpolation_scale: null, use_additional_conditions: null });
+  assert.deepEqual([ms.interpolationScale, ms.microConditions], [2, true]);
+  const sigma = parse({ sample_size: 128, interpolation_scale: 2, use_additional_conditions: false });
+  assert.deepEqual([sigma.interpolationScale, sigma.microConditions], [2, false]);
+  assert.equal(parse({ sample_size: 32, interpolation_scale: 0.5 }).interpolationScale, 0.5);
+  assert.deepEqual([parse({ sample_size: 64 }).interpolationScale, parse({ sample_size: 64 }).microConditions], [1, false]);
+  assert.throws(() => parse({ sample_size: 64, interpolation_scale: 0 }), /"interpolation_scale" must be a positive number, found 0/);
+  assert.throws(() => parse({ sample_size: 64, use_additional_conditions: "yes" }), /"use_additional_conditions" must be true or false/);
+  assert.throws(
+    () => parse({ sample_size: 128, num_attention_heads: 4, attention_head_dim: 8 }),
+    /micro-conditions need a hidden size divisible by 3/,
+  );
+  assert.throws(() => parse({ sample_size: 256, kv_compress: true }), /"kv_compress" asks for key\/value token compression/);
+});
+
+Deno.test("weights of key/value token compression or query/key norms are refused, naming the tensor", () => {
+  assert.throws(
+    () => refuseUnsupportedTensors(["blocks.0.attn.qkv.weight", "blocks.14.attn.sr.weight"], "transformer"),
+    /transformer: tensor "blocks.14.attn.sr.weight" belongs to key\/value token compression/,
+  );
+  assert.throws(() => refuseUnsupportedTensors(["transformer_blocks.3.attn1.norm_q.weight"], "t"), /query\/key normalisation/);
+  refuseUnsupportedTensors(["blocks.0.attn.qkv.weight", "blocks.0.cross_attn.kv_linear.weight", "transformer_blocks.0.norm1.weight"], "t");
 });

@@ -144,6 +144,27 @@ export function loadPixartWeights(src: WeightSource, cfg: PixartConfig): PixartW
   };
 }
 
+/**
+ * Tensors of network parts fora does not build, from PixArt-Sigma's training code: key/value
+ * token compression (`attn.sr`, the strided convolution, and its `attn.norm`) and query/key
+ * LayerNorms (`attn.q_norm` / `k_norm`, diffusers `attn1.norm_q` / `norm_k`).
+ */
+export function refuseUnsupportedTensors(names: Iterable<string>, origin: string): void {
+  for (const n of names) {
+    const m = /\.attn\.(sr|norm)\./.test(n)
+      ? "key/value token compression"
+      : /\.attn1?\.(q_norm|k_norm|norm_q|norm_k)\./.test(n)
+      ? "query/key normalisation"
+      : null;
+    if (m) {
+      throw new ForaError(
+        "weights",
+        `${origin}: tensor "${n}" belongs to ${m}, which fora does not run; use a checkpoint trained without it`,
+      );
+    }
+  }
+}
+
 export function assertPixartNaming(naming: PixartNaming | undefined, origin: string): PixartNaming {
   if (!naming) {
     throw new ForaError("weights", `${origin}: no PixArt tensors found (expected "t_block.*" or "adaln_single.*" names)`);
