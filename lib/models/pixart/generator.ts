@@ -25,6 +25,7 @@ import { loadT5Tokenizer } from "../../text/tokenizer.ts";
 import { type EncodedPrompt, openPromptEncoder, type PromptEncoder } from "../../text/encoder.ts";
 import { encoderIdentity, openEmbeddingsCache } from "../../text/embeddings_cache.ts";
 import { openPixartStepModel, type PixartStepModel } from "./step_model.ts";
+import { pixartMemoryInputs, planPixartMemory } from "./memory.ts";
 
 /** The DiT generator's settings, plus the text-conditioning options of PixArt-α. */
 export interface PixartGeneratorSettings extends GeneratorSettings {
@@ -72,6 +73,7 @@ export async function openPixartGenerator(s: PixartGeneratorSettings): Promise<P
     throw new ForaError("usage", `the cache plan covers ${s.plan.kinds.length} steps but the run has ${s.steps}`);
   }
   const precision = s.precision ?? "fp32";
+  const memory = (s.device ?? "cpu") === "cpu" ? planPixartMemory(s.model, pixartMemoryInputs(manifest)) : null;
   const sampler = makeSampler(s.sampler, s.steps, { learnSigma: cfg.learnSigma });
   const C = cfg.inChannels, S = cfg.inputSize, perSample = C * S * S, Dc = cfg.captionChannels;
   const tokenizer = await loadT5Tokenizer(join(s.model, manifest.textEncoder.tokenizer));
@@ -91,6 +93,7 @@ export async function openPixartGenerator(s: PixartGeneratorSettings): Promise<P
     cache: s.embeddingsCache ? await openEmbeddingsCache(s.embeddingsCache) : undefined,
     device: s.device,
     threads: s.threads,
+    closeAfterEach: memory?.releaseEncoder,
   });
   const nullCaption = manifest.pixart.conventions.unconditional === "null-caption" ? await readNullCaption(s.model, manifest) : null;
   let model: PixartStepModel | null = null;
