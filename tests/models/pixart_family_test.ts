@@ -9,7 +9,12 @@
 import { strict as assert } from "node:assert";
 import { join } from "node:path";
 import { buildPixartGraphs, type PixartGraphOptions, pixartGuidanceMask } from "../../lib/models/pixart/graphs.ts";
-import { type LatentSize, parsePixartDiffusersConfig, type PixartConfig } from "../../lib/models/pixart/config.ts";
+import {
+  type LatentSize,
+  parsePixartDiffusersConfig,
+  parsePixartOriginalConfig,
+  type PixartConfig,
+} from "../../lib/models/pixart/config.ts";
 import { f32, type HostTensor } from "../../lib/runtime/session.ts";
 import { refuseUnsupportedTensors } from "../../lib/models/pixart/weights.ts";
 import { FIXTURES, readGolden, relError, sessionFor, tempBundle } from "../support.ts";
@@ -170,6 +175,24 @@ Deno.test("transformer configs: diffusers' defaults for interpolation_scale and 
     /micro-conditions need a hidden size divisible by 3/,
   );
   assert.throws(() => parse({ sample_size: 256, kv_compress: true }), /"kv_compress" asks for key\/value token compression/);
+});
+
+Deno.test("original-layout configs: interpolation_scale and micro_condition, defaulting to 1 and off", () => {
+  const base = {
+    architecture: "pixart",
+    depth: 2,
+    hidden_size: 48,
+    num_heads: 4,
+    patch_size: 2,
+    input_size: 8,
+    in_channels: 4,
+    caption_channels: 32,
+  };
+  const plain = parsePixartOriginalConfig(base, "config.json");
+  assert.deepEqual([plain.interpolationScale, plain.microConditions, plain.maxTokens], [1, false, 120]);
+  const ms = parsePixartOriginalConfig({ ...base, interpolation_scale: 2, micro_condition: true, max_tokens: 300 }, "config.json");
+  assert.deepEqual([ms.interpolationScale, ms.microConditions, ms.maxTokens], [2, true, 300]);
+  assert.throws(() => parsePixartOriginalConfig({ ...base, qk_norm: true }, "config.json"), /"qk_norm" asks for query\/key normalisation/);
 });
 
 Deno.test("weights of key/value token compression or query/key norms are refused, naming the tensor", () => {
