@@ -19,9 +19,10 @@
  * Conditioning is the timestep alone (adaLN-single), so every gate is one D-vector per step,
  * shared by the batch. The 1024-MS models add the embedding of the image's height, width and
  * aspect ratio to the timestep embedding; those follow from the latent size, which is static
- * in each graph, so they are constants of the graph (pixel size = latent size x the VAE factor,
- * as diffusers' pipeline passes its sampling height and width). Captions enter as keys and values of the real tokens only: no padding,
- * no mask (what lets the fused attention kernels run). With `cfg` the batch is doubled
+ * in each graph, so they are constants of the graph (pixel size = latent size x the VAE
+ * factor, as diffusers' pipeline passes its sampling height and width). Captions enter as
+ * keys and values of the real tokens only: no padding, no mask (what lets the fused attention
+ * kernels run). With `cfg` the batch is doubled
  * [cond; uncond] inside; each half attends to its own caption (cond_k/v, uncond_k/v: the two
  * lengths may differ), and out = cond + mask (s - 1)(cond - uncond), per output channel.
  */
