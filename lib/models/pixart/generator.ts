@@ -105,7 +105,9 @@ export async function openPixartGenerator(s: PixartGeneratorSettings): Promise<P
       { cfgScale: s.cfg, cfgChannels: s.cfgChannels },
       s,
     );
-    if (manifest.vae) vae = await openSession(join(s.model, vaeGraphFile(precision)), { device: s.device, threads: s.threads });
+    if (manifest.vae) {
+      vae = await openSession(join(s.model, vaeGraphFile(precision)), { device: s.device, threads: s.threads, cpuArena: false });
+    }
   } catch (e) {
     await model?.release();
     await encoder.release();
