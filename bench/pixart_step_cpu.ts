@@ -16,11 +16,8 @@
 import { parseArgs } from "node:util";
 import { basename, join } from "node:path";
 import os from "node:os";
-import type { ExternalTensor, GraphData } from "../lib/onnx/builder.ts";
 import { writeModel } from "../lib/onnx/serialize.ts";
-import { loadCheckpoint } from "../lib/weights/checkpoint.ts";
-import { type WeightSource, weightSource } from "../lib/weights/source.ts";
-import { type WritableTensor, writeSafetensors } from "../lib/weights/safetensors.ts";
+import type { WeightSource } from "../lib/weights/source.ts";
 import { f32, type HostTensor, openSession, type Session } from "../lib/runtime/session.ts";
 import { buildPixartGraphs } from "../lib/models/pixart/graphs.ts";
 import { guidanceMask } from "../kernels/guidance.ts";
@@ -31,6 +28,7 @@ import { T5_V1_1_XXL } from "../lib/models/t5/config.ts";
 import { buildVaeDecoderGraph } from "../lib/models/vae/graph.ts";
 import { vaePreset } from "../lib/models/vae/config.ts";
 import { plannedKinds, staticPolicy } from "../lib/fora/policy.ts";
+import { randomWeights } from "./random_weights.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -94,8 +92,9 @@ try {
   // ---- T5-XXL, t5Layers layers at full width, scaled to 24
   console.error(`writing ${t5Layers} random T5-XXL layer(s) ...`);
   const t5cfg = { ...T5_V1_1_XXL, numLayers: t5Layers };
-  const t5Src = await randomWeights(join(dir, "t5"), (src) => buildT5EncoderGraph(src, t5cfg, "float32"), () => true, {
-    "shared.weight": [t5cfg.vocabSize, t5cfg.dModel],
+  const t5Src = await randomWeights(join(dir, "t5"), (src) => buildT5EncoderGraph(src, t5cfg, "float32"), {
+    has: () => true,
+    hints: { "shared.weight": [t5cfg.vocabSize, t5cfg.dModel] },
   });
   await writeModel(join(dir, "t5.onnx"), buildT5EncoderGraph(t5Src, t5cfg, "float32"));
   const t5 = await openSession(join(dir, "t5.onnx"));
@@ -119,7 +118,7 @@ try {
     const vaeHas = (name: string) => name.endsWith(".to_q.weight") || /\.to_(q|k|v|out\.0)\.bias$/.test(name) || shortcuts.has(name);
     const build = (src: WeightSource) => buildVaeDecoderGraph(src, vcfg, "float32", { height: S, width: S });
     // the mid-block attention's projections are asked for without a shape: 512 x 512 in the SD VAE
-    const vaeSrc = await randomWeights(join(dir, "vae"), build, vaeHas, {}, [512, 512]);
+    const vaeSrc = await randomWeights(join(dir, "vae"), build, { has: vaeHas, fallback: [512, 512] });
     await writeModel(join(dir, "vae.onnx"), build(vaeSrc));
     const vae = await openSession(join(dir, "vae.onnx"));
     ms.vae = await time(vae, { latent: f32([1, C, S, S], wave(C * S * S, 1)) }, 1);
@@ -185,56 +184,4 @@ async function time(s: Session, feeds: Record<string, HostTensor>, runs: number,
 
 function wave(n: number, amp: number): Float32Array {
   return Float32Array.from({ length: n }, (_, i) => amp * Math.sin(i * 0.7));
-}
-
-/**
- * Random weights for whatever `build` asks of its WeightSource: the graph is built once against a
- * recording stand-in (names and shapes), then those tensors are written as one safetensors file
- * of uniform values scaled by 1/sqrt(fan-in); the real source over that file is returned.
- */
-async function randomWeights(
-  folder: string,
-  build: (src: WeightSource) => GraphData | Record<string, GraphData>,
-  has: (name: string) => boolean = () => false,
-  hints: Record<string, number[]> = {},
-  fallback?: number[],
-): Promise<WeightSource> {
-  const shapes = new Map<string, number[]>();
-  let offset = 0; // distinct offsets: the graph builder caches weights by location and range
-  const stand: WeightSource = {
-    origin: "stand-in",
-    has,
-    get(name, shape) {
-      const s = shape ?? hints[name] ?? fallback;
-      if (!s) throw new Error(`bench: no shape for ${name}`);
-      shapes.set(name, s);
-      const length = s.reduce((a, b) => a * b, 1) * 4;
-      offset += length;
-      return { name, location: "weights/stand-in", offset: offset - length, length, dtype: "float32", shape: s } as ExternalTensor;
-    },
-    rows(name, start, count) {
-      const t = stand.get(name);
-      const row = t.length / t.shape[0];
-      return { ...t, name: `${name}[${start}]`, shape: [count, ...t.shape.slice(1)], length: row * count, offset: t.offset + start * row };
-    },
-  };
-  build(stand);
-  const tensors: Record<string, WritableTensor> = {};
-  let s = 12345;
-  for (const [name, shape] of shapes) {
-    const n = shape.reduce((a, b) => a * b, 1), fanIn = shape.length > 1 ? n / shape[0] : 1;
-    const scale = shape.length > 1 ? 1 / Math.sqrt(fanIn) : 0.05;
-    const data = new Float32Array(n);
-    for (let i = 0; i < n; i++) {
-      s ^= s << 13;
-      s ^= s >>> 17;
-      s ^= s << 5;
-      data[i] = ((s >>> 0) / 4294967296 - 0.5) * 2 * scale;
-    }
-    tensors[name] = { dtype: "F32", shape, data };
-  }
-  await Deno.mkdir(folder, { recursive: true });
-  await writeSafetensors(join(folder, "model.safetensors"), tensors);
-  const ckpt = await loadCheckpoint(folder);
-  return weightSource(ckpt, (f) => `${basename(folder)}/${basename(f)}`);
 }

@@ -17,9 +17,9 @@ export function patchEmbedding(
   });
 }
 
-/** tokens [n, h*w, p*p*c] ordered (p, q, c) -> image [n, c, h*p, w*p]. */
-export function unpatchify(g: GraphBuilder, x: Value, grid: number, patch: number, channels: number): Value {
-  const y = g.reshape(x, [-1, grid, grid, patch, patch, channels]);
+/** tokens [n, h*w, p*p*c] ordered (p, q, c) -> image [n, c, h*p, w*p]; the grid is h rows of w tokens (w = h unless given). */
+export function unpatchify(g: GraphBuilder, x: Value, grid: number, patch: number, channels: number, gridWidth = grid): Value {
+  const y = g.reshape(x, [-1, grid, gridWidth, patch, patch, channels]);
   const z = g.transpose(y, [0, 5, 1, 3, 2, 4]);
-  return g.reshape(z, [-1, channels, grid * patch, grid * patch]);
+  return g.reshape(z, [-1, channels, grid * patch, gridWidth * patch]);
 }

@@ -5,13 +5,13 @@
  * The families differ in their conditioning and their blocks, not in these.
  */
 import { type ComputeType, type ExternalTensor, GraphBuilder, type GraphData, type Value } from "../lib/onnx/builder.ts";
-import { gridSize, numTokens, outChannels, type TransformerShape } from "../lib/models/patch_grid.ts";
+import { type LatentSize, numTokens, outChannels, patchRows, trainedLatent, type TransformerShape } from "../lib/models/patch_grid.ts";
 import { type AttentionKind, selfAttention } from "./attention.ts";
 import { linearOf, type LinearTensors, type LinearWeights } from "./linear.ts";
 import { layerNormModulate } from "./modulation.ts";
 import { guideCondUncond } from "./guidance.ts";
 import { patchEmbedding } from "./patch_embedding.ts";
-import { sinCosPositionEmbedding2d } from "./position_embedding.ts";
+import { type PositionScaling, sinCosPositionEmbedding2d } from "./position_embedding.ts";
 
 export interface StepGraphOptions {
   computeType: ComputeType;
@@ -25,6 +25,8 @@ export interface StepIO {
   /** 2B with guidance, B without. */
   batch2: string;
   tokens: Value;
+  /** The latent size the graph takes when it is not the trained square (PixArt's non-square latents). */
+  latent?: LatentSize;
   /** Final layer, unpatchify, guidance and the `model_out` output. */
   finish(x: Value): void;
 }
@@ -35,25 +37,32 @@ export function guidanceInputs(g: GraphBuilder, c: TransformerShape, guided: boo
   return { scale: g.input("guidance_scale", "float32", [1]), mask: g.input("guidance_mask", "float32", [outChannels(c)]) };
 }
 
-/** x [n, C, S, S] as tokens [n, T, D] with the 2D sin-cos position embedding. */
+/**
+ * x [n, C, H, W] as tokens [n, T, D] with the 2D sin-cos position embedding; H x W is the
+ * trained square unless `latent` says otherwise, and `scaling` spans the table over the
+ * trained grid (PixArt's interpolation scale).
+ */
 export function latentTokens(
   g: GraphBuilder,
   x: Value,
   patch: { weight: ExternalTensor; bias: ExternalTensor },
   c: TransformerShape,
+  latent: LatentSize = trainedLatent(c),
+  scaling?: PositionScaling,
 ): Value {
-  const pos = g.constant(sinCosPositionEmbedding2d(c.hiddenSize, gridSize(c)), [1, numTokens(c), c.hiddenSize]);
+  const { rows, cols } = patchRows(c, latent);
+  const pos = g.constant(sinCosPositionEmbedding2d(c.hiddenSize, rows, cols, scaling), [1, rows * cols, c.hiddenSize]);
   return patchEmbedding(g, x, { weight: g.weight(patch.weight), bias: g.weight(patch.bias) }, c.patchSize, pos);
 }
 
-/** The model output [2B or B, outC, S, S] guided (when the graph is) and written as `model_out`. */
+/** The model output [2B or B, outC, H, W] guided (when the graph is) and written as `model_out`. */
 export function outputGuided(g: GraphBuilder, out: Value, guidance: { scale: Value; mask: Value } | null, c: TransformerShape): void {
   g.output(guidance ? g.scope("guidance", () => guideCondUncond(g, out, guidance.scale, guidance.mask, outChannels(c))) : out, "model_out");
 }
 
 /** `residual` [2B or B, T, D]: a cached step's R_j. */
 export function residualInput(g: GraphBuilder, io: StepIO, c: TransformerShape): Value {
-  return g.input("residual", "float32", [io.batch2, numTokens(c), c.hiddenSize]);
+  return g.input("residual", "float32", [io.batch2, numTokens(c, io.latent), c.hiddenSize]);
 }
 
 /** The reuse graph, FORA's cached step on a family's step inputs: x_L = x_0 + R_j, then the final layer. */

@@ -1,7 +1,9 @@
 /**
- * PixArt-alpha bundles: what `fora convert` reads from a diffusers PixArt pipeline folder
- * (`transformer/`, `text_encoder/`, `tokenizer/`, `vae/`, `scheduler/`, `model_index.json`)
- * and the manifest it writes (architecture "pixart"):
+ * PixArt-alpha and PixArt-Sigma bundles: what `fora convert` reads from a diffusers PixArt
+ * pipeline folder (`transformer/`, `text_encoder/`, `tokenizer/`, `vae/`, `scheduler/`,
+ * `model_index.json`) and the manifest it writes (architecture "pixart"). The pipeline class
+ * fixes the caption length (PixArtSigmaPipeline 300 tokens, PixArtAlphaPipeline 120); the VAE's
+ * config its scaling factor and, for the 1024-MS micro-conditions, the pixels per latent.
  *
  *   manifest.json
  *   pixart-text.{fp32,fp16}.onnx                         caption projection + every block's K/V
@@ -29,13 +31,16 @@ import { buildT5EncoderGraph } from "../models/t5/graph.ts";
 import {
   parsePixartDiffusersConfig,
   PIXART_FREQ_DIVISOR,
+  PIXART_MAX_TOKENS,
   PIXART_NORM_EPS,
+  PIXART_SIGMA_MAX_TOKENS,
   type PixartConfig,
   type PixartNaming,
 } from "../models/pixart/config.ts";
 import { numTokens, outChannels } from "../models/patch_grid.ts";
-import { buildPixartGraphs, PIXART_STEP_KINDS, type PixartGraphKind } from "../models/pixart/graphs.ts";
-import { detectPixartNaming, loadPixartWeights } from "../models/pixart/weights.ts";
+import { buildPixartGraphs, DEFAULT_VAE_SCALE_FACTOR, PIXART_STEP_KINDS, type PixartGraphKind } from "../models/pixart/graphs.ts";
+import { detectPixartNaming, loadPixartWeights, refuseUnsupportedTensors } from "../models/pixart/weights.ts";
+import { upscaleFactor } from "../models/vae/config.ts";
 import { loadT5Tokenizer, SPIECE_FILE, TOKENIZER_JSON_FILE } from "../text/tokenizer.ts";
 import {
   type AttentionKind,
@@ -55,12 +60,17 @@ import {
   type WeightsEntry,
 } from "./manifest.ts";
 import { FORA_VERSION } from "./version.ts";
-import { list, obj, oneOf, posInt, schemaChecker, str } from "./schema.ts";
+import { bool, intUpTo, list, obj, oneOf, posInt, positive, schemaChecker, str } from "./schema.ts";
 
 export const PIXART_ARCHITECTURE = "pixart";
 export const TOKENIZER_FOLDER = "tokenizer";
 
 export type Unconditional = "null-caption" | "empty-prompt";
+export const PIXART_FAMILIES = ["alpha", "sigma"] as const;
+export type PixartFamily = typeof PIXART_FAMILIES[number];
+/** Bounds on a manifest's values, with room to spare: the largest published scale is 4 (Sigma 2K), every published VAE's factor 8. */
+const MAX_INTERPOLATION_SCALE = 64;
+const MAX_VAE_SCALE_FACTOR = 64;
 
 export interface PixartGraphEntry {
   file: string;
@@ -91,6 +101,10 @@ export interface PixartManifest {
       maxTokens: number;
       /** The unconditional caption of classifier-free guidance. */
       unconditional: Unconditional;
+      /** PixArt-alpha or PixArt-Sigma (from the pipeline class). */
+      family: PixartFamily;
+      /** Pixels per latent pixel: the micro-conditions' resolution is the latent size times this. */
+      vaeScaleFactor: number;
     };
     weights: WeightsEntry;
     graphs: PixartGraphEntry[];
@@ -108,6 +122,7 @@ export interface PixartManifest {
 
 export interface PixartSource {
   root: string;
+  family: PixartFamily;
   transformer: { config: PixartConfig; checkpoint: Checkpoint };
   textEncoder: { config: T5Config; checkpoint: Checkpoint; dir: string };
   tokenizerDir: string;
@@ -140,11 +155,15 @@ export async function readPixartSource(root: string): Promise<PixartSource> {
   };
   const trDir = await need("transformer", "the PixArt transformer");
   const trCfgPath = join(trDir, "config.json");
+  const family: PixartFamily = (await readJsonOr(join(root, "model_index.json")))?._class_name === "PixArtSigmaPipeline"
+    ? "sigma"
+    : "alpha";
   let config = parsePixartDiffusersConfig(await readJson(trCfgPath), trCfgPath);
   const trCkpt = await loadCheckpoint(trDir);
   const naming = detectPixartNaming(trCkpt.tensors.keys());
   if (!naming) throw new ForaError("weights", `${trDir}: no PixArt tensors found (expected "adaln_single.*" or "t_block.*" names)`);
-  config = { ...config, naming };
+  refuseUnsupportedTensors(trCkpt.tensors.keys(), trDir);
+  config = { ...config, naming, maxTokens: family === "sigma" ? PIXART_SIGMA_MAX_TOKENS : PIXART_MAX_TOKENS };
   const teDir = await need("text_encoder", "the T5 encoder");
   const teCfgPath = join(teDir, "config.json");
   const t5 = parseT5Config(await readJson(teCfgPath), teCfgPath);
@@ -171,6 +190,7 @@ export async function readPixartSource(root: string): Promise<PixartSource> {
   }
   return {
     root,
+    family,
     transformer: { config, checkpoint: trCkpt },
     textEncoder: { config: t5, checkpoint: await loadCheckpoint(teDir), dir: teDir },
     tokenizerDir: tokDir,
@@ -180,8 +200,9 @@ export async function readPixartSource(root: string): Promise<PixartSource> {
 
 export function describePixartSource(s: PixartSource): string {
   const c = s.transformer.config, t = s.textEncoder.config;
-  return `reading ${s.root}: PixArt-alpha pipeline (${c.naming} weights), depth ${c.depth}, hidden ${c.hiddenSize}, ` +
-    `T5 encoder ${t.numLayers} layers x ${t.dModel}, ${s.vae ? "with VAE" : "no VAE"}`;
+  return `reading ${s.root}: PixArt-${s.family} pipeline (${c.naming} weights), depth ${c.depth}, hidden ${c.hiddenSize}, ` +
+    `interpolation scale ${c.interpolationScale}${c.microConditions ? ", micro-conditions" : ""}, captions ${c.maxTokens} tokens, ` +
+    `T5 encoder ${t.numLayers} layers x ${t.dModel}, ${s.vae ? `with VAE (latents / ${s.vae.config.scalingFactor})` : "no VAE"}`;
 }
 
 /** The bundle-writing helpers of convert.ts, passed in (they place and hash files). */
@@ -211,12 +232,19 @@ export async function buildPixartBundle(
   };
   const trSrc = weightSource(source.transformer.checkpoint, locate(trFiles));
   const unconditional: Unconditional = loadPixartWeights(trSrc, cfg).nullCaption ? "null-caption" : "empty-prompt";
+  // diffusers' pipelines: 2^(VAE levels - 1), or 8 without a VAE
+  const vaeScaleFactor = source.vae ? upscaleFactor(source.vae.config) : DEFAULT_VAE_SCALE_FACTOR;
 
   const graphs: PixartGraphEntry[] = [];
   for (const precision of precisions) {
     const attention: AttentionKind = precision === "fp16" ? "fused" : "portable";
     for (const guidance of GUIDANCES) {
-      const built = buildPixartGraphs(trSrc, cfg, { computeType: COMPUTE_TYPE[precision], cfg: guidance === "cfg", attention });
+      const built = buildPixartGraphs(trSrc, cfg, {
+        computeType: COMPUTE_TYPE[precision],
+        cfg: guidance === "cfg",
+        attention,
+        vaeScaleFactor,
+      });
       const kinds: PixartGraphKind[] = guidance === "cfg" ? ["text", ...PIXART_STEP_KINDS] : [...PIXART_STEP_KINDS];
       for (const kind of kinds) {
         const g = kind === "text" ? null : guidance;
@@ -286,6 +314,8 @@ export async function buildPixartBundle(
         tokens: numTokens(cfg),
         maxTokens: cfg.maxTokens,
         unconditional,
+        family: source.family,
+        vaeScaleFactor,
       },
       weights: await io.weightsEntry(source.transformer.checkpoint, trFiles),
       graphs,
@@ -332,10 +362,20 @@ const listedFiles = () => obj({ files: list(str()) });
 /** The parts of a PixArt manifest a reader relies on (the file table and the header are checked by readAnyManifest). */
 const PIXART_SCHEMA = obj({
   pixart: obj({
-    config: obj(Object.fromEntries(
-      ["depth", "hiddenSize", "numHeads", "patchSize", "inputSize", "inChannels", "captionChannels", "maxTokens"].map((k) => [k, posInt()]),
-    )),
-    conventions: obj({ unconditional: oneOf(["null-caption", "empty-prompt"]) }),
+    config: obj({
+      ...Object.fromEntries(
+        ["depth", "hiddenSize", "numHeads", "patchSize", "inputSize", "inChannels", "captionChannels", "maxTokens"].map((
+          k,
+        ) => [k, posInt()]),
+      ),
+      interpolationScale: positive(MAX_INTERPOLATION_SCALE),
+      microConditions: bool(),
+    }, { optional: ["interpolationScale", "microConditions"] }),
+    conventions: obj({
+      unconditional: oneOf(["null-caption", "empty-prompt"]),
+      family: oneOf(PIXART_FAMILIES),
+      vaeScaleFactor: intUpTo(MAX_VAE_SCALE_FACTOR),
+    }, { optional: ["family", "vaeScaleFactor"] }),
     weights: listedFiles(),
     graphs: list(obj({ file: str(), kind: oneOf(["text", ...PIXART_STEP_KINDS]), precision: oneOf(FLOAT_PRECISIONS) })),
   }),
@@ -345,6 +385,22 @@ const PIXART_SCHEMA = obj({
 const checkPixartStructure = schemaChecker<PixartManifest>(PIXART_SCHEMA);
 
 /**
+ * Manifests written before PixArt-Sigma and the 1024-MS model lack their fields; those
+ * bundles are PixArt-alpha 256/512 ones: an unscaled position table, no micro-conditions,
+ * and the VAE's own factor (8 without a VAE, as diffusers' pipelines assume).
+ */
+function withPixartDefaults(m: PixartManifest): PixartManifest {
+  const c = m.pixart.config, conv = m.pixart.conventions;
+  const blocks = (m.vae?.config as { blockOutChannels?: unknown } | undefined)?.blockOutChannels;
+  const vaeFactor = Array.isArray(blocks) && blocks.length > 0 ? upscaleFactor(m.vae!.config) : DEFAULT_VAE_SCALE_FACTOR;
+  c.interpolationScale ??= 1;
+  c.microConditions ??= false;
+  conv.family ??= "alpha";
+  conv.vaeScaleFactor ??= vaeFactor;
+  return m;
+}
+
+/**
  * Check of a PixArt manifest: its structure by PIXART_SCHEMA; `listed` are the paths
  * `files` lists, which every referenced file must be among.
  */
@@ -352,7 +408,10 @@ export function checkPixartManifest(json: Record<string, unknown>, where: string
   const fail = (key: string, msg: string): never => {
     throw new ForaError("bundle", `${where}: "${key}" ${msg}`);
   };
-  const m = checkPixartStructure(json, fail);
+  const m = withPixartDefaults(checkPixartStructure(json, fail));
+  if (m.pixart.config.microConditions && m.pixart.config.hiddenSize % 3 !== 0) {
+    fail("pixart.config.microConditions", "needs a hiddenSize divisible by 3 (one third per size embedder)");
+  }
   const file = (v: string, key: string) => {
     if (!listed.has(v)) fail(key, `must name a file that "files" lists`);
   };
@@ -402,6 +461,6 @@ export async function readAnyManifest(dir: string): Promise<Manifest | PixartMan
 /** A PixArt bundle's manifest, or a usage error naming what the bundle is instead. */
 export async function readPixartManifest(dir: string): Promise<PixartManifest> {
   const m = await readAnyManifest(dir);
-  if (m.architecture !== "pixart") throw new ForaError("usage", `${dir}: is a ${m.architecture} bundle, not PixArt-alpha`);
+  if (m.architecture !== "pixart") throw new ForaError("usage", `${dir}: is a ${m.architecture} bundle, not PixArt`);
   return m;
 }

@@ -1,4 +1,4 @@
-/** `fora info` for PixArt-alpha bundles: the transformer, the T5 encoder, the VAE and the graph files. */
+/** `fora info` for PixArt bundles (alpha and Sigma): the transformer, the T5 encoder, the VAE and the graph files. */
 import { resolve } from "node:path";
 import { ForaError, printable } from "../errors.ts";
 import { t5Parameters } from "../models/t5/config.ts";
@@ -67,10 +67,13 @@ export function formatPixartInfo(i: PixartBundleInfo): string {
   const c = i.config;
   const rows: [string, string][] = [
     ["bundle", i.bundle],
-    ["model", `PixArt-alpha, ${i.naming} weights (converted from ${i.source}), written by fora ${i.foraVersion}`],
+    ["model", `PixArt-${i.conventions.family}, ${i.naming} weights (converted from ${i.source}), written by fora ${i.foraVersion}`],
     [
       "architecture",
-      `depth ${c.depth}, hidden ${c.hiddenSize}, ${c.numHeads} heads, patch ${c.patchSize}; captions ${c.maxTokens} tokens x ${c.captionChannels}`,
+      `depth ${c.depth}, hidden ${c.hiddenSize}, ${c.numHeads} heads, patch ${c.patchSize}; captions ${c.maxTokens} tokens x ${c.captionChannels}; ` +
+      `positions / ${c.interpolationScale}${
+        c.microConditions ? `; micro-conditions (resolution = latent x ${i.conventions.vaeScaleFactor})` : ""
+      }`,
     ],
     [
       "input",

@@ -22,13 +22,23 @@ export const str = (): Schema => described("must be a string", { type: "string" 
 export const oneOf = (values: readonly string[]): Schema =>
   described(`must be one of ${values.map((v) => JSON.stringify(v)).join(", ")}`, { enum: [...values] });
 export const list = (items: Schema, description = "must be a list"): Schema => described(description, { type: "array", items });
-/** An object with these properties, all required; other keys are allowed (and ignored). */
-export const obj = (properties: Record<string, Schema>, opts: { nullable?: boolean } = {}): Schema =>
+/**
+ * An object with these properties, all required but those named `optional` (fields that
+ * manifests of earlier versions lack; their reader supplies the default); other keys are
+ * allowed (and ignored).
+ */
+export const obj = (properties: Record<string, Schema>, opts: { nullable?: boolean; optional?: readonly string[] } = {}): Schema =>
   described("must be a JSON object", {
     type: opts.nullable ? ["object", "null"] : "object",
-    required: Object.keys(properties),
+    required: Object.keys(properties).filter((k) => !opts.optional?.includes(k)),
     properties,
   });
+/** A number in (0, max]. */
+export const positive = (max: number): Schema =>
+  described(`must be a number above 0 and at most ${max}`, { type: "number", exclusiveMinimum: 0, maximum: max });
+/** An integer in [1, max]. */
+export const intUpTo = (max: number): Schema =>
+  described(`must be an integer from 1 to ${max}`, { type: "integer", minimum: 1, maximum: max });
 export { described };
 
 /**

@@ -19,7 +19,7 @@ import { ForaError } from "../errors.ts";
 import { checkTransformerShape } from "../models/config_fields.ts";
 import { conventions, type DitConfig } from "../models/dit/config.ts";
 import { PIXART_MAX_TOKENS, type PixartConfig } from "../models/pixart/config.ts";
-import { detectPixartNaming } from "../models/pixart/weights.ts";
+import { detectPixartNaming, refuseUnsupportedTensors } from "../models/pixart/weights.ts";
 import { parseT5Config } from "../models/t5/config.ts";
 import { parseVaeConfig } from "../models/vae/config.ts";
 import { sinCosPositionEmbedding2d } from "../../kernels/position_embedding.ts";
@@ -209,8 +209,12 @@ async function planPixart(file: string, sd: TorchStateDict, opts: TorchOptions):
     inputSize: grid * shape.patchSize,
     captionChannels,
     maxTokens: nullCaption?.shape.length === 2 ? nullCaption.shape[0] : PIXART_MAX_TOKENS,
+    // the 256 and 512 models: positions on the trained grid, no size embedders (1024-MS is refused above)
+    interpolationScale: 1,
+    microConditions: false,
     naming: "original",
   }, file);
+  refuseUnsupportedTensors(sd.tensors.keys(), file);
   if (sd.tensors.has("pos_embed")) await checkPositionEmbedding(sd, "pos_embed", shape.hiddenSize, grid);
   checkWeightDTypes(sd);
 
@@ -232,6 +236,7 @@ async function planPixart(file: string, sd: TorchStateDict, opts: TorchOptions):
       if (sd.note) log(sd.note);
       return {
         root: file,
+        family: "alpha",
         transformer: { config, checkpoint: await stageWeights({ parts: [sd] }, work, "weights/pixart", log) },
         textEncoder: { config: t5, checkpoint: await stageWeights(t5Weights, work, "weights/t5", log), dir: teDir },
         tokenizerDir: teDir,

@@ -21,6 +21,14 @@ export function positiveInt(o: ConfigObject, key: string, where: string): number
   return v;
 }
 
+export function positiveNumber(o: ConfigObject, key: string, where: string): number {
+  const v = o[key];
+  if (typeof v !== "number" || !Number.isFinite(v) || v <= 0) {
+    throw new ForaError("bundle", `${where}: "${key}" must be a positive number, found ${JSON.stringify(v)}`);
+  }
+  return v;
+}
+
 export function bool(o: ConfigObject, key: string, where: string, fallback: boolean): boolean {
   const v = o[key];
   if (v === undefined) return fallback;

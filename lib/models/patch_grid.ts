@@ -24,6 +24,25 @@ export function outChannels(c: Pick<PatchGrid, "inChannels" | "learnSigma">): nu
 export function gridSize(c: Pick<PatchGrid, "inputSize" | "patchSize">): number {
   return c.inputSize / c.patchSize;
 }
-export function numTokens(c: Pick<PatchGrid, "inputSize" | "patchSize">): number {
-  return gridSize(c) ** 2;
+/** A latent's height and width in latent pixels (PixArt's graphs take non-square ones). */
+export interface LatentSize {
+  height: number;
+  width: number;
+}
+/** The trained (square) latent size, which the graphs use unless told another. */
+export function trainedLatent(c: Pick<PatchGrid, "inputSize">): LatentSize {
+  return { height: c.inputSize, width: c.inputSize };
+}
+/** Rows and columns of patches over `latent`; its sides must be multiples of the patch size. */
+export function patchRows(c: Pick<PatchGrid, "patchSize">, latent: LatentSize): { rows: number; cols: number } {
+  if (latent.height % c.patchSize !== 0 || latent.width % c.patchSize !== 0) {
+    throw new Error(`latent ${latent.height}x${latent.width} is not a multiple of the patch size ${c.patchSize}`);
+  }
+  return { rows: latent.height / c.patchSize, cols: latent.width / c.patchSize };
+}
+/** Tokens of the trained square grid, or of `latent` when given. */
+export function numTokens(c: Pick<PatchGrid, "inputSize" | "patchSize">, latent?: LatentSize): number {
+  if (!latent) return gridSize(c) ** 2;
+  const { rows, cols } = patchRows(c, latent);
+  return rows * cols;
 }

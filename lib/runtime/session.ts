@@ -27,6 +27,12 @@ export interface SessionOptions {
    * `<prefix>_<date>_<time>.json` (the prefix may hold a folder; relative to the cwd).
    */
   profilePrefix?: string;
+  /**
+   * ONNX Runtime's CPU memory arena (default on). Off, freed intermediate tensors go back to
+   * the system: the arena keeps its high-water mark, which for attention over thousands of
+   * tokens is several GiB.
+   */
+  cpuArena?: boolean;
 }
 
 export interface Session {
@@ -98,6 +104,7 @@ export async function openSession(path: string, opts: SessionOptions = {}): Prom
     executionProviders: [device],
     graphOptimizationLevel: "all",
     intraOpNumThreads: opts.threads ?? 0,
+    enableCpuMemArena: opts.cpuArena ?? true,
     enableProfiling: profilePrefix !== undefined,
     profileFilePrefix: profilePrefix,
     // ONNX Runtime's own log writes an ANSI-coloured copy of every error to stderr; the error

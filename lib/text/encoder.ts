@@ -38,6 +38,8 @@ export interface PromptEncoderOptions {
   cache?: EmbeddingsCache;
   device?: Device;
   threads?: number;
+  /** Close the session after each prompt, so that what runs next has its memory (T5-XXL holds 19 GB). */
+  closeAfterEach?: boolean;
 }
 
 /** The T5 session opens at the first prompt the cache does not hold (a fully cached run never loads the encoder). */
@@ -60,6 +62,10 @@ export function openPromptEncoder(o: PromptEncoderOptions): PromptEncoder {
       const ids = BigInt64Array.from(tok.inputIds.slice(0, tok.length), (v) => BigInt(v));
       const out = await session.run({ input_ids: { dtype: "int64", shape: [1, tok.length], data: ids } });
       const features = out.last_hidden_state.data as Float32Array;
+      if (o.closeAfterEach) {
+        await session.release();
+        session = null;
+      }
       stats.encoded++;
       stats.encodeMs += performance.now() - t0;
       await o.cache?.put(key, { features, tokens: tok.length }, o.dModel);

@@ -1,6 +1,7 @@
-"""Writes fixtures/pixart-tiny/: a tiny random-weight PixArt-alpha pipeline and its goldens.
+"""Writes fixtures/pixart-tiny/: a tiny random-weight PixArt-alpha pipeline and its goldens, and
+fixtures/pixart-family/: tiny transformers for the rest of the family, with their goldens.
 
-    OMP_NUM_THREADS=2 /usr/bin/python3 tools/reference/make_pixart_goldens.py
+    OMP_NUM_THREADS=2 /usr/bin/python3 tools/reference/make_pixart_goldens.py [--only family]
 
 Needs Debian's python3-torch, python3-numpy, python3-sentencepiece and sentencepiece (spm_train).
 
@@ -13,6 +14,18 @@ Needs Debian's python3-torch, python3-numpy, python3-sentencepiece and sentencep
   weights in the original PixArt names, with the learned null caption.
 - vae/: the tiny VAE of fixtures/vae-tiny; scheduler/: PixArt's DPM-Solver++ config.
 - golden-t5.safetensors, golden-pixart.safetensors: float64 math from the stored F32 weights.
+
+fixtures/pixart-family/<name>/ holds a diffusers `transformer/` (config.json and weights; the
+caption width is pixart-tiny's T5, so a test assembles a whole pipeline from pixart-tiny's other
+folders) and golden.safetensors: one guided full step, R_j for two reuse timesteps and the reuse
+steps (cross-attention cached and recomputed), in float64:
+
+- alpha-512:     interpolation_scale 2 (a table scaled unlike the trained grid), square latent.
+- alpha-1024-ms: micro-conditions (resolution and aspect-ratio embedders), interpolation_scale 2,
+                 a non-square 6 x 10 latent (grid 3 x 5 on a trained 4 x 4); original/ holds the same
+                 weights in the original names (csize_embedder, ar_embedder).
+- sigma:         interpolation_scale 0.5, 300-token captions (a 150-token prompt), weights stored
+                 as F16 (the values are fp16-exact, so the goldens are the same as from F32).
 """
 import json
 import os
@@ -170,8 +183,73 @@ def save_sharded(folder, sd, shards=2):
     write_json(os.path.join(folder, "model.safetensors.index.json"), {"metadata": {"total_size": total}, "weight_map": weight_map})
 
 
+FAMILY = os.path.join(ROOT, "fixtures", "pixart-family")
+# (name, config overrides, latent height x width, caption tokens cond / uncond, weight dtype)
+FAMILIES = [
+    ("alpha-512", dict(interpolation_scale=2.0), (8, 8), (5, 3), torch.float32),
+    ("alpha-1024-ms", dict(interpolation_scale=2.0, micro_conditions=True), (6, 10), (7, 2), torch.float32),
+    ("sigma", dict(interpolation_scale=0.5, max_tokens=300), (8, 8), (150, 1), torch.float16),
+]
+
+
+def step_goldens(model, pcfg, g, hw, n_cond, n_uncond):
+    """Inputs and float64 outputs of one guided full step, its R_j and the reuse steps (batch 2, CFG 4.5)."""
+    B, C = 2, pcfg.in_channels
+    x = torch.randn(B, C, *hw, generator=g)
+    x_reuse = torch.randn(B, C, *hw, generator=g)
+    cond = torch.randn(B, n_cond, pcfg.caption_channels, generator=g)
+    uncond = torch.randn(B, n_uncond, pcfg.caption_channels, generator=g)
+    t, t_reuse, scale = torch.tensor([421.0], dtype=torch.float64), torch.tensor([417.0, 413.5], dtype=torch.float64), 4.5
+    feats = [f.double() for f in cond] + [f.double() for f in uncond]
+    xx, xr = torch.cat([x, x]).double(), torch.cat([x_reuse, x_reuse]).double()
+    gp = {"x": x, "x_reuse": x_reuse, "t": t, "t_reuse": t_reuse, "cfg_scale": torch.tensor([scale]),
+          "caption_cond": cond, "caption_uncond": uncond}
+    with torch.no_grad():
+        raw, inter = model.forward_full(xx, t, feats)
+        gp["out_all"] = guide(raw, C, scale, "all")
+        gp["t_emb"] = model.t_emb(t, 1)
+        for j in range(len(t_reuse)):
+            tj = t_reuse[j:j + 1]
+            gp[f"residual.{j}"] = model.residual(tj, 2 * B, inter["attn"], inter["cross"], inter["mlp"])
+            for key, cache_cross in (("reuse_out", True), ("reuse_xr_out", False)):
+                out = model.forward_reuse(xr, tj, feats, inter["attn"], inter["cross"], inter["mlp"], cache_cross=cache_cross)
+                gp[f"{key}.{j}"] = guide(out, C, scale, "all")
+    return gp
+
+
+def write_families():
+    if os.path.exists(FAMILY):
+        shutil.rmtree(FAMILY)
+    for i, (name, over, hw, (n_cond, n_uncond), dtype) in enumerate(FAMILIES):
+        pcfg = PixArtConfig(depth=2, hidden_size=48, num_heads=4, patch_size=2, input_size=8, in_channels=4,
+                            caption_channels=32, **over)
+        model = PixArt(pcfg)
+        randomize_pixart(model, gen(20 + i))
+        sd = f32(dict(model.state_dict()))
+        out = os.path.join(FAMILY, name)
+        tr_dir = os.path.join(out, "transformer")
+        os.makedirs(tr_dir)
+        write_json(os.path.join(tr_dir, "config.json"), diffusers_config(pcfg))
+        dsd = {k: v.to(dtype) for k, v in to_diffusers(sd, pcfg.depth).items()}
+        st.save(os.path.join(tr_dir, "diffusion_pytorch_model.safetensors"), dsd, {"format": "pt"})
+        if pcfg.micro_conditions:
+            os.makedirs(os.path.join(out, "original"))
+            st.save(os.path.join(out, "original", "diffusion_pytorch_model.safetensors"), sd, {"format": "pt"})
+        model.load_state_dict(sd)
+        model.double()
+        gp = step_goldens(model, pcfg, gen(30 + i), hw, n_cond, n_uncond)
+        st.save(os.path.join(out, "golden.safetensors"), f32(gp), {
+            "generator": "tools/reference/make_pixart_goldens.py", "config": json.dumps(pcfg.__dict__),
+            "latent": json.dumps(list(hw)), "vae_scale": str(pcfg.vae_scale)})
+    total = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(FAMILY) for f in fs)
+    print(f"wrote {FAMILY} ({total / 1e6:.2f} MB)")
+
+
 def main():
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
+    if sys.argv[1:] == ["--only", "family"]:
+        write_families()
+        return
     if os.path.exists(PIPE):
         shutil.rmtree(PIPE)
     os.makedirs(PIPE)
@@ -289,6 +367,7 @@ def main():
         "cfg": "batch [cond; uncond]; out = cond + mask*(s-1)*(cond-uncond); all: eps channels :C; ref: :min(C,3)"})
     total = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(OUT) for f in fs)
     print(f"wrote {OUT} ({total / 1e6:.2f} MB)")
+    write_families()
 
 
 if __name__ == "__main__":

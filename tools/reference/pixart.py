@@ -1,10 +1,17 @@
-"""PixArt-alpha transformer reference (PyTorch), written from the published architecture, for goldens.
+"""PixArt-alpha / PixArt-Sigma transformer reference (PyTorch), written from the published architecture, for goldens.
 
 Module and parameter names follow the original PixArt-alpha checkpoints (`blocks.{i}.attn.qkv`,
 `blocks.{i}.cross_attn.q_linear/kv_linear/proj`, `t_block.1`, `y_embedder.y_proj.fc1/fc2`,
 `y_embedder.y_embedding`, `final_layer.scale_shift_table`); `to_diffusers` maps them to
 diffusers' PixArtTransformer2DModel names. Both layouts compute the same function (timestep
 frequencies exp(-ln(1e4) k/128) and LayerNorm eps 1e-6 in both).
+
+Family settings: `interpolation_scale` and the base grid (sample size / patch) scale the 2D sin-cos
+positions as diffusers' get_2d_sincos_pos_embed does, for any latent height and width; with
+`micro_conditions` (PixArt-alpha 1024-MS) the pixel height, width (`csize_embedder`) and aspect
+ratio (`ar_embedder`), each a 256-dim timestep-style sinusoid through its own MLP to D/3, are
+added to the timestep embedding (diffusers: adaln_single.emb.resolution_embedder /
+aspect_ratio_embedder); pixel size = latent size x `vae_scale`, as the pipeline passes it.
 
 Captions are lists of per-sample token features of any length (no padding, no mask): masked
 attention over padded captions equals attention over the real tokens alone.
@@ -19,7 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from dit import pos_embed_2d, timestep_sinusoid, unpatchify
+from dit import sincos_1d, timestep_sinusoid
 
 FREQ_DIM = 256
 
@@ -35,6 +42,13 @@ class PixArtConfig:
     caption_channels: int
     learn_sigma: bool = True
     max_tokens: int = 120
+    interpolation_scale: float = None  # None: diffusers' default, max(input_size // 64, 1)
+    micro_conditions: bool = False
+    vae_scale: int = 8
+
+    @property
+    def pe_scale(self):
+        return self.interpolation_scale if self.interpolation_scale is not None else max(self.input_size // 64, 1)
 
     @property
     def out_channels(self):
@@ -43,6 +57,22 @@ class PixArtConfig:
     @property
     def grid(self):
         return self.input_size // self.patch_size
+
+
+def pos_embed_2d(dim, rows, cols, base_size, interpolation_scale):
+    """[rows*cols, dim]; token n = row*cols + col; first half encodes the column, second the row.
+    Positions are scaled to the trained grid: col * (base_size / cols) / interpolation_scale."""
+    r = torch.arange(rows, dtype=torch.float64) / (rows / base_size) / interpolation_scale
+    c = torch.arange(cols, dtype=torch.float64) / (cols / base_size) / interpolation_scale
+    rr, cc = torch.meshgrid(r, c, indexing="ij")
+    return torch.cat([sincos_1d(dim // 2, cc.reshape(-1)), sincos_1d(dim // 2, rr.reshape(-1))], dim=1)
+
+
+def unpatchify(x, rows, cols, p, c):
+    """[N, rows*cols, p*p*c] ordered (p, q, c) -> [N, c, rows*p, cols*p]."""
+    n = x.shape[0]
+    x = x.reshape(n, rows, cols, p, p, c)
+    return torch.einsum("nhwpqc->nchpwq", x).reshape(n, c, rows * p, cols * p)
 
 
 def layer_norm(x):
@@ -147,7 +177,12 @@ class PixArt(nn.Module):
         self.y_embedder = nn.Module()
         self.y_embedder.y_proj = Mlp(cfg.caption_channels, d, d)
         self.y_embedder.y_embedding = nn.Parameter(torch.randn(cfg.max_tokens, cfg.caption_channels) / cfg.caption_channels ** 0.5)
-        self.register_buffer("pos_embed", pos_embed_2d(d, cfg.grid)[None], persistent=False)
+        if cfg.micro_conditions:
+            for name in ("csize_embedder", "ar_embedder"):
+                m = nn.Module()
+                m.mlp = nn.Sequential(nn.Linear(FREQ_DIM, d // 3), nn.SiLU(), nn.Linear(d // 3, d // 3))
+                setattr(self, name, m)
+        self.hw = (cfg.input_size, cfg.input_size)  # latent height, width of the current call
         self.blocks = nn.ModuleList([PixArtBlock(d, cfg.num_heads) for _ in range(cfg.depth)])
         self.final_layer = nn.Module()
         self.final_layer.linear = nn.Linear(d, cfg.patch_size ** 2 * cfg.out_channels)
@@ -155,9 +190,16 @@ class PixArt(nn.Module):
 
     # ---- pieces
     def t_emb(self, t, n):
-        """t [1] -> timestep embedding [n, D] (the same for every sample)."""
-        s = timestep_sinusoid(t.to(self.pos_embed.dtype).expand(n), FREQ_DIM, "original")
-        return self.t_embedder.mlp(s)
+        """t [1] -> conditioning embedding [n, D] (the same for every sample): timestep, plus micro-conditions."""
+        dtype = self.t_block[1].weight.dtype
+        e = self.t_embedder.mlp(timestep_sinusoid(t.to(dtype).expand(n), FREQ_DIM, "original"))
+        if self.cfg.micro_conditions:
+            h, w = (v * self.cfg.vae_scale for v in self.hw)
+            size = lambda m, v: m.mlp(timestep_sinusoid(torch.tensor(v, dtype=dtype), FREQ_DIM, "original"))
+            csize = size(self.csize_embedder, [float(h), float(w)]).reshape(1, -1)  # [1, 2D/3]: height, width
+            ar = size(self.ar_embedder, [h / w])                                     # [1, D/3]
+            e = e + torch.cat([csize, ar], dim=1)
+        return e
 
     def captions(self, feats):
         """Caption features (T5 output) per sample -> projected caption tokens per sample."""
@@ -168,20 +210,25 @@ class PixArt(nn.Module):
         return self.y_embedder.y_embedding[:n]
 
     def tokens(self, x):
-        return self.x_embedder.proj(x).flatten(2).transpose(1, 2) + self.pos_embed
+        """Patch embedding plus positions; also fixes the latent size the micro-conditions see."""
+        self.hw = tuple(x.shape[-2:])
+        p = self.cfg.patch_size
+        pos = pos_embed_2d(self.cfg.hidden_size, x.shape[-2] // p, x.shape[-1] // p, self.cfg.grid, self.cfg.pe_scale)
+        return self.x_embedder.proj(x).flatten(2).transpose(1, 2) + pos.to(x.dtype)[None]
 
     def final(self, h, te):
         shift, scale = (self.final_layer.scale_shift_table[None] + te[:, None]).chunk(2, dim=1)
         y = self.final_layer.linear(t2i_modulate(layer_norm(h), shift, scale))
-        return unpatchify(y, self.cfg.patch_size, self.cfg.out_channels)
+        p = self.cfg.patch_size
+        return unpatchify(y, self.hw[0] // p, self.hw[1] // p, p, self.cfg.out_channels)
 
     # ---- steps
     def forward_full(self, x, t, feats):
         n = x.shape[0]
+        x0 = h = self.tokens(x)
         te = self.t_emb(t, n)
         t0 = self.t_block(te)
         ys = self.captions(feats)
-        x0 = h = self.tokens(x)
         attn, cross, mlp = [], [], []
         for blk in self.blocks:
             h, a, xc, m = blk(h, ys, t0)
@@ -190,10 +237,10 @@ class PixArt(nn.Module):
 
     def forward_reuse(self, x, t, feats, attn, cross, mlp, cache_cross=True):
         n = x.shape[0]
+        h = self.tokens(x)
         te = self.t_emb(t, n)
         t0 = self.t_block(te)
         ys = self.captions(feats)
-        h = self.tokens(x)
         for k, blk in enumerate(self.blocks):
             h = blk.reuse(h, ys, t0, attn[k], cross[k] if cache_cross else None, mlp[k])
         return self.final(h, te)
@@ -233,6 +280,10 @@ def to_diffusers(sd, depth):
         out[f"adaln_single.linear.{wb}"] = sd[f"t_block.1.{wb}"]
         out[f"caption_projection.linear_1.{wb}"] = sd[f"y_embedder.y_proj.fc1.{wb}"]
         out[f"caption_projection.linear_2.{wb}"] = sd[f"y_embedder.y_proj.fc2.{wb}"]
+        for orig, diff in (("csize_embedder", "resolution_embedder"), ("ar_embedder", "aspect_ratio_embedder")):
+            for o, dn in (("0", "1"), ("2", "2")):
+                if f"{orig}.mlp.{o}.{wb}" in sd:
+                    out[f"adaln_single.emb.{diff}.linear_{dn}.{wb}"] = sd[f"{orig}.mlp.{o}.{wb}"]
     for i in range(depth):
         o, b = f"blocks.{i}.", f"transformer_blocks.{i}."
         out[b + "scale_shift_table"] = sd[o + "scale_shift_table"]
@@ -259,7 +310,7 @@ def diffusers_config(cfg: PixArtConfig):
         "cross_attention_dim": cfg.hidden_size,
         "dropout": 0.0,
         "in_channels": cfg.in_channels,
-        "interpolation_scale": None,
+        "interpolation_scale": cfg.interpolation_scale,
         "norm_elementwise_affine": False,
         "norm_eps": 1e-6,
         "norm_type": "ada_norm_single",
@@ -270,5 +321,5 @@ def diffusers_config(cfg: PixArtConfig):
         "patch_size": cfg.patch_size,
         "sample_size": cfg.input_size,
         "upcast_attention": False,
-        "use_additional_conditions": False,
+        "use_additional_conditions": cfg.micro_conditions,
     }

@@ -1,5 +1,5 @@
 /**
- * How a PixArt-alpha batch is prepared for the sampling core (lib/generator.ts): the prompts
+ * How a PixArt batch is prepared for the sampling core (lib/generator.ts): the prompts
  * are encoded (T5, through the embeddings cache) and bound to the step model.
  *
  * Captions enter the graphs without padding or mask, so the samples of one model call must
@@ -20,6 +20,7 @@ import { loadT5Tokenizer, SPIECE_FILE, TOKENIZER_JSON_FILE } from "../../text/to
 import { type EncodedPrompt, openPromptEncoder } from "../../text/encoder.ts";
 import { encoderIdentity, openEmbeddingsCache } from "../../text/embeddings_cache.ts";
 import { openPixartStepModel, type PixartStepModel } from "./step_model.ts";
+import { pixartMemoryInputs, planPixartMemory } from "./memory.ts";
 
 /** PixArt-α's text-conditioning options (lib/generator.ts's settings carry them). */
 export interface TextOptions {
@@ -47,6 +48,8 @@ export async function openPixartBatches(s: RunSettings<PixartManifest> & TextOpt
   const manifest = s.manifest;
   const cfg = manifest.pixart.config;
   const precision = floatPrecision(s.precision); // resolveRun refuses int8 for PixArt bundles
+  // before anything loads: a run that cannot fit is refused with its size, one that fits only phased closes T5 after each prompt
+  const memory = s.device === "cpu" ? planPixartMemory(s.model, pixartMemoryInputs(manifest)) : null;
   const Dc = cfg.captionChannels;
   const tokenizer = await loadT5Tokenizer(join(s.model, manifest.textEncoder.tokenizer));
   const t5Graph = t5GraphPath(s.model, manifest, precision);
@@ -67,6 +70,7 @@ export async function openPixartBatches(s: RunSettings<PixartManifest> & TextOpt
     cache: s.embeddingsCache ? await openEmbeddingsCache(s.embeddingsCache) : undefined,
     device: s.device,
     threads: s.threads,
+    closeAfterEach: memory?.releaseEncoder,
   });
   const nullCaption = manifest.pixart.conventions.unconditional === "null-caption" ? await readNullCaption(s.model, manifest) : null;
   let step: PixartStepModel;

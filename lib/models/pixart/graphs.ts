@@ -1,6 +1,6 @@
 /**
- * PixArt-alpha as ONNX graphs shaped for FORA (docs/design.md §3), one run per denoising step, plus a
- * text graph run once per prompt:
+ * PixArt-alpha and PixArt-Sigma as ONNX graphs shaped for FORA (docs/design.md §3), one run per
+ * denoising step, plus a text graph run once per prompt:
  *
  * - text:     caption features (T5 output) [b, n, Dc] -> caption projection -> every block's
  *             cross-attention keys and values, text_k / text_v [L, b, n, D].
@@ -17,8 +17,12 @@
  *             all A_k, X_k, M_k are returned.
  *
  * Conditioning is the timestep alone (adaLN-single), so every gate is one D-vector per step,
- * shared by the batch. Captions enter as keys and values of the real tokens only: no padding,
- * no mask (what lets the fused attention kernels run). With `cfg` the batch is doubled
+ * shared by the batch. The 1024-MS models add the embedding of the image's height, width and
+ * aspect ratio to the timestep embedding; those follow from the latent size, which is static
+ * in each graph, so they are constants of the graph (pixel size = latent size x the VAE
+ * factor, as diffusers' pipeline passes its sampling height and width). Captions enter as
+ * keys and values of the real tokens only: no padding, no mask (what lets the fused attention
+ * kernels run). With `cfg` the batch is doubled
  * [cond; uncond] inside; each half attends to its own caption (cond_k/v, uncond_k/v: the two
  * lengths may differ), and out = cond + mask (s - 1)(cond - uncond), per output channel.
  */
@@ -43,14 +47,21 @@ import { gatedResidual, layerNormModulate } from "../../../kernels/modulation.ts
 import { unpatchify } from "../../../kernels/patch_embedding.ts";
 import { timestepEmbedderOf, timestepEmbedding } from "../../../kernels/timestep_embedding.ts";
 import { PIXART_FREQ_DIVISOR, PIXART_NORM_EPS, type PixartConfig } from "./config.ts";
-import { gridSize, numTokens, outChannels } from "../patch_grid.ts";
-import { loadPixartWeights, type PixartBlockWeights, type PixartWeights } from "./weights.ts";
+import { gridSize, type LatentSize, numTokens, outChannels, patchRows, trainedLatent } from "../patch_grid.ts";
+import { type Linear, loadPixartWeights, type PixartBlockWeights, type PixartWeights } from "./weights.ts";
 
 export type PixartGraphKind = "text" | "full" | "reuse" | "full-xr" | "reuse-xr" | "blocks";
 export const PIXART_STEP_KINDS = ["full", "reuse", "full-xr", "reuse-xr", "blocks"] as const;
 
 /** With `cfg`, each half of the batch attends to its own caption (cond, uncond). */
-export type PixartGraphOptions = StepGraphOptions;
+export interface PixartGraphOptions extends StepGraphOptions {
+  /** Latent height and width of the step graphs; the trained square size unless given. */
+  latent?: LatentSize;
+  /** Pixels per latent pixel (2^(VAE levels - 1)), for the micro-conditions; diffusers assumes 8 without a VAE. */
+  vaeScaleFactor?: number;
+}
+
+export const DEFAULT_VAE_SCALE_FACTOR = 8;
 
 export function buildPixartGraphs(src: WeightSource, cfg: PixartConfig, opts: PixartGraphOptions): Record<PixartGraphKind, GraphData> {
   const w = loadPixartWeights(src, cfg);
@@ -98,7 +109,7 @@ function buildFull(w: PixartWeights, cfg: PixartConfig, opts: PixartGraphOptions
   );
   io.finish(x);
   if (reuseT) {
-    g.scope("residuals", () => g.output(reuseResiduals(g, w, reuseT, attn, cross, mlps), "residuals"));
+    g.scope("residuals", () => g.output(reuseResiduals(g, w, io, reuseT, attn, cross, mlps), "residuals"));
   } else {
     g.output(g.concat([g.unsqueeze(stack(g, attn), [0]), g.unsqueeze(stack(g, mlps), [0])], 0), "features");
   }
@@ -108,7 +119,7 @@ function buildFull(w: PixartWeights, cfg: PixartConfig, opts: PixartGraphOptions
 function buildReuseRecomputeCross(w: PixartWeights, cfg: PixartConfig, opts: PixartGraphOptions): GraphData {
   const g = new GraphBuilder("pixart_reuse_xr", opts.computeType);
   const io = stepInputs(g, w, cfg, opts);
-  const features = g.input("features", "float32", [2, cfg.depth, io.batch2, numTokens(cfg), cfg.hiddenSize]);
+  const features = g.input("features", "float32", [2, cfg.depth, io.batch2, numTokens(cfg, io.latent), cfg.hiddenSize]);
   const cachedAttn = layer(g, features, 0), cachedMlp = layer(g, features, 1);
   let x = io.tokens;
   w.blocks.forEach((b, k) =>
@@ -126,7 +137,7 @@ function buildReuseRecomputeCross(w: PixartWeights, cfg: PixartConfig, opts: Pix
 function buildBlocks(w: PixartWeights, cfg: PixartConfig, opts: PixartGraphOptions): GraphData {
   const g = new GraphBuilder("pixart_blocks", opts.computeType);
   const io = stepInputs(g, w, cfg, opts);
-  const L = cfg.depth, shape = [L, io.batch2, numTokens(cfg), cfg.hiddenSize];
+  const L = cfg.depth, shape = [L, io.batch2, numTokens(cfg, io.latent), cfg.hiddenSize];
   const reuse = g.input("reuse", "bool", [L]);
   const reuseCross = g.input("reuse_cross", "bool", [L]);
   const cachedAttn = g.input("cached_attn", "float32", shape);
@@ -160,16 +171,20 @@ function buildBlocks(w: PixartWeights, cfg: PixartConfig, opts: PixartGraphOptio
 // ---- shared parts ----------------------------------------------------------------
 
 interface PixartStepIO extends StepIO {
-  /** Timestep embedding [1, D] and t_block output [1, 6D]. */
+  latent: LatentSize;
+  /** Timestep embedding [1, D] (micro-conditions included) and t_block output [1, 6D]. */
   tEmb: Value;
   t0: Value;
+  /** The conditioning embedding of model times t [n]: timestep embedding plus micro-conditions, [n, D]. */
+  condition(t: Value): Value;
   /** Block k's cross-attention of x [2B or B, T, D] to the captions (output projection included). */
   crossAttention(gb: GraphBuilder, x: Value, b: PixartBlockWeights, k: number): Value;
 }
 
 function stepInputs(g: GraphBuilder, w: PixartWeights, cfg: PixartConfig, opts: PixartGraphOptions): PixartStepIO {
-  const C = cfg.inChannels, S = cfg.inputSize, D = cfg.hiddenSize, L = cfg.depth, T = numTokens(cfg);
-  const latent = g.input("latent", "float32", ["batch", C, S, S]);
+  const C = cfg.inChannels, D = cfg.hiddenSize, L = cfg.depth;
+  const size = opts.latent ?? trainedLatent(cfg), T = numTokens(cfg, size), { cols } = patchRows(cfg, size);
+  const latent = g.input("latent", "float32", ["batch", C, size.height, size.width]);
   const t = g.input("timestep", "float32", [1], { keepFloat32: true });
   const condK = g.input("cond_k", "float32", [L, "batch", "cond_tokens", D]);
   const condV = g.input("cond_v", "float32", [L, "batch", "cond_tokens", D]);
@@ -177,15 +192,22 @@ function stepInputs(g: GraphBuilder, w: PixartWeights, cfg: PixartConfig, opts: 
   const uncondV = opts.cfg ? g.input("uncond_v", "float32", [L, "batch", "uncond_tokens", D]) : null;
   const guidance = guidanceInputs(g, cfg, opts.cfg);
   const x = opts.cfg ? g.concat([latent, latent], 0) : latent;
-  const tokens = latentTokens(g, x, w.patch, cfg);
-  const tEmb = timestepEmbedding(g, t, timestepEmbedderOf(g, w.tFc1, w.tFc2), PIXART_FREQ_DIVISOR);
+  const tokens = latentTokens(g, x, w.patch, cfg, size, { baseSize: gridSize(cfg), interpolationScale: cfg.interpolationScale });
+  const sizeEmb = w.sizeEmbedders ? g.scope("size_embedder", () => microConditions(g, w, size, opts.vaeScaleFactor)) : null;
+  const condition = (tv: Value) => {
+    const e = timestepEmbedding(g, tv, timestepEmbedderOf(g, w.tFc1, w.tFc2), PIXART_FREQ_DIVISOR);
+    return sizeEmb ? g.add(e, sizeEmb) : e;
+  };
+  const tEmb = condition(t);
   const t0 = tBlock(g, tEmb, linearOf(g, w.tBlock));
   const kind = opts.attention ?? "portable";
   return {
     batch2: opts.cfg ? "batch2" : "batch",
     tokens,
+    latent: size,
     tEmb,
     t0,
+    condition,
     crossAttention(gb, xin, b, k) {
       const q = linear(gb, xin, linearOf(gb, b.crossQ));
       let core: Value;
@@ -205,7 +227,7 @@ function stepInputs(g: GraphBuilder, w: PixartWeights, cfg: PixartConfig, opts: 
       const out = g.scope("final_layer", () => {
         const [shift, scale_] = finalModulation(g, tEmb, g.weight(w.finalTable));
         const y = linear(g, layerNormModulate(g, xL, shift, scale_, PIXART_NORM_EPS), linearOf(g, w.finalLinear));
-        return unpatchify(g, y, gridSize(cfg), cfg.patchSize, outChannels(cfg));
+        return unpatchify(g, y, size.height / cfg.patchSize, cfg.patchSize, outChannels(cfg), cols);
       });
       outputGuided(g, out, guidance, cfg);
     },
@@ -240,12 +262,34 @@ function pixartBlock(
 }
 
 /**
+ * The micro-conditions' embedding [1, D]: height and width (pixels) through the resolution
+ * embedder, the aspect ratio height / width through its own, each as a 256-dim sinusoid like a
+ * timestep, concatenated [height, width, aspect ratio] (diffusers' PixArtAlphaCombinedTimestepSizeEmbeddings).
+ */
+function microConditions(g: GraphBuilder, w: PixartWeights, latent: LatentSize, vaeScaleFactor = DEFAULT_VAE_SCALE_FACTOR): Value {
+  const e = w.sizeEmbedders!;
+  const height = latent.height * vaeScaleFactor, width = latent.width * vaeScaleFactor;
+  const embed = (values: number[], m: { fc1: Linear; fc2: Linear }) =>
+    timestepEmbedding(g, g.constant(values, [values.length], "float32"), timestepEmbedderOf(g, m.fc1, m.fc2), PIXART_FREQ_DIVISOR);
+  const resolution = g.reshape(embed([height, width], e.resolution), [1, -1]); // [1, 2D/3]
+  return g.concat([resolution, embed([height / width], e.aspectRatio)], 1);
+}
+
+/**
  * R_j for each upcoming reuse timestep: [J, 2B, T, D] (kernels/residual_sum.ts). The gates
  * of step j are one D-vector per block and branch (adaLN-single: they depend on t_j only);
  * the cross-attention outputs are ungated and add the same sum to every R_j.
  */
-function reuseResiduals(g: GraphBuilder, w: PixartWeights, reuseT: Value, attn: Value[], cross: Value[], mlps: Value[]): Value {
-  const t0 = tBlock(g, timestepEmbedding(g, reuseT, timestepEmbedderOf(g, w.tFc1, w.tFc2), PIXART_FREQ_DIVISOR), linearOf(g, w.tBlock)); // [J, 6D]
+function reuseResiduals(
+  g: GraphBuilder,
+  w: PixartWeights,
+  io: PixartStepIO,
+  reuseT: Value,
+  attn: Value[],
+  cross: Value[],
+  mlps: Value[],
+): Value {
+  const t0 = tBlock(g, io.condition(reuseT), linearOf(g, w.tBlock)); // [J, 6D]
   const gates: Value[] = [], features: Value[] = [];
   w.blocks.forEach((b, k) =>
     g.scope(`blocks.${k}`, () => {

@@ -58,7 +58,8 @@ export async function openPixartStepModel(
   const session = async (kind: PixartGraphKind) => {
     let s = sessions.get(kind);
     if (!s) {
-      s = await openSession(graphPath(kind, guided), { device: opts.device, threads: opts.threads });
+      // without the CPU arena: it would keep every block's attention scores (2 GiB a block at 1024 px)
+      s = await openSession(graphPath(kind, guided), { device: opts.device, threads: opts.threads, cpuArena: false });
       sessions.set(kind, s);
     }
     return s;

@@ -1,7 +1,9 @@
 /**
- * PixArt-alpha weights in one canonical structure, read from either naming scheme. The
- * original layout packs self-attention Q/K/V into `attn.qkv` and cross-attention K/V into
- * `cross_attn.kv_linear` (K rows first); each part is a byte range of the same file.
+ * PixArt weights in one canonical structure, read from either naming scheme. The original
+ * layout packs self-attention Q/K/V into `attn.qkv` and cross-attention K/V into
+ * `cross_attn.kv_linear` (K rows first); each part is a byte range of the same file. The
+ * 1024-MS models' size embedders are `csize_embedder` / `ar_embedder` (original) or
+ * `adaln_single.emb.resolution_embedder` / `aspect_ratio_embedder` (diffusers).
  */
 import type { ExternalTensor } from "../../onnx/builder.ts";
 import type { LinearTensors } from "../../../kernels/linear.ts";
@@ -35,6 +37,8 @@ export interface PixartWeights {
   tFc2: Linear;
   /** adaLN-single: SiLU -> Linear(D, 6D), shared by every block. */
   tBlock: Linear;
+  /** Micro-conditions: 256-dim sinusoid -> Linear-SiLU-Linear to D/3, for height and width, and for the aspect ratio. */
+  sizeEmbedders: null | { resolution: { fc1: Linear; fc2: Linear }; aspectRatio: { fc1: Linear; fc2: Linear } };
   captionFc1: Linear;
   captionFc2: Linear;
   /** The learned null caption [maxTokens, captionChannels]; original checkpoints only. */
@@ -67,12 +71,21 @@ export function loadPixartWeights(src: WeightSource, cfg: PixartConfig): PixartW
   };
   const patch = (prefix: string): Linear => ({ weight: src.get(`${prefix}.weight`, [D, C, p, p]), bias: src.get(`${prefix}.bias`, [D]) });
   const final = p * p * outChannels(cfg);
+  const sizeEmbedder = (prefix: string, fc1: string, fc2: string) => ({
+    fc1: lin(`${prefix}.${fc1}`, D / 3, TIMESTEP_FREQ_DIM),
+    fc2: lin(`${prefix}.${fc2}`, D / 3, D / 3),
+  });
+  const sizeEmbedders = (names: [string, string, string, string]) =>
+    cfg.microConditions
+      ? { resolution: sizeEmbedder(names[0], names[2], names[3]), aspectRatio: sizeEmbedder(names[1], names[2], names[3]) }
+      : null;
   if (cfg.naming === "original") {
     return {
       patch: patch("x_embedder.proj"),
       tFc1: lin("t_embedder.mlp.0", D, TIMESTEP_FREQ_DIM),
       tFc2: lin("t_embedder.mlp.2", D, D),
       tBlock: lin("t_block.1", 6 * D, D),
+      sizeEmbedders: sizeEmbedders(["csize_embedder", "ar_embedder", "mlp.0", "mlp.2"]),
       captionFc1: lin("y_embedder.y_proj.fc1", D, Dc),
       captionFc2: lin("y_embedder.y_proj.fc2", D, D),
       nullCaption: src.has("y_embedder.y_embedding") ? src.get("y_embedder.y_embedding", [cfg.maxTokens, Dc]) : null,
@@ -101,6 +114,12 @@ export function loadPixartWeights(src: WeightSource, cfg: PixartConfig): PixartW
     tFc1: lin("adaln_single.emb.timestep_embedder.linear_1", D, TIMESTEP_FREQ_DIM),
     tFc2: lin("adaln_single.emb.timestep_embedder.linear_2", D, D),
     tBlock: lin("adaln_single.linear", 6 * D, D),
+    sizeEmbedders: sizeEmbedders([
+      "adaln_single.emb.resolution_embedder",
+      "adaln_single.emb.aspect_ratio_embedder",
+      "linear_1",
+      "linear_2",
+    ]),
     captionFc1: lin("caption_projection.linear_1", D, Dc),
     captionFc2: lin("caption_projection.linear_2", D, D),
     nullCaption: null,
@@ -123,6 +142,27 @@ export function loadPixartWeights(src: WeightSource, cfg: PixartConfig): PixartW
     finalTable: src.get("scale_shift_table", [2, D]),
     finalLinear: lin("proj_out", final, D),
   };
+}
+
+/**
+ * Tensors of network parts fora does not build, from PixArt-Sigma's training code: key/value
+ * token compression (`attn.sr`, the strided convolution, and its `attn.norm`) and query/key
+ * LayerNorms (`attn.q_norm` / `k_norm`, diffusers `attn1.norm_q` / `norm_k`).
+ */
+export function refuseUnsupportedTensors(names: Iterable<string>, origin: string): void {
+  for (const n of names) {
+    const m = /\.attn\.(sr|norm)\./.test(n)
+      ? "key/value token compression"
+      : /\.attn1?\.(q_norm|k_norm|norm_q|norm_k)\./.test(n)
+      ? "query/key normalisation"
+      : null;
+    if (m) {
+      throw new ForaError(
+        "weights",
+        `${origin}: tensor "${n}" belongs to ${m}, which fora does not run; use a checkpoint trained without it`,
+      );
+    }
+  }
 }
 
 export function assertPixartNaming(naming: PixartNaming | undefined, origin: string): PixartNaming {
