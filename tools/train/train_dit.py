@@ -13,10 +13,13 @@ predicted mean's gradient stopped (only the variance output learns from it). Wit
 guided-diffusion does not rescale vb (the num_timesteps/1000 factor is RESCALED_MSE only, and is
 1 for 1000 steps anyway).
 
-Optimiser: AdamW (weight decay 0), linear warm-up, cosine decay over the time budget, grad clip, EMA of the weights (shipped).
-Checkpoints (atomic) every --ckpt-minutes; --resume continues from the last one; --max-minutes
-bounds the total training time over all resumed runs, after which the EMA weights are written to
-<out>/model.safetensors with config.json and training.json.
+Optimiser: AdamW (weight decay 0), linear warm-up, then by default cosine decay over the time budget
+(--lr-decay cosine-steps: over a step count kept in the checkpoint; none: constant), grad clip, EMA of
+the weights (shipped). --min-snr-gamma weights the MSE term by min(SNR, gamma)/SNR.
+Checkpoints (atomic) every --ckpt-minutes; --resume continues from the last one (--init-from starts
+from a weights folder when there is none); --max-minutes bounds the total training time over all
+resumed runs, after which the EMA weights are written to <out>/model.safetensors with config.json
+and training.json. tools/train/train_best.py runs this in chunks and keeps the best-scoring weights.
 
     OMP_NUM_THREADS=2 /usr/bin/python3 tools/train/train_dit.py --out models/fashion-dit --max-minutes 115
 """
