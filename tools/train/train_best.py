@@ -13,9 +13,11 @@ so far are reread.
 agreement has a standard error of about 0.03, so the kept chunk is partly chosen by noise: measure
 the shipped candidate again with 1000 samples before believing a small gain.
 
-    OMP_NUM_THREADS=2 /usr/bin/python3 tools/train/train_best.py --work /var/tmp/fashion-dit-run \\
-        --best /var/tmp/fashion-dit-best --init-from models/fashion-dit --minutes 180 --every 20 \\
-        -- --precision bf16 --min-snr-gamma 5 --lr 2e-4 --lr-decay none --warmup 200
+    OMP_NUM_THREADS=2 /usr/bin/python3 tools/train/train_best.py --work tools/train/checkpoints/fashion-dit-cont \\
+        --best tools/train/checkpoints/fashion-dit-best --init-from models/fashion-dit --minutes 180 --every 20 \\
+        -- --precision bf16 --min-snr-gamma 5 --lr 6e-4 --warmup 200 --lr-decay cosine-steps --lr-total-steps 16500
+
+(the recipe and the measurements behind it: tools/train/README.md, "The next training session")
 
 Everything after `--` goes to train_dit.py (its --max-minutes, --out, --ckpt-dir, --log, --resume
 and --init-from are set here).
