@@ -85,7 +85,7 @@ def main():
     a = ap.parse_args(own)
     for flag in ("--max-minutes", "--out", "--ckpt-dir", "--log", "--resume", "--init-from"):
         if flag in extra:
-            sys.exit(f"train_best.py: {flag} is set by this script; remove it after --")
+            ap.error(f"{flag} is set by this script; remove it after --")
 
     out, bundle, evals = (os.path.join(a.work, p) for p in ("out", "bundle", "evals.jsonl"))
     os.makedirs(a.work, exist_ok=True)

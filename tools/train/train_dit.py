@@ -390,7 +390,9 @@ def main(argv=None):
     elif a.resume:
         print(f"--resume: no checkpoint at {ckpt_path}, starting fresh", flush=True)
     if a.lr_decay == "cosine-steps" and total_steps <= step:
-        sys.exit(f"--lr-decay cosine-steps: --lr-total-steps ({total_steps}) must be above the start step {step}")
+        print(f"--lr-decay cosine-steps: --lr-total-steps ({total_steps}) must be above the start step {step}",
+              file=sys.stderr)
+        sys.exit(2)
 
     print(f"config {cfg}  params {n_params} ({n_params * 4 / 2**20:.2f} MiB f32)  batch {a.batch}  "
           f"lr {a.lr}  device {dev}  threads {torch.get_num_threads()}", flush=True)
