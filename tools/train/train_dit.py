@@ -13,10 +13,13 @@ predicted mean's gradient stopped (only the variance output learns from it). Wit
 guided-diffusion does not rescale vb (the num_timesteps/1000 factor is RESCALED_MSE only, and is
 1 for 1000 steps anyway).
 
-Optimiser: AdamW (weight decay 0), linear warm-up, cosine decay over the time budget, grad clip, EMA of the weights (shipped).
-Checkpoints (atomic) every --ckpt-minutes; --resume continues from the last one; --max-minutes
-bounds the total training time over all resumed runs, after which the EMA weights are written to
-<out>/model.safetensors with config.json and training.json.
+Optimiser: AdamW (weight decay 0), linear warm-up, then by default cosine decay over the time budget
+(--lr-decay cosine-steps: over a step count kept in the checkpoint; none: constant), grad clip, EMA of
+the weights (shipped). --min-snr-gamma weights the MSE term by min(SNR, gamma)/SNR.
+Checkpoints (atomic) every --ckpt-minutes; --resume continues from the last one (--init-from starts
+from a weights folder when there is none); --max-minutes bounds the total training time over all
+resumed runs, after which the EMA weights are written to <out>/model.safetensors with config.json
+and training.json. tools/train/train_best.py runs this in chunks and keeps the best-scoring weights.
 
     OMP_NUM_THREADS=2 /usr/bin/python3 tools/train/train_dit.py --out models/fashion-dit --max-minutes 115
 """
@@ -128,6 +131,7 @@ class Diffusion:
             "post_c1": betas * np.sqrt(ac_prev) / (1.0 - ac),
             "post_c2": (1.0 - ac_prev) * np.sqrt(alphas) / (1.0 - ac),
             "log_betas": np.log(betas),
+            "snr": ac / (1.0 - ac),
         }
         self.tab = {k: torch.from_numpy(v) for k, v in t.items()}
 
@@ -141,8 +145,13 @@ class Diffusion:
         mean = self.g("post_c1", t, xt) * x0 + self.g("post_c2", t, xt) * xt
         return mean, self.g("post_logvar_clipped", t, xt)
 
-    def training_losses(self, model_out, x0, xt, t, noise):
-        """model_out [N, 2C, H, W] (eps, v). Returns per-sample (loss, mse, vb)."""
+    def training_losses(self, model_out, x0, xt, t, noise, min_snr_gamma=0.0):
+        """model_out [N, 2C, H, W] (eps, v). Returns per-sample (loss, mse, vb); mse is unweighted.
+
+        min_snr_gamma > 0: Min-SNR-gamma weighting (Hang et al. 2023) of the eps MSE, min(SNR, gamma) / SNR
+        for an eps-predicting model: the many nearly noise-free timesteps, whose easy targets otherwise
+        dominate the gradient direction, count less. Only the MSE term is weighted; vb trains only the
+        variance output (its mean is detached) and keeps its own scale, as in the paper's DiT runs."""
         c = x0.shape[1]
         eps, v = model_out[:, :c], model_out[:, c:]
         # vb with the mean's gradient stopped (guided-diffusion's frozen_out)
@@ -158,6 +167,9 @@ class Diffusion:
         nll = -discretized_gaussian_log_likelihood(x0, model_mean, 0.5 * model_logvar).mean(dim=(1, 2, 3)) / math.log(2.0)
         vb = torch.where(t == 0, nll, kl)
         mse = ((noise - eps) ** 2).mean(dim=(1, 2, 3))
+        if min_snr_gamma > 0:
+            snr = self.tab["snr"].to(t.device)[t].to(mse.dtype)
+            return mse * snr.clamp(max=min_snr_gamma) / snr + vb, mse, vb
         return mse + vb, mse, vb
 
 
@@ -236,6 +248,41 @@ def write_weights(ema, cfg, out_dir, training):
 
 # ---------------------------------------------------------------- main
 
+LR_REF_BATCH = 128  # the batch the default --lr was tuned at
+BATCH_SCALES = {"none": lambda r: 1.0, "sqrt": math.sqrt, "linear": lambda r: r}
+
+
+def lr_at(a, step, opt_from, elapsed, total_steps):
+    """The lr of the step after `step`; opt_from: the step the optimiser state began (warm-up and
+    cosine-steps count from it)."""
+    lr = a.lr * BATCH_SCALES[a.lr_batch_scale](a.batch / LR_REF_BATCH)
+    lr *= min(1.0, (step - opt_from + 1) / max(1, a.warmup))
+    if a.lr_decay == "cosine":  # by progress through the budget (time, or steps if --max-steps)
+        prog = elapsed / (a.max_minutes * 60.0)
+        if a.max_steps:
+            prog = max(prog, step / a.max_steps)
+    elif a.lr_decay == "cosine-steps":
+        prog = (step - opt_from) / max(1, total_steps - opt_from)
+    else:
+        return lr
+    prog = min(1.0, prog)
+    return lr * (a.lr_min_frac + (1 - a.lr_min_frac) * 0.5 * (1 + math.cos(math.pi * prog)))
+
+
+def init_from_weights(folder, model, ema, n):
+    """Load a weights folder's EMA into model and EMA; returns (step, epoch, pos, images, elapsed_s, runs)."""
+    sd, _ = st.load(os.path.join(folder, "model.safetensors"))
+    sd = {k: torch.from_numpy(v) for k, v in sd.items()}
+    model.load_state_dict(sd)
+    ema.load_state_dict(sd)
+    with open(os.path.join(folder, "training.json")) as f:
+        tr = json.load(f)
+    step, batch = tr["steps"], tr["args"]["batch"]
+    # where the recorded runs left the seeded epoch permutations (they took whole batches, dropping the tail)
+    epoch, rem = divmod(step, n // batch)
+    return step, epoch, rem * batch, tr["images_seen"], tr["minutes"] * 60.0, tr["runs"]
+
+
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=os.path.join(REPO, "models", "fashion-dit"))
@@ -246,11 +293,23 @@ def parse_args(argv=None):
     ap.add_argument("--heads", type=int, default=5)
     ap.add_argument("--patch", type=int, default=4)
     ap.add_argument("--batch", type=int, default=128)
-    ap.add_argument("--lr", type=float, default=6e-4)
-    ap.add_argument("--warmup", type=int, default=200, help="linear lr warm-up steps")
-    ap.add_argument("--lr-decay", choices=["cosine", "none"], default="cosine",
-                    help="cosine decay to lr*--lr-min-frac over the time budget (progress = elapsed/max-minutes)")
+    ap.add_argument("--lr", type=float, default=6e-4, help=f"peak lr at batch {LR_REF_BATCH} (see --lr-batch-scale)")
+    ap.add_argument("--lr-batch-scale", choices=list(BATCH_SCALES), default="none",
+                    help=f"scale --lr by (batch/{LR_REF_BATCH})^1/2 (sqrt, the usual rule for Adam) or linearly")
+    ap.add_argument("--warmup", type=int, default=200,
+                    help="linear lr warm-up steps, counted from the step the optimiser state started (0, or --init-from's)")
+    ap.add_argument("--lr-decay", choices=["cosine", "cosine-steps", "none"], default="cosine",
+                    help="cosine: decay to lr*--lr-min-frac over the time budget (progress = elapsed/max-minutes, "
+                         "so a resume with a larger budget restarts the decay from a higher lr); cosine-steps: over "
+                         "the optimiser's steps up to --lr-total-steps, kept in the checkpoint so a resume continues "
+                         "it; none: constant after the warm-up")
+    ap.add_argument("--lr-total-steps", type=int, default=0,
+                    help="cosine-steps: the global step at which the lr reaches its floor (default on --resume: the "
+                         "checkpoint's)")
     ap.add_argument("--lr-min-frac", type=float, default=0.1)
+    ap.add_argument("--min-snr-gamma", type=float, default=0.0,
+                    help="weight the eps MSE by min(SNR, gamma)/SNR (Min-SNR-gamma, Hang et al. 2023; 5 in the "
+                         "paper); 0: unweighted, as the shipped weights were trained")
     ap.add_argument("--ema", type=float, default=0.998)
     ap.add_argument("--label-dropout", type=float, default=0.1)
     ap.add_argument("--flip", type=int, default=1, help="random horizontal flips (1) or not (0)")
@@ -261,6 +320,11 @@ def parse_args(argv=None):
     ap.add_argument("--ckpt-minutes", type=float, default=5.0)
     ap.add_argument("--log-every", type=int, default=25)
     ap.add_argument("--resume", action="store_true", help="continue from <ckpt-dir>/last.pt if present")
+    ap.add_argument("--init-from", default=None,
+                    help="when there is no checkpoint to resume: start model and EMA from the EMA weights a run of "
+                         "this script wrote to this folder (model.safetensors, training.json), with a fresh optimiser "
+                         "(warm-up again); steps, epochs, minutes and runs continue that folder's record. For the "
+                         "shipped model, whose checkpoint was not kept")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                     help="bf16: forward under autocast (bf16 matmuls, fp32 weights, optimiser and loss); "
@@ -294,9 +358,10 @@ def main(argv=None):
     data = to_model_space(xu8).to(dev)
     labels = torch.from_numpy(ylab).to(dev)
     n = data.shape[0]
-    steps_per_epoch = n // a.batch
 
     step, epoch, pos, elapsed_prev = 0, 0, 0, 0.0
+    images = 0  # seen so far: steps * batch unless the batch changed between runs
+    opt_from, total_steps = 0, a.lr_total_steps
     # every invocation that contributed to these weights, in order (a resumed run adds its own)
     this_run = {"argv": sys.argv[1:], "from_step": 0}
     runs = []
@@ -307,12 +372,27 @@ def main(argv=None):
         ema.load_state_dict(ck["ema"])
         opt.load_state_dict(ck["opt"])
         step, epoch, pos, elapsed_prev = ck["step"], ck["epoch"], ck["pos"], ck["elapsed_s"]
+        images = ck.get("images", step * a.batch)
+        opt_from = ck.get("opt_from_step", 0)
+        total_steps = a.lr_total_steps or ck.get("lr_total_steps", 0)
         torch.set_rng_state(ck["rng"])
         runs = ck.get("runs", [{"argv": ["--out", "models/fashion-dit", "--max-minutes", "115"], "from_step": 0}])
         this_run["from_step"] = step
         print(f"resumed from {ckpt_path}: step {step}, epoch {epoch}, {elapsed_prev / 60:.1f} min done", flush=True)
+    elif a.init_from:
+        step, epoch, pos, images, elapsed_prev, runs = init_from_weights(a.init_from, model, ema, n)
+        opt_from = step
+        this_run.update(from_step=step, init_from=a.init_from)
+        # the recorded RNG state is gone with the checkpoint; a stream of its own for this continuation
+        torch.manual_seed(a.seed * 1000003 + step)
+        print(f"initialised from {a.init_from}: step {step}, epoch {epoch}, {elapsed_prev / 60:.1f} min done; "
+              f"fresh optimiser", flush=True)
     elif a.resume:
         print(f"--resume: no checkpoint at {ckpt_path}, starting fresh", flush=True)
+    if a.lr_decay == "cosine-steps" and total_steps <= step:
+        print(f"--lr-decay cosine-steps: --lr-total-steps ({total_steps}) must be above the start step {step}",
+              file=sys.stderr)
+        sys.exit(2)
 
     print(f"config {cfg}  params {n_params} ({n_params * 4 / 2**20:.2f} MiB f32)  batch {a.batch}  "
           f"lr {a.lr}  device {dev}  threads {torch.get_num_threads()}", flush=True)
@@ -329,8 +409,9 @@ def main(argv=None):
 
     def save_ckpt(elapsed):
         atomic_torch_save({"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
-                           "step": step, "epoch": epoch, "pos": pos, "elapsed_s": elapsed,
-                           "rng": torch.get_rng_state(), "args": vars(a), "runs": runs + [this_run], "config": cfg.__dict__}, ckpt_path)
+                           "step": step, "epoch": epoch, "pos": pos, "elapsed_s": elapsed, "images": images,
+                           "rng": torch.get_rng_state(), "args": vars(a), "runs": runs + [this_run], "config": cfg.__dict__,
+                           "opt_from_step": opt_from, "lr_total_steps": total_steps}, ckpt_path)
 
     t_start = time.time()
     last_ckpt = t_start
@@ -363,16 +444,10 @@ def main(argv=None):
         xt = diff.q_sample(x0, t, noise)
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=a.precision == "bf16"):
             out = model_forward(model, xt, t, y)
-        loss, mse, vb = diff.training_losses(out.float(), x0, xt, t, noise)
+        loss, mse, vb = diff.training_losses(out.float(), x0, xt, t, noise, a.min_snr_gamma)
         loss = loss.mean()
 
-        lr = a.lr * min(1.0, (step + 1) / max(1, a.warmup))
-        if a.lr_decay == "cosine":  # by progress through the budget (time, or steps if --max-steps)
-            prog = elapsed / budget_s
-            if a.max_steps:
-                prog = max(prog, step / a.max_steps)
-            prog = min(1.0, prog)
-            lr *= a.lr_min_frac + (1 - a.lr_min_frac) * 0.5 * (1 + math.cos(math.pi * prog))
+        lr = lr_at(a, step, opt_from, elapsed, total_steps)
         for gp in opt.param_groups:
             gp["lr"] = lr
         opt.zero_grad(set_to_none=True)
@@ -383,6 +458,7 @@ def main(argv=None):
             gnorm = float("nan")
         opt.step()
         step += 1
+        images += x0.shape[0]
         with torch.no_grad():
             d = min(a.ema, (1 + step) / (10 + step))
             for pe, pm in zip(ema.parameters(), model.parameters()):
@@ -426,14 +502,15 @@ def main(argv=None):
     elapsed = elapsed_prev + (time.time() - t_start)
     save_ckpt(elapsed)
     training = {
-        "steps": step, "epochs": round(step * a.batch / n, 3), "images_seen": step * a.batch,
+        "steps": step, "epochs": round(images / n, 3), "images_seen": images,
         "minutes": round(elapsed / 60, 2), "final_loss": last_loss,
         "params": n_params, "weights": "ema", "ema_decay": a.ema,
         "dataset": "Fashion-MNIST train (60k), Debian dataset-fashion-mnist",
         "device": str(dev), "threads": torch.get_num_threads(), "torch": torch.__version__,
         "args": {k: v for k, v in vars(a).items() if k not in ("out", "ckpt_dir", "log")},
         "runs": runs + [this_run],
-        "loss": "guided-diffusion training_losses: MSE(eps) + vb (learned-range variance, mean gradient stopped)",
+        "loss": "guided-diffusion training_losses: MSE(eps) + vb (learned-range variance, mean gradient stopped)"
+                + (f"; MSE weighted by min(SNR, {a.min_snr_gamma})/SNR" if a.min_snr_gamma > 0 else ""),
     }
     write_weights(ema, cfg, a.out, training)
     print(f"done: step {step}, {elapsed / 60:.1f} min; wrote {a.out}/model.safetensors", flush=True)
