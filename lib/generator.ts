@@ -91,7 +91,10 @@ export async function openGenerator(s: GeneratorSettings): Promise<Generator> {
     throw new ForaError("usage", `the cache policy covers ${s.policy.steps} steps but the run has ${s.steps}`);
   }
   const sampler = makeSampler(s.sampler, s.steps, { learnSigma: cfg.learnSigma });
-  const C = cfg.inChannels, S = cfg.inputSize, perSample = C * S * S;
+  const C = cfg.inChannels;
+  // PixArt bundles sample at other sizes through a size's own graph set (lib/models/pixart/sizes.ts)
+  const { height: H, width: W } = s.sized?.latent ?? { height: cfg.inputSize, width: cfg.inputSize };
+  const perSample = C * H * W;
   // A latent model shipped without its VAE yields latents only.
   const canDecode = manifest.vae !== null || C === 1 || C === 3;
   const family = manifest.architecture === "dit" ? await ditFamily({ ...s, manifest }) : await openPixartBatches({ ...s, manifest });
@@ -99,7 +102,9 @@ export async function openGenerator(s: GeneratorSettings): Promise<Generator> {
   try {
     // PixArt's VAE without the CPU arena: after a 1024-px decode the arena kept 3.3 GiB into the next prompt's T5 encoding
     const cpuArena = manifest.architecture !== "pixart";
-    if (manifest.vae) vae = await openSession(join(s.model, vaeGraphFile(s.precision)), { device: s.device, threads: s.threads, cpuArena });
+    if (manifest.vae) {
+      vae = await openSession(join(s.sized?.dir ?? s.model, vaeGraphFile(s.precision)), { device: s.device, threads: s.threads, cpuArena });
+    }
   } catch (e) {
     await family.release();
     throw e;
@@ -108,10 +113,10 @@ export async function openGenerator(s: GeneratorSettings): Promise<Generator> {
   const decode = async (x0: Float32Array, B: number, enlarge: Enlarge): Promise<Image[]> => {
     if (!canDecode) return [];
     if (!vae) {
-      const up = enlarge(S, false);
-      return Array.from({ length: B }, (_, b) => toUint8Image(x0.subarray(b * perSample, (b + 1) * perSample), [C, S, S], up));
+      const up = enlarge(H, false);
+      return Array.from({ length: B }, (_, b) => toUint8Image(x0.subarray(b * perSample, (b + 1) * perSample), [C, H, W], up));
     }
-    const out = await vae.run({ latent: f32([B, C, S, S], x0) });
+    const out = await vae.run({ latent: f32([B, C, H, W], x0) });
     const [, oc, oh, ow] = out.image.shape;
     const data = out.image.data as Float32Array, n = oc * oh * ow, up = enlarge(oh, true);
     return Array.from({ length: B }, (_, b) => toUint8Image(data.subarray(b * n, (b + 1) * n), [oc, oh, ow], up));
@@ -121,7 +126,7 @@ export async function openGenerator(s: GeneratorSettings): Promise<Generator> {
     manifest,
     canDecode,
     sampler,
-    latentShape: (batch) => [batch, C, S, S],
+    latentShape: (batch) => [batch, C, H, W],
     async sampleBatch(req, onStep, opts = {}) {
       const B = family.size(req);
       const noise = sampleRngs(req.seed, B, req.firstIndex);
@@ -140,7 +145,7 @@ export async function openGenerator(s: GeneratorSettings): Promise<Generator> {
         const G = group.samples.length, xg = new Float32Array(G * perSample);
         group.samples.forEach((i, g) => xg.set(xT.subarray(i * perSample, (i + 1) * perSample), g * perSample));
         const denoiser = opts.denoiser?.(model) ?? residualDenoiser(model, s.policy, sampler.plan.modelTimes, onStep);
-        const shape = { batch: G, channels: C, height: S, width: S };
+        const shape = { batch: G, channels: C, height: H, width: W };
         const out = await sampler.sample(stopOnAbort(denoiser, req.signal), xg, shape, group.samples.map((i) => noise[i]));
         group.samples.forEach((i, g) => x0.set(out.subarray(g * perSample, (g + 1) * perSample), i * perSample));
       }

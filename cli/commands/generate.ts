@@ -2,7 +2,9 @@
 import { Command, Option } from "@commander-js/extra-typings";
 import { ForaError } from "../../lib/errors.ts";
 import { generate } from "../../lib/generate.ts";
-import { resolveRun } from "../../lib/resolve.ts";
+import { resolveRun, type RunSettings } from "../../lib/resolve.ts";
+import { floatPrecision } from "../../lib/bundle/manifest.ts";
+import { latentOf, type SizedGraphs, sizedGraphs, trainedPixels } from "../../lib/models/pixart/sizes.ts";
 import { chooseSink } from "../../lib/events/sink.ts";
 import { checkLatentsOut } from "../../lib/io/latents_out.ts";
 import { readListFile } from "../../lib/io/list_file.ts";
@@ -61,6 +63,12 @@ export function generateCommand() {
         .choices(["on", "off"] as const).default("on" as const),
     )
     .option("--embeddings-cache <dir>", "PixArt: keep each prompt's T5 output in DIR, so the text encoder runs once per prompt across runs")
+    .option(
+      "--width <px>",
+      "PixArt: image width (a multiple of the VAE factor x the patch size; default: the model's trained size)",
+      positiveInt("--width"),
+    )
+    .option("--height <px>", "PixArt: image height (as --width)", positiveInt("--height"))
     .option("--batch <n>", "samples per run; the --class (or --prompt) list repeats to fill it", positiveInt("--batch"))
     .option("-o, --out <dir|file.png>", "output folder, or a .png file name", "out")
     .option("--grid", "also write a grid of all samples")
@@ -112,6 +120,7 @@ Cache policies (--policy; README "Cache policies" compares them):
       } else if (opts.prompt.length) {
         throw new ForaError("usage", "--prompt needs a PixArt-alpha bundle; this bundle is class-conditional (use --class)");
       }
+      const sized = await runSize(run, opts.width, opts.height);
       if (opts.latentsOut) await checkLatentsOut(opts.latentsOut, run.model);
       const classNames = manifest.architecture === "dit" ? manifest.dit.classNames : null;
       const classList = opts.class.length ? splitClassList(opts.class, classNames) : ["0"];
@@ -135,6 +144,7 @@ Cache policies (--policy; README "Cache policies" compares them):
           cleanCaption: opts.cleanCaption,
           cacheCrossAttention: opts.cacheCrossAttn === "on",
           embeddingsCache: opts.embeddingsCache,
+          sized,
           seed: opts.seed,
           schedule: opts.schedule,
           out: opts.out,
@@ -148,6 +158,21 @@ Cache policies (--policy; README "Cache policies" compares them):
         sink.close();
       }
     });
+}
+
+/** A PixArt run at --width x --height: the size checked and its graphs found or built (lib/models/pixart/sizes.ts). */
+async function runSize(run: RunSettings, width?: number, height?: number): Promise<SizedGraphs | undefined> {
+  const m = run.manifest;
+  if (m.architecture !== "pixart") {
+    if (width !== undefined || height !== undefined) {
+      throw new ForaError("usage", "--width and --height are for PixArt bundles; this DiT bundle samples at its trained size only");
+    }
+    return undefined;
+  }
+  const trained = trainedPixels(m);
+  const latent = latentOf(m, width ?? trained.width, height ?? trained.height);
+  const want = { precision: floatPrecision(run.precision), guidance: run.cfg !== 1 ? "cfg" as const : "plain" as const };
+  return await sizedGraphs(run.model, m, latent, want, (line) => console.error(line));
 }
 
 function resolveClasses(list: string[], batch: number | undefined, numClasses: number, names: string[] | null): number[] {
