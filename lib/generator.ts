@@ -20,6 +20,8 @@ import type { StepModel } from "./fora/step_model.ts";
 import { type Denoiser, makeSampler, type Sampler } from "./samplers/mod.ts";
 import { batchNormals, sampleRngs } from "./random/mod.ts";
 import { type Image, toUint8Image } from "./io/image.ts";
+import { resizeAndCrop } from "./io/resize.ts";
+import { upscaleFactor } from "./models/vae/config.ts";
 import { f32, openSession, type Session } from "./runtime/session.ts";
 
 /** A run as lib/resolve.ts returns it, plus PixArt-alpha's text options (ignored by DiT bundles). */
@@ -63,6 +65,8 @@ export interface Generator {
   /** False for a latent-space bundle without a VAE: batches then yield no images. */
   readonly canDecode: boolean;
   readonly sampler: Sampler;
+  /** Pixel size the model samples at (the decoded image's, before any resize or enlarging). */
+  readonly sampledSize: { width: number; height: number };
   /** Shape of one batch's latent, [B, C, H, W]. */
   latentShape(batch: number): [number, number, number, number];
   sampleBatch(req: BatchRequest, onStep?: StepListener, opts?: SampleOptions): Promise<BatchResult>;
@@ -119,13 +123,20 @@ export async function openGenerator(s: GeneratorSettings): Promise<Generator> {
     const out = await vae.run({ latent: f32([B, C, H, W], x0) });
     const [, oc, oh, ow] = out.image.shape;
     const data = out.image.data as Float32Array, n = oc * oh * ow, up = enlarge(oh, true);
-    return Array.from({ length: B }, (_, b) => toUint8Image(data.subarray(b * n, (b + 1) * n), [oc, oh, ow], up));
+    const to = s.sized?.output ?? { width: ow, height: oh };
+    return Array.from({ length: B }, (_, b) => {
+      const image = resizeAndCrop(data.subarray(b * n, (b + 1) * n), [oc, oh, ow], to.width, to.height);
+      return toUint8Image(image, [oc, to.height, to.width], up);
+    });
   };
 
   return {
     manifest,
     canDecode,
     sampler,
+    sampledSize: manifest.vae
+      ? { width: W * upscaleFactor(manifest.vae.config), height: H * upscaleFactor(manifest.vae.config) }
+      : { width: W, height: H },
     latentShape: (batch) => [batch, C, H, W],
     async sampleBatch(req, onStep, opts = {}) {
       const B = family.size(req);

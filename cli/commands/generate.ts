@@ -4,7 +4,8 @@ import { ForaError } from "../../lib/errors.ts";
 import { generate } from "../../lib/generate.ts";
 import { resolveRun, type RunSettings } from "../../lib/resolve.ts";
 import { floatPrecision } from "../../lib/bundle/manifest.ts";
-import { latentOf, type SizedGraphs, sizedGraphs, trainedPixels } from "../../lib/models/pixart/sizes.ts";
+import { latentOf, type SizedGraphs, sizedGraphs, sizeStep, trainedPixels } from "../../lib/models/pixart/sizes.ts";
+import { binnedSize } from "../../lib/models/pixart/bins.ts";
 import { chooseSink } from "../../lib/events/sink.ts";
 import { checkLatentsOut } from "../../lib/io/latents_out.ts";
 import { readListFile } from "../../lib/io/list_file.ts";
@@ -69,6 +70,10 @@ export function generateCommand() {
       positiveInt("--width"),
     )
     .option("--height <px>", "PixArt: image height (as --width)", positiveInt("--height"))
+    .option(
+      "--no-resolution-binning",
+      "PixArt: sample at exactly --width x --height, instead of at the nearest of the model's aspect-ratio bins and resizing to it",
+    )
     .option("--batch <n>", "samples per run; the --class (or --prompt) list repeats to fill it", positiveInt("--batch"))
     .option("-o, --out <dir|file.png>", "output folder, or a .png file name", "out")
     .option("--grid", "also write a grid of all samples")
@@ -120,7 +125,7 @@ Cache policies (--policy; README "Cache policies" compares them):
       } else if (opts.prompt.length) {
         throw new ForaError("usage", "--prompt needs a PixArt-alpha bundle; this bundle is class-conditional (use --class)");
       }
-      const sized = await runSize(run, opts.width, opts.height);
+      const sized = await runSize(run, opts.width, opts.height, opts.resolutionBinning);
       if (opts.latentsOut) await checkLatentsOut(opts.latentsOut, run.model);
       const classNames = manifest.architecture === "dit" ? manifest.dit.classNames : null;
       const classList = opts.class.length ? splitClassList(opts.class, classNames) : ["0"];
@@ -160,8 +165,16 @@ Cache policies (--policy; README "Cache policies" compares them):
     });
 }
 
-/** A PixArt run at --width x --height: the size checked and its graphs found or built (lib/models/pixart/sizes.ts). */
-async function runSize(run: RunSettings, width?: number, height?: number): Promise<SizedGraphs | undefined> {
+/**
+ * A PixArt run at --width x --height: with binning, sampled at the nearest aspect-ratio bin and
+ * resized to the request (lib/models/pixart/bins.ts); the sampled size's graphs found or built.
+ */
+async function runSize(
+  run: RunSettings,
+  width: number | undefined,
+  height: number | undefined,
+  binning: boolean,
+): Promise<SizedGraphs | undefined> {
   const m = run.manifest;
   if (m.architecture !== "pixart") {
     if (width !== undefined || height !== undefined) {
@@ -170,9 +183,11 @@ async function runSize(run: RunSettings, width?: number, height?: number): Promi
     return undefined;
   }
   const trained = trainedPixels(m);
-  const latent = latentOf(m, width ?? trained.width, height ?? trained.height);
+  const request = { width: width ?? trained.width, height: height ?? trained.height };
+  const sampled = binning ? binnedSize(request.width, request.height, trained.width, sizeStep(m)) : request;
+  const latent = latentOf(m, sampled.width, sampled.height);
   const want = { precision: floatPrecision(run.precision), guidance: run.cfg !== 1 ? "cfg" as const : "plain" as const };
-  return await sizedGraphs(run.model, m, latent, want, (line) => console.error(line));
+  return { ...await sizedGraphs(run.model, m, latent, want, (line) => console.error(line)), output: request };
 }
 
 function resolveClasses(list: string[], batch: number | undefined, numClasses: number, names: string[] | null): number[] {

@@ -31,6 +31,8 @@ export interface SizedGraphs {
   latent: LatentSize;
   /** Folder of the step and VAE graphs, under the names the bundle uses; null: the bundle's own. */
   dir: string | null;
+  /** Pixel size the decoded images are resized and cropped to (resolution binning); absent: as decoded. */
+  output?: { width: number; height: number };
 }
 
 /** Pixels per latent pixel times the patch size: what an image side must be a multiple of. */
