@@ -82,9 +82,14 @@ export async function sizedGraphs(
     const dir = join(root, name);
     if (await isDir(dir)) return { latent, dir };
   }
+  const refused: string[] = [];
   for (const root of roots) {
-    const work = await makeWorkDir(root);
-    if (!work) continue;
+    const made = await makeWorkDir(root);
+    if ("why" in made) {
+      refused.push(made.why);
+      continue;
+    }
+    const work = made.work;
     const dir = join(root, name);
     try {
       const started = performance.now();
@@ -104,9 +109,9 @@ export async function sizedGraphs(
   }
   throw new ForaError(
     "io",
-    `cannot build the graphs for ${latent.height}x${latent.width}: neither ${roots[0]} nor ${
-      roots[1]
-    } is writable; make one writable, or set XDG_CACHE_HOME to a writable folder`,
+    `cannot build the graphs for a ${latent.height}x${latent.width} latent: no writable place (${
+      refused.join("; ")
+    }); make the bundle folder writable or set XDG_CACHE_HOME to a writable folder`,
   );
 }
 
@@ -132,16 +137,13 @@ function setKey(m: PixartManifest, latent: LatentSize, want: { precision: FloatP
   return h.digest("hex").slice(0, 16);
 }
 
-/** A fresh temporary folder under `root`, or null when `root` cannot be written. */
-async function makeWorkDir(root: string): Promise<string | null> {
+/** A fresh temporary folder under `root`, or why `root` cannot be written (read-only, not a folder). */
+async function makeWorkDir(root: string): Promise<{ work: string } | { why: string }> {
   try {
     await Deno.mkdir(root, { recursive: true });
-    return await Deno.makeTempDir({ dir: root, prefix: ".building-" });
+    return { work: await Deno.makeTempDir({ dir: root, prefix: ".building-" }) };
   } catch (e) {
-    if (e instanceof Deno.errors.PermissionDenied || (e as { code?: string }).code === "EROFS" || e instanceof Deno.errors.NotFound) {
-      return null;
-    }
-    throw e;
+    return { why: `${root}: ${(e as Error).message}` };
   }
 }
 
