@@ -20,7 +20,7 @@ import { FORA_VERSION } from "../../bundle/version.ts";
 import { pixartGraphFile, type PixartManifest } from "../../bundle/pixart.ts";
 import { writeModel } from "../../onnx/serialize.ts";
 import type { ComputeType } from "../../onnx/builder.ts";
-import { loadCheckpoint } from "../../weights/checkpoint.ts";
+import { readSafetensorsHeader, type TensorRef } from "../../weights/safetensors.ts";
 import { weightSource } from "../../weights/source.ts";
 import { buildVaeDecoderGraph } from "../vae/graph.ts";
 import { buildPixartGraphs, PIXART_STEP_KINDS } from "./graphs.ts";
@@ -162,7 +162,10 @@ async function buildSet(
       await Deno.mkdir(join(work, dirname(f)), { recursive: true });
       await Deno.link(join(model, f), join(work, f)).catch(() => Deno.copyFile(join(model, f), join(work, f)));
     }
-    return await loadCheckpoint(files.length === 1 ? join(work, files[0]) : join(work, dirname(files[0])));
+    // the bundle keeps shards without their index: the file list is the manifest's
+    const tensors = new Map<string, TensorRef>();
+    for (const f of files) for (const [name, ref] of (await readSafetensorsHeader(join(work, f))).tensors) tensors.set(name, ref);
+    return { dir: join(work, dirname(files[0])), files: files.map((f) => join(work, f)), tensors };
   };
   const inBundle = (file: string) => relative(work, file).split(sep).join("/");
   const ckpt = await place(m.pixart.weights.files);
