@@ -52,7 +52,7 @@ export async function openPixartBatches(s: RunSettings<PixartManifest> & TextOpt
   const cfg = manifest.pixart.config;
   const precision = floatPrecision(s.precision); // resolveRun refuses int8 for PixArt bundles
   // before anything loads: a run that cannot fit is refused with its size, one that fits only phased closes T5 after each prompt
-  const memory = s.device === "cpu" ? planPixartMemory(s.model, pixartMemoryInputs(manifest)) : null;
+  const memory = s.device === "cpu" ? planPixartMemory(s.model, pixartMemoryInputs(manifest, 1, s.sized?.latent)) : null;
   const Dc = cfg.captionChannels;
   const tokenizer = await loadT5Tokenizer(join(s.model, manifest.textEncoder.tokenizer));
   const t5Graph = t5GraphPath(s.model, manifest, precision);
