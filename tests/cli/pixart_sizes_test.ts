@@ -99,6 +99,19 @@ Deno.test("an exact non-square size builds its graph set once, in BUNDLE/sizes/,
   assert.equal((await listDir(join(dir, "sizes"))).length, 1);
 });
 
+Deno.test("a bundle whose weights changed (another sha256 in its manifest) builds a new set instead of reusing the old one", async () => {
+  const dir = await msBundle("ms-changed");
+  await generate(dir, "before.png", "--width", "20", "--height", "12");
+  const path = join(dir, "manifest.json");
+  const m = JSON.parse(await Deno.readTextFile(path));
+  const entry = m.files.find((f: { path: string }) => f.path === m.pixart.weights.files[0]);
+  entry.sha256 = "0".repeat(64); // what a reconverted bundle with other weights of the same size would record
+  await Deno.writeTextFile(path, JSON.stringify(m, null, 2));
+  const after = await generate(dir, "after.png", "--width", "20", "--height", "12");
+  assert.ok(after.built);
+  assert.equal((await listDir(join(dir, "sizes"))).length, 2);
+});
+
 Deno.test("with resolution binning (the default) a request is sampled at the nearest bin and resized to the requested size", async () => {
   const dir = await bundle();
   // height / width 0.6 -> the 0.6 bin, 12 x 20 at this model's 16-px scale
