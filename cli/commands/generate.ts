@@ -90,9 +90,13 @@ Examples:
   fora generate -m /tmp/tiny-bundle --class 3 --class 7 --steps 50 -N 3
   fora generate -m bundle --sampler ddim --steps 50 --cfg 1.5 --json | jq -c 'select(.event=="run_end")'
   fora generate -m pixart-bundle --prompt "a small cactus with a happy face" -N 2
+  fora generate -m pixart-bundle --prompt "a lighthouse at dusk" --width 1920 --height 1080
 
 PixArt-alpha bundles take --prompt instead of --class and default to DPM-Solver++
 (20 steps), --cfg 4.5 and --cfg-channels all, as PixArt's pipeline does.
+--width/--height pick another size: sampled at the nearest of the model's aspect-ratio
+bins and resized to the request (--no-resolution-binning: at exactly that size); the
+graphs for a new size are built on its first run and kept (README "PixArt").
 
 N=3 is FORA's recommended trade-off (the paper: 2.80x faster than N=1 on DiT-XL/2).
 
