@@ -66,7 +66,7 @@ export function generateCommand() {
     .option("--embeddings-cache <dir>", "PixArt: keep each prompt's T5 output in DIR, so the text encoder runs once per prompt across runs")
     .option(
       "--width <px>",
-      "PixArt: image width (a multiple of the VAE factor x the patch size; default: the model's trained size)",
+      "PixArt: image width (default: the model's trained size; without binning a multiple of the VAE factor x the patch size)",
       positiveInt("--width"),
     )
     .option("--height <px>", "PixArt: image height (as --width)", positiveInt("--height"))
