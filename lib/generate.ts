@@ -64,6 +64,7 @@ export async function generate(opts: GenerateOptions, emit: EmitEvent): Promise<
       event: "run_start",
       model: { bundle: opts.model, architecture: gen.manifest.architecture },
       flags: flagsOf(opts),
+      size: { sampled: gen.sampledSize, output: opts.sized?.output ?? gen.sampledSize },
       plan: {
         steps: opts.steps,
         // A dynamic policy decides some steps as it runs: they are "decide" here, and their
@@ -104,6 +105,8 @@ export async function generate(opts: GenerateOptions, emit: EmitEvent): Promise<
         index: b,
         width: batch.images[b].width,
         height: batch.images[b].height,
+        sampled_width: gen.sampledSize.width,
+        sampled_height: gen.sampledSize.height,
       });
     }
     if (opts.grid && batch.images.length > 1) await writePng(gridPath(opts, paths), makeGrid(batch.images, Math.ceil(Math.sqrt(B))));

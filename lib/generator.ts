@@ -20,6 +20,8 @@ import type { StepModel } from "./fora/step_model.ts";
 import { type Denoiser, makeSampler, type Sampler } from "./samplers/mod.ts";
 import { batchNormals, sampleRngs } from "./random/mod.ts";
 import { type Image, toUint8Image } from "./io/image.ts";
+import { resizeAndCrop } from "./io/resize.ts";
+import { upscaleFactor } from "./models/vae/config.ts";
 import { f32, openSession, type Session } from "./runtime/session.ts";
 
 /** A run as lib/resolve.ts returns it, plus PixArt-alpha's text options (ignored by DiT bundles). */
@@ -63,6 +65,8 @@ export interface Generator {
   /** False for a latent-space bundle without a VAE: batches then yield no images. */
   readonly canDecode: boolean;
   readonly sampler: Sampler;
+  /** Pixel size the model samples at (the decoded image's, before any resize or enlarging). */
+  readonly sampledSize: { width: number; height: number };
   /** Shape of one batch's latent, [B, C, H, W]. */
   latentShape(batch: number): [number, number, number, number];
   sampleBatch(req: BatchRequest, onStep?: StepListener, opts?: SampleOptions): Promise<BatchResult>;
@@ -91,7 +95,10 @@ export async function openGenerator(s: GeneratorSettings): Promise<Generator> {
     throw new ForaError("usage", `the cache policy covers ${s.policy.steps} steps but the run has ${s.steps}`);
   }
   const sampler = makeSampler(s.sampler, s.steps, { learnSigma: cfg.learnSigma });
-  const C = cfg.inChannels, S = cfg.inputSize, perSample = C * S * S;
+  const C = cfg.inChannels;
+  // PixArt bundles sample at other sizes through a size's own graph set (lib/models/pixart/sizes.ts)
+  const { height: H, width: W } = s.sized?.latent ?? { height: cfg.inputSize, width: cfg.inputSize };
+  const perSample = C * H * W;
   // A latent model shipped without its VAE yields latents only.
   const canDecode = manifest.vae !== null || C === 1 || C === 3;
   const family = manifest.architecture === "dit" ? await ditFamily({ ...s, manifest }) : await openPixartBatches({ ...s, manifest });
@@ -99,7 +106,9 @@ export async function openGenerator(s: GeneratorSettings): Promise<Generator> {
   try {
     // PixArt's VAE without the CPU arena: after a 1024-px decode the arena kept 3.3 GiB into the next prompt's T5 encoding
     const cpuArena = manifest.architecture !== "pixart";
-    if (manifest.vae) vae = await openSession(join(s.model, vaeGraphFile(s.precision)), { device: s.device, threads: s.threads, cpuArena });
+    if (manifest.vae) {
+      vae = await openSession(join(s.sized?.dir ?? s.model, vaeGraphFile(s.precision)), { device: s.device, threads: s.threads, cpuArena });
+    }
   } catch (e) {
     await family.release();
     throw e;
@@ -108,20 +117,27 @@ export async function openGenerator(s: GeneratorSettings): Promise<Generator> {
   const decode = async (x0: Float32Array, B: number, enlarge: Enlarge): Promise<Image[]> => {
     if (!canDecode) return [];
     if (!vae) {
-      const up = enlarge(S, false);
-      return Array.from({ length: B }, (_, b) => toUint8Image(x0.subarray(b * perSample, (b + 1) * perSample), [C, S, S], up));
+      const up = enlarge(H, false);
+      return Array.from({ length: B }, (_, b) => toUint8Image(x0.subarray(b * perSample, (b + 1) * perSample), [C, H, W], up));
     }
-    const out = await vae.run({ latent: f32([B, C, S, S], x0) });
+    const out = await vae.run({ latent: f32([B, C, H, W], x0) });
     const [, oc, oh, ow] = out.image.shape;
     const data = out.image.data as Float32Array, n = oc * oh * ow, up = enlarge(oh, true);
-    return Array.from({ length: B }, (_, b) => toUint8Image(data.subarray(b * n, (b + 1) * n), [oc, oh, ow], up));
+    const to = s.sized?.output ?? { width: ow, height: oh };
+    return Array.from({ length: B }, (_, b) => {
+      const image = resizeAndCrop(data.subarray(b * n, (b + 1) * n), [oc, oh, ow], to.width, to.height);
+      return toUint8Image(image, [oc, to.height, to.width], up);
+    });
   };
 
   return {
     manifest,
     canDecode,
     sampler,
-    latentShape: (batch) => [batch, C, S, S],
+    sampledSize: manifest.vae
+      ? { width: W * upscaleFactor(manifest.vae.config), height: H * upscaleFactor(manifest.vae.config) }
+      : { width: W, height: H },
+    latentShape: (batch) => [batch, C, H, W],
     async sampleBatch(req, onStep, opts = {}) {
       const B = family.size(req);
       const noise = sampleRngs(req.seed, B, req.firstIndex);
@@ -140,7 +156,7 @@ export async function openGenerator(s: GeneratorSettings): Promise<Generator> {
         const G = group.samples.length, xg = new Float32Array(G * perSample);
         group.samples.forEach((i, g) => xg.set(xT.subarray(i * perSample, (i + 1) * perSample), g * perSample));
         const denoiser = opts.denoiser?.(model) ?? residualDenoiser(model, s.policy, sampler.plan.modelTimes, onStep);
-        const shape = { batch: G, channels: C, height: S, width: S };
+        const shape = { batch: G, channels: C, height: H, width: W };
         const out = await sampler.sample(stopOnAbort(denoiser, req.signal), xg, shape, group.samples.map((i) => noise[i]));
         group.samples.forEach((i, g) => x0.set(out.subarray(g * perSample, (g + 1) * perSample), i * perSample));
       }

@@ -2,7 +2,10 @@
 import { Command, Option } from "@commander-js/extra-typings";
 import { ForaError } from "../../lib/errors.ts";
 import { generate } from "../../lib/generate.ts";
-import { resolveRun } from "../../lib/resolve.ts";
+import { resolveRun, type RunSettings } from "../../lib/resolve.ts";
+import { floatPrecision } from "../../lib/bundle/manifest.ts";
+import { latentOf, type SizedGraphs, sizedGraphs, sizeStep, trainedPixels } from "../../lib/models/pixart/sizes.ts";
+import { binnedSize } from "../../lib/models/pixart/bins.ts";
 import { chooseSink } from "../../lib/events/sink.ts";
 import { checkLatentsOut } from "../../lib/io/latents_out.ts";
 import { readListFile } from "../../lib/io/list_file.ts";
@@ -61,6 +64,16 @@ export function generateCommand() {
         .choices(["on", "off"] as const).default("on" as const),
     )
     .option("--embeddings-cache <dir>", "PixArt: keep each prompt's T5 output in DIR, so the text encoder runs once per prompt across runs")
+    .option(
+      "--width <px>",
+      "PixArt: image width (default: the model's trained size; without binning a multiple of the VAE factor x the patch size)",
+      positiveInt("--width"),
+    )
+    .option("--height <px>", "PixArt: image height (as --width)", positiveInt("--height"))
+    .option(
+      "--no-resolution-binning",
+      "PixArt: sample at exactly --width x --height, instead of at the nearest of the model's aspect-ratio bins and resizing to it",
+    )
     .option("--batch <n>", "samples per run; the --class (or --prompt) list repeats to fill it", positiveInt("--batch"))
     .option("-o, --out <dir|file.png>", "output folder, or a .png file name", "out")
     .option("--grid", "also write a grid of all samples")
@@ -77,9 +90,13 @@ Examples:
   fora generate -m /tmp/tiny-bundle --class 3 --class 7 --steps 50 -N 3
   fora generate -m bundle --sampler ddim --steps 50 --cfg 1.5 --json | jq -c 'select(.event=="run_end")'
   fora generate -m pixart-bundle --prompt "a small cactus with a happy face" -N 2
+  fora generate -m pixart-bundle --prompt "a lighthouse at dusk" --width 1920 --height 1080
 
 PixArt-alpha bundles take --prompt instead of --class and default to DPM-Solver++
 (20 steps), --cfg 4.5 and --cfg-channels all, as PixArt's pipeline does.
+--width/--height pick another size: sampled at the nearest of the model's aspect-ratio
+bins and resized to the request (--no-resolution-binning: at exactly that size); the
+graphs for a new size are built on its first run and kept (README "PixArt").
 
 N=3 is FORA's recommended trade-off (the paper: 2.80x faster than N=1 on DiT-XL/2).
 
@@ -112,6 +129,7 @@ Cache policies (--policy; README "Cache policies" compares them):
       } else if (opts.prompt.length) {
         throw new ForaError("usage", "--prompt needs a PixArt-alpha bundle; this bundle is class-conditional (use --class)");
       }
+      const sized = await runSize(run, opts.width, opts.height, opts.resolutionBinning);
       if (opts.latentsOut) await checkLatentsOut(opts.latentsOut, run.model);
       const classNames = manifest.architecture === "dit" ? manifest.dit.classNames : null;
       const classList = opts.class.length ? splitClassList(opts.class, classNames) : ["0"];
@@ -135,6 +153,7 @@ Cache policies (--policy; README "Cache policies" compares them):
           cleanCaption: opts.cleanCaption,
           cacheCrossAttention: opts.cacheCrossAttn === "on",
           embeddingsCache: opts.embeddingsCache,
+          sized,
           seed: opts.seed,
           schedule: opts.schedule,
           out: opts.out,
@@ -148,6 +167,31 @@ Cache policies (--policy; README "Cache policies" compares them):
         sink.close();
       }
     });
+}
+
+/**
+ * A PixArt run at --width x --height: with binning, sampled at the nearest aspect-ratio bin and
+ * resized to the request (lib/models/pixart/bins.ts); the sampled size's graphs found or built.
+ */
+async function runSize(
+  run: RunSettings,
+  width: number | undefined,
+  height: number | undefined,
+  binning: boolean,
+): Promise<SizedGraphs | undefined> {
+  const m = run.manifest;
+  if (m.architecture !== "pixart") {
+    if (width !== undefined || height !== undefined) {
+      throw new ForaError("usage", "--width and --height are for PixArt bundles; this DiT bundle samples at its trained size only");
+    }
+    return undefined;
+  }
+  const trained = trainedPixels(m);
+  const request = { width: width ?? trained.width, height: height ?? trained.height };
+  const sampled = binning ? binnedSize(request.width, request.height, trained.width, sizeStep(m)) : request;
+  const latent = latentOf(m, sampled.width, sampled.height);
+  const want = { precision: floatPrecision(run.precision), guidance: run.cfg !== 1 ? "cfg" as const : "plain" as const };
+  return { ...await sizedGraphs(run.model, m, latent, want, (line) => console.error(line)), output: request };
 }
 
 function resolveClasses(list: string[], batch: number | undefined, numClasses: number, names: string[] | null): number[] {

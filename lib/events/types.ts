@@ -15,7 +15,7 @@
  */
 
 /** Version of the event format; also the last path part of schema.json's `$id`. */
-export const SCHEMA_VERSION = 2;
+export const SCHEMA_VERSION = 3;
 
 /** Whether a step runs the whole transformer ("full") or reuses cached block outputs. */
 export type StepKind = "full" | "reuse";
@@ -49,6 +49,11 @@ export interface RunStartEvent extends EventBase {
   };
   /** Every option of the run after defaults were applied, keyed by option name. */
   flags: { [option: string]: JsonValue };
+  /**
+   * `fora generate`: the pixel size the model samples at, and the size of the images written
+   * (they differ where PixArt's resolution binning samples at an aspect-ratio bin).
+   */
+  size?: { sampled: PixelSize; output: PixelSize };
   plan: {
     /** S, the number of sampling steps. */
     steps: number;
@@ -111,6 +116,15 @@ export interface ImageEvent extends EventBase {
   prompt: string | null;
   /** Sample index within the run, 0-based. */
   index: number;
+  /** Size of the image written. */
+  width: number;
+  height: number;
+  /** Size the model sampled at, before resizing to width x height (PixArt's resolution binning). */
+  sampled_width: number;
+  sampled_height: number;
+}
+
+export interface PixelSize {
   width: number;
   height: number;
 }

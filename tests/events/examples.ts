@@ -32,6 +32,7 @@ export const EXAMPLES = {
       json: true,
       device: null,
     },
+    size: { sampled: { width: 256, height: 256 }, output: { width: 256, height: 256 } },
     plan: {
       steps: 4,
       full: [0, 3],
@@ -71,6 +72,8 @@ export const EXAMPLES = {
     index: 0,
     width: 256,
     height: 256,
+    sampled_width: 256,
+    sampled_height: 256,
   },
   batch: {
     event: "batch",
@@ -175,6 +178,8 @@ export function simulateRun(
       index: i,
       width: 32,
       height: 32,
+      sampled_width: 32,
+      sampled_height: 32,
     });
   }
   const sampling = times.reduce((a, t) => a + t.ms, 0);

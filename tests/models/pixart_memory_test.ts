@@ -56,6 +56,14 @@ Deno.test("a configuration that cannot fit is refused before loading, in one lin
   assert.throws(() => planPixartMemory("m", { ...published("XL/2-1024-MS", "F32"), batch: 8 }, 24 * GiB), /a batch of 8 needs about/);
 });
 
+Deno.test("the estimate follows the sampled size (--width / --height): a 4096 x 1024 image's full step is refused, a 1344 x 768 bin costs about the trained size", () => {
+  const m = published("XL/2-1024-MS", "F32");
+  const trained = estimatePixartMemory(m).phased;
+  const bin = estimatePixartMemory({ ...m, latent: { height: 96, width: 168 } }).phased;
+  assert.ok(Math.abs(bin - trained) < 0.1 * trained, `bin ${bin / GiB} GiB, trained ${trained / GiB} GiB`);
+  assert.throws(() => planPixartMemory("m", { ...m, latent: { height: 128, width: 512 } }, 24 * GiB), /needs about \d+\.\d GiB/);
+});
+
 Deno.test("the T5 encoder closed after each prompt gives the same caption features as kept open", async () => {
   const dir = join(FIXTURES, "pixart-tiny", "diffusers");
   const bundle = await tempBundle(join(dir, "text_encoder"));

@@ -9,7 +9,7 @@
  * weights) or the learned null caption cut to the prompt's length (original weights; the
  * reference reuses the prompt's mask for it).
  */
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { ForaError } from "../../errors.ts";
 import type { RunSettings } from "../../resolve.ts";
 import { pixartGraphPath, type PixartManifest, t5GraphPath } from "../../bundle/pixart.ts";
@@ -21,6 +21,7 @@ import { type EncodedPrompt, openPromptEncoder } from "../../text/encoder.ts";
 import { encoderIdentity, openEmbeddingsCache } from "../../text/embeddings_cache.ts";
 import { openPixartStepModel, type PixartStepModel } from "./step_model.ts";
 import { pixartMemoryInputs, planPixartMemory } from "./memory.ts";
+import type { SizedGraphs } from "./sizes.ts";
 
 /** PixArt-α's text-conditioning options (lib/generator.ts's settings carry them). */
 export interface TextOptions {
@@ -30,6 +31,8 @@ export interface TextOptions {
   cacheCrossAttention?: boolean;
   /** Folder of the text embeddings cache. */
   embeddingsCache?: string;
+  /** Step and VAE graphs for a size other than the trained one (lib/models/pixart/sizes.ts). */
+  sized?: SizedGraphs;
 }
 
 /** The prompts of one batch and how its samples are grouped; lib/generator.ts's Family for PixArt bundles. */
@@ -49,7 +52,7 @@ export async function openPixartBatches(s: RunSettings<PixartManifest> & TextOpt
   const cfg = manifest.pixart.config;
   const precision = floatPrecision(s.precision); // resolveRun refuses int8 for PixArt bundles
   // before anything loads: a run that cannot fit is refused with its size, one that fits only phased closes T5 after each prompt
-  const memory = s.device === "cpu" ? planPixartMemory(s.model, pixartMemoryInputs(manifest)) : null;
+  const memory = s.device === "cpu" ? planPixartMemory(s.model, pixartMemoryInputs(manifest, 1, s.sized?.latent)) : null;
   const Dc = cfg.captionChannels;
   const tokenizer = await loadT5Tokenizer(join(s.model, manifest.textEncoder.tokenizer));
   const t5Graph = t5GraphPath(s.model, manifest, precision);
@@ -77,9 +80,12 @@ export async function openPixartBatches(s: RunSettings<PixartManifest> & TextOpt
   try {
     step = await openPixartStepModel(
       cfg,
-      (kind, guided) => pixartGraphPath(s.model, manifest, { kind, guidance: guided ? "cfg" : "plain", precision }),
+      (kind, guided) => {
+        const path = pixartGraphPath(s.model, manifest, { kind, guidance: guided ? "cfg" : "plain", precision });
+        return kind === "text" || !s.sized?.dir ? path : join(s.sized.dir, basename(path));
+      },
       { cfgScale: s.cfg, cfgChannels: s.cfgChannels },
-      s,
+      { ...s, latent: s.sized?.latent },
     );
   } catch (e) {
     await encoder.release();

@@ -28,7 +28,7 @@ import { TIMESTEP_FREQ_DIM } from "../dit/config.ts";
 import type { T5Config } from "../t5/config.ts";
 import { upscaleFactor, type VaeConfig } from "../vae/config.ts";
 import type { PixartConfig } from "./config.ts";
-import { numTokens, outChannels } from "../patch_grid.ts";
+import { type LatentSize, numTokens, outChannels, trainedLatent } from "../patch_grid.ts";
 
 /** Bytes per parameter the CPU EP holds for weights from fp32 files and from fp16 / bf16 files (measured). */
 export const F32_FILE_BYTES = 4.4;
@@ -48,6 +48,8 @@ export interface MemoryInputs {
   vae: null | { config: VaeConfig; weights: WeightsSummary };
   batch: number;
   captionTokens: number;
+  /** The latent sampled (--width / --height); the trained one unless given. */
+  latent?: LatentSize;
 }
 
 export interface MemoryPart {
@@ -69,13 +71,14 @@ function weightBytes(w: WeightsSummary): number {
 
 /** Weights, the working sets of the two phases, and the peak with and without closing the encoder. */
 export function estimatePixartMemory(m: MemoryInputs): { parts: MemoryPart[]; together: number; phased: number } {
-  const c = m.transformer.config, D = c.hiddenSize, T = numTokens(c), B2 = 2 * m.batch, f32 = 4;
+  const c = m.transformer.config, D = c.hiddenSize, T = numTokens(c, m.latent), B2 = 2 * m.batch, f32 = 4;
   const t5 = weightBytes(m.t5.weights), transformer = weightBytes(m.transformer.weights), vae = m.vae ? weightBytes(m.vae.weights) : 0;
   // scores and softmax of one self-attention, the A_k, X_k, M_k every block keeps for R_j, the MLP's hidden tensor
   const fullStep = (2 * B2 * c.numHeads * T * T + 3 * c.depth * B2 * T * D + 2 * B2 * T * 4 * D) * f32;
   let vaeWork = 0;
   if (m.vae) {
-    const latentPixels = c.inputSize * c.inputSize, pixels = latentPixels * upscaleFactor(m.vae.config) ** 2;
+    const { height, width } = m.latent ?? trainedLatent(c);
+    const latentPixels = height * width, pixels = latentPixels * upscaleFactor(m.vae.config) ** 2;
     // a few full-resolution tensors of the first level's width, and the mid-block attention at latent size
     vaeWork = m.batch * (4 * m.vae.config.blockOutChannels[0] * pixels + 2 * latentPixels * latentPixels) * f32;
   }
@@ -129,8 +132,9 @@ export function pixartParameters(c: PixartConfig): number {
 }
 
 /** The estimate's inputs for a bundle (one sample: the batch size is known only per request). */
-export function pixartMemoryInputs(m: PixartManifest, batch = 1): MemoryInputs {
+export function pixartMemoryInputs(m: PixartManifest, batch = 1, latent?: LatentSize): MemoryInputs {
   return {
+    latent,
     transformer: { config: m.pixart.config, weights: m.pixart.weights },
     t5: { config: m.textEncoder.config, weights: m.textEncoder.weights },
     vae: m.vae && { config: m.vae.config, weights: m.vae.weights },

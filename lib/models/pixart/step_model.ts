@@ -15,7 +15,7 @@ import type { StepModel } from "../../fora/step_model.ts";
 import type { PixartConfig } from "./config.ts";
 import type { PixartGraphKind } from "./graphs.ts";
 import { guidanceMask } from "../../../kernels/guidance.ts";
-import { numTokens, outChannels } from "../patch_grid.ts";
+import { type LatentSize, numTokens, outChannels, trainedLatent } from "../patch_grid.ts";
 
 export interface PixartGuidance {
   /** 1 disables guidance (the plain graphs, half the work). */
@@ -43,6 +43,8 @@ export interface PixartStepModel {
 export interface PixartStepModelOptions {
   device?: Device;
   threads?: number;
+  /** The latent size the step graphs were built for; the trained one unless given. */
+  latent?: LatentSize;
 }
 
 /** `graphPath(kind, guided)` locates each graph file (a bundle's, or a test's). */
@@ -53,7 +55,12 @@ export async function openPixartStepModel(
   opts: PixartStepModelOptions = {},
 ): Promise<PixartStepModel> {
   const guided = guidance.cfgScale !== 1;
-  const C = cfg.inChannels, S = cfg.inputSize, T = numTokens(cfg), D = cfg.hiddenSize, L = cfg.depth, Dc = cfg.captionChannels;
+  const C = cfg.inChannels,
+    { height: H, width: W } = opts.latent ?? trainedLatent(cfg),
+    T = numTokens(cfg, { height: H, width: W }),
+    D = cfg.hiddenSize,
+    L = cfg.depth,
+    Dc = cfg.captionChannels;
   const sessions = new Map<PixartGraphKind, Session>();
   const session = async (kind: PixartGraphKind) => {
     let s = sessions.get(kind);
@@ -93,7 +100,7 @@ export async function openPixartStepModel(
         cond_v: cond.v,
         ...(uncond ? { uncond_k: uncond.k, uncond_v: uncond.v } : {}),
       };
-      const stepFeeds = (x: Float32Array, t: number) => ({ ...fixed, latent: f32([B, C, S, S], x), timestep: f32([1], [t]) });
+      const stepFeeds = (x: Float32Array, t: number) => ({ ...fixed, latent: f32([B, C, H, W], x), timestep: f32([1], [t]) });
       const flags = (v: boolean[]): HostTensor => ({ dtype: "bool", shape: [L], data: Uint8Array.from(v, (r) => (r ? 1 : 0)) });
       return {
         depth: L,
