@@ -51,10 +51,16 @@ export function positiveInt(flag: string) {
   };
 }
 
+/** The largest finite float32: the graphs take the guidance scale as one, so a larger scale would be infinity. */
+export const MAX_CFG = 3.4028234663852886e38;
+
 export function parseCfg(value: string): number {
   const s = Number(value);
   if (value.trim() === "" || !Number.isFinite(s) || s < 1) {
     throw new InvalidArgumentError(`"${value}" is not a guidance scale: use a number >= 1 (1 disables guidance)`);
+  }
+  if (s > MAX_CFG) {
+    throw new InvalidArgumentError(`"${value}" is beyond float32: use a number >= 1 and at most 3.4e38 (real scales are 1 .. 20)`);
   }
   return s;
 }

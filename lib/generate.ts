@@ -10,6 +10,7 @@ import { describePolicy, intervalOf, plannedKinds } from "./fora/policy.ts";
 import type { StepReport } from "./fora/denoiser.ts";
 import { type GeneratorSettings, openGenerator } from "./generator.ts";
 import { readNpy, writeNpy } from "./io/npy.ts";
+import { describeNonFinite, firstNonFinite } from "./io/finite.ts";
 import { writePng } from "./io/png.ts";
 import { makeGrid } from "./io/image.ts";
 import { stamper } from "./events/stamp.ts";
@@ -129,6 +130,13 @@ async function readLatents(path: string, want: number[]): Promise<Float32Array> 
     throw new ForaError(
       "usage",
       `--latents-in ${path}: shape [${a.shape}] does not match this run's latent [${want}] (batch, channels, height, width)`,
+    );
+  }
+  const bad = firstNonFinite(a.data);
+  if (bad >= 0) {
+    throw new ForaError(
+      "io",
+      `--latents-in ${path}: holds a non-finite value (${describeNonFinite(a.data, bad)}); give a latent of finite numbers`,
     );
   }
   return a.data;

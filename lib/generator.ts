@@ -21,6 +21,7 @@ import { type Denoiser, makeSampler, type Sampler } from "./samplers/mod.ts";
 import { batchNormals, sampleRngs } from "./random/mod.ts";
 import { type Image, toUint8Image } from "./io/image.ts";
 import { f32, openSession, type Session } from "./runtime/session.ts";
+import { firstNonFinite } from "./io/finite.ts";
 
 /** A run as lib/resolve.ts returns it, plus PixArt-alpha's text options (ignored by DiT bundles). */
 export type GeneratorSettings<M extends AnyManifest = AnyManifest> = RunSettings<M> & TextOptions;
@@ -139,7 +140,10 @@ export async function openGenerator(s: GeneratorSettings): Promise<Generator> {
         group.samples.forEach((i, g) => xg.set(xT.subarray(i * perSample, (i + 1) * perSample), g * perSample));
         const denoiser = opts.denoiser?.(model) ?? residualDenoiser(model, s.policy, sampler.plan.modelTimes, onStep);
         const shape = { batch: G, channels: C, height: S, width: S };
-        const out = await sampler.sample(stopOnAbort(denoiser, req.signal), xg, shape, group.samples.map((i) => noise[i]));
+        const steps = sampler.plan.modelTimes.length;
+        const run = finiteSteps(stopOnAbort(denoiser, req.signal), steps);
+        const out = await sampler.sample(run, xg, shape, group.samples.map((i) => noise[i]));
+        if (firstNonFinite(out) >= 0) throw nonFiniteStep(steps, steps);
         group.samples.forEach((i, g) => x0.set(out.subarray(g * perSample, (g + 1) * perSample), i * perSample));
       }
       const samplingMs = performance.now() - t0;
@@ -163,6 +167,32 @@ async function ditFamily(s: GeneratorSettings<Manifest>): Promise<Family> {
     prepare: (req) => Promise.resolve([{ samples: classes(req).map((_, i) => i), bind: () => Promise.resolve(model.bind(classes(req))) }]),
     release: () => model.release(),
   };
+}
+
+/**
+ * Checks the latent going into each step and the model output coming out of it: one pass
+ * over values the step already touches, so a weight, a guidance scale or an input that
+ * overflows ends the run at the step it happened instead of as a black image.
+ */
+function finiteSteps(denoiser: Denoiser, steps: number): Denoiser {
+  return async (x, step) => {
+    if (firstNonFinite(x) >= 0) {
+      if (step.k === 0) throw new ForaError("runtime", "the initial latent holds non-finite values (NaN or infinity); check --latents-in");
+      throw nonFiniteStep(step.k, steps);
+    }
+    const out = await denoiser(x, step);
+    if (firstNonFinite(out) >= 0) throw nonFiniteStep(step.k + 1, steps);
+    return out;
+  };
+}
+
+/** Step `n` (1-based, in execution order) of `steps` overflowed. */
+function nonFiniteStep(n: number, steps: number): ForaError {
+  return new ForaError(
+    "runtime",
+    `step ${n} of ${steps} produced non-finite values (NaN or infinity) in the latent; no image was written ` +
+      "(check the weights the bundle was converted from for NaN or infinity, or lower --cfg)",
+  );
 }
 
 /** Checks for a stop request before each model call: a step is never cut in half. */
