@@ -6,6 +6,7 @@
 import { type Command, type CommandUnknownOpts, InvalidArgumentError, Option, type OptionValues } from "@commander-js/extra-typings";
 import { DEFAULT_MODEL } from "../lib/defaults.ts";
 import { samplerNames } from "../lib/samplers/mod.ts";
+import { TRAIN_TIMESTEPS } from "../lib/samplers/schedule.ts";
 import { POLICY_DEFAULTS, POLICY_NAMES, type PolicyName } from "../lib/fora/policy.ts";
 import { type Precision, PRECISIONS } from "../lib/bundle/manifest.ts";
 import { DEVICE_CHOICES, type DeviceChoice } from "../lib/runtime/devices.ts";
@@ -14,7 +15,8 @@ export const modelOption = () =>
   new Option("-m, --model <bundle>", "bundle folder (from fora convert)").default(DEFAULT_MODEL, "the shipped Fashion-MNIST DiT");
 export const samplerOption = () => new Option("--sampler <name>", `sampler: ${samplerNames.join(", ")}`).default("ddpm");
 export const stepsOption = () =>
-  new Option("--steps <n>", "sampling steps (default: ddpm 250, ddim 50, dpm-solver++ 20, iddpm 100)").argParser(positiveInt("--steps"));
+  new Option("--steps <n>", `sampling steps, 1 to ${TRAIN_TIMESTEPS} (default: ddpm 250, ddim 50, dpm-solver++ 20, iddpm 100)`)
+    .argParser(positiveInt("--steps", TRAIN_TIMESTEPS, `the models are trained on ${TRAIN_TIMESTEPS} timesteps`));
 export const cfgOption = () =>
   new Option(
     "--cfg <scale>",
@@ -38,14 +40,27 @@ export const precisionOption = () =>
 export const deviceOption = () =>
   new Option("--device <name>", "execution provider: cpu, cuda, webgpu, or auto (the best available: cuda, then webgpu, then cpu)")
     .choices(DEVICE_CHOICES).default("auto" as DeviceChoice);
+/**
+ * ONNX Runtime starts every intra-op thread when a session opens, each with its own stack:
+ * 100000 of them exhaust the machine before the first step. 256 is above the core count of
+ * any machine fora runs on, and fixed, so a command line means the same everywhere.
+ */
+export const MAX_THREADS = 256;
 export const threadsOption = () =>
-  new Option("--threads <n>", "ONNX Runtime intra-op threads (default: all cores)").argParser(positiveInt("--threads"));
+  new Option("--threads <n>", `ONNX Runtime intra-op threads, 1 to ${MAX_THREADS} (default: all cores)`)
+    .argParser(positiveInt("--threads", MAX_THREADS, "more threads than cores only slow a run down"));
 
-export function positiveInt(flag: string) {
+/**
+ * A parser of a count flag: a whole number >= 1, and at most `max` where one is given, so that
+ * no count a user can type allocates, spawns or loops without bound (`why` says where the
+ * bound comes from).
+ */
+export function positiveInt(flag: string, max?: number, why?: string) {
   return (value: string): number => {
     const n = Number(value);
-    if (!/^\d+$/.test(value) || n < 1 || !Number.isSafeInteger(n)) {
-      throw new InvalidArgumentError(`${flag} must be a whole number >= 1, got "${value}"`);
+    if (!/^\d+$/.test(value) || n < 1 || !Number.isSafeInteger(n) || (max !== undefined && n > max)) {
+      const range = max === undefined ? ">= 1" : `from 1 to ${max}${why ? ` (${why})` : ""}`;
+      throw new InvalidArgumentError(`${flag} must be a whole number ${range}, got "${value}"`);
     }
     return n;
   };

@@ -14,7 +14,7 @@ import { describeNonFinite, firstNonFinite } from "./io/finite.ts";
 import { writePng } from "./io/png.ts";
 import { makeGrid } from "./io/image.ts";
 import { stamper } from "./events/stamp.ts";
-import { runTotals } from "./events/totals.ts";
+import { runTotals, stepsMs } from "./events/totals.ts";
 import { type EmitEvent, type JsonValue, type RunTotals, SCHEMA_VERSION } from "./events/types.ts";
 
 /** A resolved run (lib/resolve.ts) with PixArt's text options, and what `fora generate` samples and writes. */
@@ -109,6 +109,8 @@ export async function generate(opts: GenerateOptions, emit: EmitEvent): Promise<
     }
     if (opts.grid && batch.images.length > 1) await writePng(gridPath(opts, paths), makeGrid(batch.images, Math.ceil(Math.sqrt(B))));
   } catch (e) {
+    // Stopped while sampling: the steps that ran are the sampling time so far.
+    if (samplingMs === 0) samplingMs = stepsMs(steps);
     if (isInterrupted(e)) events.emit({ event: "run_end", status: "interrupted", totals: totals() });
     else events.emit({ event: "run_end", status: "error", error: (e as Error).message, totals: totals() });
     throw e;

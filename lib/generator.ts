@@ -22,9 +22,13 @@ import { batchNormals, sampleRngs } from "./random/mod.ts";
 import { type Image, toUint8Image } from "./io/image.ts";
 import { f32, openSession, type Session } from "./runtime/session.ts";
 import { firstNonFinite } from "./io/finite.ts";
+import { bytes } from "./bundle/info.ts";
 
 /** A run as lib/resolve.ts returns it, plus PixArt-alpha's text options (ignored by DiT bundles). */
-export type GeneratorSettings<M extends AnyManifest = AnyManifest> = RunSettings<M> & TextOptions;
+export type GeneratorSettings<M extends AnyManifest = AnyManifest> = RunSettings<M> & TextOptions & {
+  /** Aborted (with the signal name as reason) while the sessions open: they are released and the open fails as interrupted. */
+  signal?: AbortSignal;
+};
 
 export interface BatchRequest {
   /** Class ids, one per sample (DiT bundles). */
@@ -99,7 +103,10 @@ export async function openGenerator(s: GeneratorSettings): Promise<Generator> {
   let vae: Session | null = null;
   try {
     if (manifest.vae) vae = await openSession(join(s.model, vaeGraphFile(s.precision)), { device: s.device, threads: s.threads });
+    // Opening sessions takes seconds for a large model: a signal that came meanwhile stops here, before any sampling.
+    if (s.signal?.aborted) throw interrupted(signalName(s.signal));
   } catch (e) {
+    await vae?.release();
     await family.release();
     throw e;
   }
@@ -123,6 +130,7 @@ export async function openGenerator(s: GeneratorSettings): Promise<Generator> {
     latentShape: (batch) => [batch, C, S, S],
     async sampleBatch(req, onStep, opts = {}) {
       const B = family.size(req);
+      checkBatchMemory(manifest, B, s.cfg !== 1);
       const noise = sampleRngs(req.seed, B, req.firstIndex);
       // x_T is always drawn first (the SampleNoise convention), so that with a given xT the
       // sampler's later noise is the seeded run's: a run's own x_T reproduces it.
@@ -156,6 +164,35 @@ export async function openGenerator(s: GeneratorSettings): Promise<Generator> {
       await vae?.release();
     },
   };
+}
+
+/**
+ * A lower estimate of the memory one batch of `batch` samples takes, in bytes: per model row
+ * (two per sample with guidance) the block activations (about 16 values a token and channel:
+ * q, k, v, the 4x MLP hidden, the residual stream), the attention scores (two per head and
+ * token pair) and the cached features (attention and MLP outputs of every block, for one
+ * reuse step); per sample the VAE's first-block activations at full resolution.
+ */
+export function batchBytes(manifest: AnyManifest, batch: number, guided: boolean): number {
+  const c = manifest.architecture === "dit" ? manifest.dit.config : manifest.pixart.config;
+  const T = (c.inputSize / c.patchSize) ** 2, D = c.hiddenSize;
+  const row = T * D * (16 + 2 * c.depth) + 2 * c.numHeads * T * T;
+  const channels = manifest.vae?.config.blockOutChannels ?? [];
+  const side = c.inputSize * 2 ** Math.max(channels.length - 1, 0);
+  const vae = channels.length ? 3 * channels[0] * side * side : 0;
+  return 4 * batch * ((guided ? 2 : 1) * row + vae);
+}
+
+/** Refuses a batch that cannot fit in this machine's memory before anything of it is allocated. */
+function checkBatchMemory(manifest: AnyManifest, batch: number, guided: boolean): void {
+  const need = batchBytes(manifest, batch, guided), total = Deno.systemMemoryInfo().total;
+  if (need > total) {
+    throw new ForaError(
+      "usage",
+      `a batch of ${batch} samples needs at least ${bytes(need)} of memory, more than this machine's ${bytes(total)}; ` +
+        "use a smaller --batch",
+    );
+  }
 }
 
 /** DiT: the batch's class labels bound to the step model, all samples in one group. */

@@ -1,6 +1,7 @@
 /** `fora generate`: sample images from a DiT bundle with FORA caching. */
 import { Command, Option } from "@commander-js/extra-typings";
 import { ForaError } from "../../lib/errors.ts";
+import { MAX_BATCH } from "../../lib/sample/plan.ts";
 import { generate } from "../../lib/generate.ts";
 import { resolveRun } from "../../lib/resolve.ts";
 import { chooseSink } from "../../lib/events/sink.ts";
@@ -61,7 +62,7 @@ export function generateCommand() {
         .choices(["on", "off"] as const).default("on" as const),
     )
     .option("--embeddings-cache <dir>", "PixArt: keep each prompt's T5 output in DIR, so the text encoder runs once per prompt across runs")
-    .option("--batch <n>", "samples per run; the --class (or --prompt) list repeats to fill it", positiveInt("--batch"))
+    .option("--batch <n>", "samples per run; the --class (or --prompt) list repeats to fill it", positiveInt("--batch", MAX_BATCH))
     .option("-o, --out <dir|file.png>", "output folder, or a .png file name", "out")
     .option("--grid", "also write a grid of all samples")
     .option("--json", "NDJSON events on stdout (default when stdout is not a terminal)")

@@ -1,6 +1,7 @@
 /** `fora profile`: where the time of a generation goes, per model part. */
 import { Command, Option } from "@commander-js/extra-typings";
 import { resolveRun } from "../../lib/resolve.ts";
+import { MAX_BATCH } from "../../lib/sample/plan.ts";
 import { profileRun } from "../../lib/profile/run.ts";
 import { formatProfile, profileRows } from "../../lib/profile/report.ts";
 import { writeProfileChart } from "../../lib/profile/chart.ts";
@@ -38,7 +39,7 @@ export function profileCommand() {
       .addOption(
         new Option("-c, --class <id|name>", "class of a sample; repeat for several").argParser(collect).default([] as string[], "0"),
       )
-      .option("--batch <n>", "samples per run; the --class list repeats to fill it", positiveInt("--batch"))
+      .option("--batch <n>", "samples per run; the --class list repeats to fill it", positiveInt("--batch", MAX_BATCH))
       .addOption(samplerOption())
       .addOption(
         new Option("--steps <n>", `sampling steps (default ${PROFILE_STEPS}; with --schedule, its own)`).argParser(positiveInt("--steps")),

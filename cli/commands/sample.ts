@@ -13,6 +13,7 @@ import {
   cfgOption,
   deviceOption,
   modelOption,
+  positiveInt,
   precisionOption,
   samplerOption,
   seedOption,
@@ -35,7 +36,7 @@ export function sampleCommand() {
           "and samples only the rest. Then join the shards: fora merge DIR... --out FILE.npz.",
       )
       .addOption(modelOption())
-      .requiredOption("-n, --num <n>", `images in the whole run (all shards together), 1 to ${MAX_NUM}`, parseCount("--num", MAX_NUM))
+      .requiredOption("-n, --num <n>", `images in the whole run (all shards together), 1 to ${MAX_NUM}`, positiveInt("--num", MAX_NUM))
       .addOption(
         new Option(
           "-c, --class <id|name>",
@@ -46,7 +47,7 @@ export function sampleCommand() {
       .option(
         "--batch <n>",
         "images per batch (per .npz file and per resumable unit); every shard of a run must use the same",
-        parseCount("--batch", MAX_BATCH),
+        positiveInt("--batch", MAX_BATCH),
         16,
       )
       .addOption(samplerOption())
@@ -109,15 +110,6 @@ SIGINT / SIGTERM (run the same command again to resume).`,
 }
 
 /** A whole number from 1 to `max`, for `flag`. */
-export function parseCount(flag: string, max: number) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!/^\d+$/.test(value) || !Number.isSafeInteger(n) || n < 1 || n > max) {
-      throw new InvalidArgumentError(`${flag} must be a whole number from 1 to ${max}, got "${value}"`);
-    }
-    return n;
-  };
-}
 
 function collect(value: string, previous: string[]): string[] {
   return [...previous, value];

@@ -55,7 +55,7 @@ import {
   type WeightsEntry,
 } from "./manifest.ts";
 import { FORA_VERSION } from "./version.ts";
-import { list, obj, oneOf, posInt, schemaChecker, str } from "./schema.ts";
+import { list, MODEL_LIMITS, obj, oneOf, posInt, schemaChecker, str } from "./schema.ts";
 
 export const PIXART_ARCHITECTURE = "pixart";
 export const TOKENIZER_FOLDER = "tokenizer";
@@ -332,9 +332,16 @@ const listedFiles = () => obj({ files: list(str()) });
 /** The parts of a PixArt manifest a reader relies on (the file table and the header are checked by readAnyManifest). */
 const PIXART_SCHEMA = obj({
   pixart: obj({
-    config: obj(Object.fromEntries(
-      ["depth", "hiddenSize", "numHeads", "patchSize", "inputSize", "inChannels", "captionChannels", "maxTokens"].map((k) => [k, posInt()]),
-    )),
+    config: obj({
+      depth: posInt(MODEL_LIMITS.depth),
+      hiddenSize: posInt(MODEL_LIMITS.hiddenSize),
+      numHeads: posInt(MODEL_LIMITS.numHeads),
+      patchSize: posInt(MODEL_LIMITS.patchSize),
+      inputSize: posInt(MODEL_LIMITS.inputSize),
+      inChannels: posInt(MODEL_LIMITS.channels),
+      captionChannels: posInt(MODEL_LIMITS.captionChannels),
+      maxTokens: posInt(MODEL_LIMITS.maxTokens),
+    }),
     conventions: obj({ unconditional: oneOf(["null-caption", "empty-prompt"]) }),
     weights: listedFiles(),
     graphs: list(obj({ file: str(), kind: oneOf(["text", ...PIXART_STEP_KINDS]), precision: oneOf(FLOAT_PRECISIONS) })),
