@@ -33,7 +33,7 @@ export const intervalOption = () =>
     .argParser(positiveInt("--cache-interval")).default(POLICY_DEFAULTS.interval);
 export const scheduleOption = () =>
   new Option("--schedule <file.json>", "run this recompute schedule (from fora similarity --suggest-schedule) instead of -N")
-    .conflicts("cacheInterval");
+    .argParser(pathArg("--schedule")).conflicts("cacheInterval");
 export const precisionOption = () =>
   new Option("--precision <p>", "graph precision: fp32 (CPU), fp16 (CUDA), or int8 (CPU; DiT bundles converted with --precision int8)")
     .choices(PRECISIONS).default("fp32" as Precision);
@@ -68,6 +68,14 @@ export function positiveInt(flag: string, max?: number, why?: string) {
 
 /** The largest finite float32: the graphs take the guidance scale as one, so a larger scale would be infinity. */
 export const MAX_CFG = 3.4028234663852886e38;
+
+/** A parser of a path flag: an empty value names no file (`-o ""` from an unset shell variable) and is a usage error. */
+export function pathArg(flag: string) {
+  return (value: string): string => {
+    if (value === "") throw new InvalidArgumentError(`${flag} needs a path; "" names no file or folder`);
+    return value;
+  };
+}
 
 export function parseCfg(value: string): number {
   const s = Number(value);

@@ -10,6 +10,7 @@ import {
   cfgChannelsOption,
   cfgOption,
   deviceOption,
+  givenFlags,
   modelOption,
   positiveInt,
   precisionOption,
@@ -60,8 +61,8 @@ Examples:
   fora eval --samples 1000 --sampler ddim --steps 50 --policy dynamic --threshold 0.1 --max-reuse 4
   (cache policies: fora generate --help)`,
     )
-    .action(async (opts) => {
-      const settings = await resolveRun(opts, { family: "dit" });
+    .action(async (opts, cmd) => {
+      const settings = await resolveRun({ ...opts, given: givenFlags(cmd) }, { family: "dit" });
       const json = opts.json ? ndjsonWriter<EvalProgress | EvalSummary>() : null;
       const progress = (p: EvalProgress) =>
         Deno.stderr.writeSync(

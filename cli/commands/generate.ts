@@ -15,6 +15,7 @@ import {
   deviceOption,
   givenFlags,
   modelOption,
+  pathArg,
   positiveInt,
   precisionOption,
   samplerOption,
@@ -63,11 +64,11 @@ export function generateCommand() {
     )
     .option("--embeddings-cache <dir>", "PixArt: keep each prompt's T5 output in DIR, so the text encoder runs once per prompt across runs")
     .option("--batch <n>", "samples per run; the --class (or --prompt) list repeats to fill it", positiveInt("--batch", MAX_BATCH))
-    .option("-o, --out <dir|file.png>", "output folder, or a .png file name", "out")
+    .option("-o, --out <dir|file.png>", "output folder, or a .png file name", pathArg("--out"), "out")
     .option("--grid", "also write a grid of all samples")
     .option("--json", "NDJSON events on stdout (default when stdout is not a terminal)")
-    .option("--latents-in <file.npy>", "start from this initial latent [batch, C, H, W] instead of seeded noise")
-    .option("--latents-out <file.npy>", "write the final latent (before decoding)")
+    .option("--latents-in <file.npy>", "start from this initial latent [batch, C, H, W] instead of seeded noise", pathArg("--latents-in"))
+    .option("--latents-out <file.npy>", "write the final latent (before decoding)", pathArg("--latents-out"))
     .addOption(precisionOption())
     .addOption(threadsOption())
     .addOption(deviceOption())

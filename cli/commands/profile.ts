@@ -11,6 +11,7 @@ import { stopOnSignals } from "../signals.ts";
 import {
   cfgChannelsOption,
   cfgOption,
+  givenFlags,
   modelOption,
   positiveInt,
   precisionOption,
@@ -73,8 +74,12 @@ partial_reuse, probe), part, block, branch, ms, ms_per_step, share (of the
 kind's kernel time), flops, flops_per_step, bytes_per_step, gflops, kernels, runs; a row with
 part "total" closes each kind.`,
     )
-    .action(async (opts) => {
-      const settings = await resolveRun({ ...opts, steps: opts.schedule ? opts.steps : opts.steps ?? PROFILE_STEPS }, { family: "dit" });
+    .action(async (opts, cmd) => {
+      const settings = await resolveRun({
+        ...opts,
+        steps: opts.schedule ? opts.steps : opts.steps ?? PROFILE_STEPS,
+        given: givenFlags(cmd),
+      }, { family: "dit" });
       const manifest = settings.manifest;
       const list = opts.class.length ? opts.class : ["0"];
       const ids = list.map((c) => classId(c, manifest.dit.config.numClasses, manifest.dit.classNames));

@@ -12,7 +12,9 @@ import {
   cfgChannelsOption,
   cfgOption,
   deviceOption,
+  givenFlags,
   modelOption,
+  pathArg,
   positiveInt,
   precisionOption,
   samplerOption,
@@ -61,7 +63,7 @@ export function sampleCommand() {
       new Option("--shard <i/n>", "sample only shard i of n (0 <= i < n), e.g. $SLURM_ARRAY_TASK_ID/8")
         .argParser(parseShardArg).default({ index: 0, count: 1 } as Shard, "0/1"),
     )
-    .option("-o, --out <dir>", "the shard's folder (created; an existing one of the same run is resumed)", "samples")
+    .option("-o, --out <dir>", "the shard's folder (created; an existing one of the same run is resumed)", pathArg("--out"), "samples")
     .option("--png", "also write each image as <out>/png/NNNNNN.png")
     .option("--json", "NDJSON events on stdout (default when stdout is not a terminal)")
     .addOption(precisionOption())
@@ -78,8 +80,8 @@ Examples:
 Exit status: 0 done; 1 an error (message on stderr); 2 a usage error; 130 / 143 stopped by
 SIGINT / SIGTERM (run the same command again to resume).`,
     )
-    .action(async (opts) => {
-      const settings = await resolveRun(opts, { family: "dit" });
+    .action(async (opts, cmd) => {
+      const settings = await resolveRun({ ...opts, given: givenFlags(cmd) }, { family: "dit" });
       const manifest = settings.manifest;
       const { numClasses } = manifest.dit.config;
       const names = manifest.dit.classNames;
