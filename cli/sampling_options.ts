@@ -6,6 +6,7 @@
 import { type Command, type CommandUnknownOpts, InvalidArgumentError, Option, type OptionValues } from "@commander-js/extra-typings";
 import { DEFAULT_MODEL } from "../lib/defaults.ts";
 import { samplerNames } from "../lib/samplers/mod.ts";
+import { TRAIN_TIMESTEPS } from "../lib/samplers/schedule.ts";
 import { POLICY_DEFAULTS, POLICY_NAMES, type PolicyName } from "../lib/fora/policy.ts";
 import { type Precision, PRECISIONS } from "../lib/bundle/manifest.ts";
 import { DEVICE_CHOICES, type DeviceChoice } from "../lib/runtime/devices.ts";
@@ -14,7 +15,8 @@ export const modelOption = () =>
   new Option("-m, --model <bundle>", "bundle folder (from fora convert)").default(DEFAULT_MODEL, "the shipped Fashion-MNIST DiT");
 export const samplerOption = () => new Option("--sampler <name>", `sampler: ${samplerNames.join(", ")}`).default("ddpm");
 export const stepsOption = () =>
-  new Option("--steps <n>", "sampling steps (default: ddpm 250, ddim 50, dpm-solver++ 20, iddpm 100)").argParser(positiveInt("--steps"));
+  new Option("--steps <n>", `sampling steps, 1 to ${TRAIN_TIMESTEPS} (default: ddpm 250, ddim 50, dpm-solver++ 20, iddpm 100)`)
+    .argParser(positiveInt("--steps", TRAIN_TIMESTEPS, `the models are trained on ${TRAIN_TIMESTEPS} timesteps`));
 export const cfgOption = () =>
   new Option(
     "--cfg <scale>",
@@ -31,23 +33,47 @@ export const intervalOption = () =>
     .argParser(positiveInt("--cache-interval")).default(POLICY_DEFAULTS.interval);
 export const scheduleOption = () =>
   new Option("--schedule <file.json>", "run this recompute schedule (from fora similarity --suggest-schedule) instead of -N")
-    .conflicts("cacheInterval");
+    .argParser(pathArg("--schedule")).conflicts("cacheInterval");
 export const precisionOption = () =>
   new Option("--precision <p>", "graph precision: fp32 (CPU), fp16 (CUDA), or int8 (CPU; DiT bundles converted with --precision int8)")
     .choices(PRECISIONS).default("fp32" as Precision);
 export const deviceOption = () =>
   new Option("--device <name>", "execution provider: cpu, cuda, webgpu, or auto (the best available: cuda, then webgpu, then cpu)")
     .choices(DEVICE_CHOICES).default("auto" as DeviceChoice);
+/**
+ * ONNX Runtime starts every intra-op thread when a session opens, each with its own stack:
+ * 100000 of them exhaust the machine before the first step. 256 is above the core count of
+ * any machine fora runs on, and fixed, so a command line means the same everywhere.
+ */
+export const MAX_THREADS = 256;
 export const threadsOption = () =>
-  new Option("--threads <n>", "ONNX Runtime intra-op threads (default: all cores)").argParser(positiveInt("--threads"));
+  new Option("--threads <n>", `ONNX Runtime intra-op threads, 1 to ${MAX_THREADS} (default: all cores)`)
+    .argParser(positiveInt("--threads", MAX_THREADS, "more threads than cores only slow a run down"));
 
-export function positiveInt(flag: string) {
+/**
+ * A parser of a count flag: a whole number >= 1, and at most `max` where one is given, so that
+ * no count a user can type allocates, spawns or loops without bound (`why` says where the
+ * bound comes from).
+ */
+export function positiveInt(flag: string, max?: number, why?: string) {
   return (value: string): number => {
     const n = Number(value);
-    if (!/^\d+$/.test(value) || n < 1 || !Number.isSafeInteger(n)) {
-      throw new InvalidArgumentError(`${flag} must be a whole number >= 1, got "${value}"`);
+    if (!/^\d+$/.test(value) || n < 1 || !Number.isSafeInteger(n) || (max !== undefined && n > max)) {
+      const range = max === undefined ? ">= 1" : `from 1 to ${max}${why ? ` (${why})` : ""}`;
+      throw new InvalidArgumentError(`${flag} must be a whole number ${range}, got "${value}"`);
     }
     return n;
+  };
+}
+
+/** The largest finite float32: the graphs take the guidance scale as one, so a larger scale would be infinity. */
+export const MAX_CFG = 3.4028234663852886e38;
+
+/** A parser of a path flag: an empty value names no file (`-o ""` from an unset shell variable) and is a usage error. */
+export function pathArg(flag: string) {
+  return (value: string): string => {
+    if (value === "") throw new InvalidArgumentError(`${flag} needs a path; "" names no file or folder`);
+    return value;
   };
 }
 
@@ -55,6 +81,9 @@ export function parseCfg(value: string): number {
   const s = Number(value);
   if (value.trim() === "" || !Number.isFinite(s) || s < 1) {
     throw new InvalidArgumentError(`"${value}" is not a guidance scale: use a number >= 1 (1 disables guidance)`);
+  }
+  if (s > MAX_CFG) {
+    throw new InvalidArgumentError(`"${value}" is beyond float32: use a number >= 1 and at most 3.4e38 (real scales are 1 .. 20)`);
   }
   return s;
 }

@@ -10,10 +10,11 @@ import { describePolicy, intervalOf, plannedKinds } from "./fora/policy.ts";
 import type { StepReport } from "./fora/denoiser.ts";
 import { type GeneratorSettings, openGenerator } from "./generator.ts";
 import { readNpy, writeNpy } from "./io/npy.ts";
+import { describeNonFinite, firstNonFinite } from "./io/finite.ts";
 import { writePng } from "./io/png.ts";
 import { makeGrid } from "./io/image.ts";
 import { stamper } from "./events/stamp.ts";
-import { runTotals } from "./events/totals.ts";
+import { runTotals, stepsMs } from "./events/totals.ts";
 import { type EmitEvent, type JsonValue, type RunTotals, SCHEMA_VERSION } from "./events/types.ts";
 
 /** A resolved run (lib/resolve.ts) with PixArt's text options, and what `fora generate` samples and writes. */
@@ -111,6 +112,8 @@ export async function generate(opts: GenerateOptions, emit: EmitEvent): Promise<
     }
     if (opts.grid && batch.images.length > 1) await writePng(gridPath(opts, paths), makeGrid(batch.images, Math.ceil(Math.sqrt(B))));
   } catch (e) {
+    // Stopped while sampling: the steps that ran are the sampling time so far.
+    if (samplingMs === 0) samplingMs = stepsMs(steps);
     if (isInterrupted(e)) events.emit({ event: "run_end", status: "interrupted", totals: totals() });
     else events.emit({ event: "run_end", status: "error", error: (e as Error).message, totals: totals() });
     throw e;
@@ -132,6 +135,13 @@ async function readLatents(path: string, want: number[]): Promise<Float32Array> 
     throw new ForaError(
       "usage",
       `--latents-in ${path}: shape [${a.shape}] does not match this run's latent [${want}] (batch, channels, height, width)`,
+    );
+  }
+  const bad = firstNonFinite(a.data);
+  if (bad >= 0) {
+    throw new ForaError(
+      "io",
+      `--latents-in ${path}: holds a non-finite value (${describeNonFinite(a.data, bad)}); give a latent of finite numbers`,
     );
   }
   return a.data;

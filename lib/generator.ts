@@ -23,9 +23,14 @@ import { type Image, toUint8Image } from "./io/image.ts";
 import { resizeAndCrop } from "./io/resize.ts";
 import { upscaleFactor } from "./models/vae/config.ts";
 import { f32, openSession, type Session } from "./runtime/session.ts";
+import { firstNonFinite } from "./io/finite.ts";
+import { bytes } from "./bundle/info.ts";
 
 /** A run as lib/resolve.ts returns it, plus PixArt-alpha's text options (ignored by DiT bundles). */
-export type GeneratorSettings<M extends AnyManifest = AnyManifest> = RunSettings<M> & TextOptions;
+export type GeneratorSettings<M extends AnyManifest = AnyManifest> = RunSettings<M> & TextOptions & {
+  /** Aborted (with the signal name as reason) while the sessions open: they are released and the open fails as interrupted. */
+  signal?: AbortSignal;
+};
 
 export interface BatchRequest {
   /** Class ids, one per sample (DiT bundles). */
@@ -109,7 +114,10 @@ export async function openGenerator(s: GeneratorSettings): Promise<Generator> {
     if (manifest.vae) {
       vae = await openSession(join(s.sized?.dir ?? s.model, vaeGraphFile(s.precision)), { device: s.device, threads: s.threads, cpuArena });
     }
+    // Opening sessions takes seconds for a large model: a signal that came meanwhile stops here, before any sampling.
+    if (s.signal?.aborted) throw interrupted(signalName(s.signal));
   } catch (e) {
+    await vae?.release();
     await family.release();
     throw e;
   }
@@ -140,6 +148,7 @@ export async function openGenerator(s: GeneratorSettings): Promise<Generator> {
     latentShape: (batch) => [batch, C, H, W],
     async sampleBatch(req, onStep, opts = {}) {
       const B = family.size(req);
+      checkBatchMemory(manifest, B, s.cfg !== 1);
       const noise = sampleRngs(req.seed, B, req.firstIndex);
       // x_T is always drawn first (the SampleNoise convention), so that with a given xT the
       // sampler's later noise is the seeded run's: a run's own x_T reproduces it.
@@ -157,7 +166,10 @@ export async function openGenerator(s: GeneratorSettings): Promise<Generator> {
         group.samples.forEach((i, g) => xg.set(xT.subarray(i * perSample, (i + 1) * perSample), g * perSample));
         const denoiser = opts.denoiser?.(model) ?? residualDenoiser(model, s.policy, sampler.plan.modelTimes, onStep);
         const shape = { batch: G, channels: C, height: H, width: W };
-        const out = await sampler.sample(stopOnAbort(denoiser, req.signal), xg, shape, group.samples.map((i) => noise[i]));
+        const steps = sampler.plan.modelTimes.length;
+        const run = finiteSteps(stopOnAbort(denoiser, req.signal), steps);
+        const out = await sampler.sample(run, xg, shape, group.samples.map((i) => noise[i]));
+        if (firstNonFinite(out) >= 0) throw nonFiniteStep(steps, steps);
         group.samples.forEach((i, g) => x0.set(out.subarray(g * perSample, (g + 1) * perSample), i * perSample));
       }
       const samplingMs = performance.now() - t0;
@@ -172,6 +184,35 @@ export async function openGenerator(s: GeneratorSettings): Promise<Generator> {
   };
 }
 
+/**
+ * A lower estimate of the memory one batch of `batch` samples takes, in bytes: per model row
+ * (two per sample with guidance) the block activations (about 16 values a token and channel:
+ * q, k, v, the 4x MLP hidden, the residual stream), the attention scores (two per head and
+ * token pair) and the cached features (attention and MLP outputs of every block, for one
+ * reuse step); per sample the VAE's first-block activations at full resolution.
+ */
+export function batchBytes(manifest: AnyManifest, batch: number, guided: boolean): number {
+  const c = manifest.architecture === "dit" ? manifest.dit.config : manifest.pixart.config;
+  const T = (c.inputSize / c.patchSize) ** 2, D = c.hiddenSize;
+  const row = T * D * (16 + 2 * c.depth) + 2 * c.numHeads * T * T;
+  const channels = manifest.vae?.config.blockOutChannels ?? [];
+  const side = c.inputSize * 2 ** Math.max(channels.length - 1, 0);
+  const vae = channels.length ? 3 * channels[0] * side * side : 0;
+  return 4 * batch * ((guided ? 2 : 1) * row + vae);
+}
+
+/** Refuses a batch that cannot fit in this machine's memory before anything of it is allocated. */
+function checkBatchMemory(manifest: AnyManifest, batch: number, guided: boolean): void {
+  const need = batchBytes(manifest, batch, guided), total = Deno.systemMemoryInfo().total;
+  if (need > total) {
+    throw new ForaError(
+      "usage",
+      `a batch of ${batch} samples needs at least ${bytes(need)} of memory, more than this machine's ${bytes(total)}; ` +
+        "use a smaller --batch",
+    );
+  }
+}
+
 /** DiT: the batch's class labels bound to the step model, all samples in one group. */
 async function ditFamily(s: GeneratorSettings<Manifest>): Promise<Family> {
   const model = await openDitStepModel(s.model, s.manifest, { cfgScale: s.cfg, cfgChannels: s.cfgChannels }, s);
@@ -181,6 +222,32 @@ async function ditFamily(s: GeneratorSettings<Manifest>): Promise<Family> {
     prepare: (req) => Promise.resolve([{ samples: classes(req).map((_, i) => i), bind: () => Promise.resolve(model.bind(classes(req))) }]),
     release: () => model.release(),
   };
+}
+
+/**
+ * Checks the latent going into each step and the model output coming out of it: one pass
+ * over values the step already touches, so a weight, a guidance scale or an input that
+ * overflows ends the run at the step it happened instead of as a black image.
+ */
+function finiteSteps(denoiser: Denoiser, steps: number): Denoiser {
+  return async (x, step) => {
+    if (firstNonFinite(x) >= 0) {
+      if (step.k === 0) throw new ForaError("runtime", "the initial latent holds non-finite values (NaN or infinity); check --latents-in");
+      throw nonFiniteStep(step.k, steps);
+    }
+    const out = await denoiser(x, step);
+    if (firstNonFinite(out) >= 0) throw nonFiniteStep(step.k + 1, steps);
+    return out;
+  };
+}
+
+/** Step `n` (1-based, in execution order) of `steps` overflowed. */
+function nonFiniteStep(n: number, steps: number): ForaError {
+  return new ForaError(
+    "runtime",
+    `step ${n} of ${steps} produced non-finite values (NaN or infinity) in the latent; no image was written ` +
+      "(check the weights the bundle was converted from for NaN or infinity, or lower --cfg)",
+  );
 }
 
 /** Checks for a stop request before each model call: a step is never cut in half. */

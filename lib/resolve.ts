@@ -165,7 +165,8 @@ export function policyOf(
   return makePolicy({
     policy: name,
     steps,
-    interval: flags.cacheInterval,
+    // -N's default (3) is more than a run of 1 or 2 steps has: then every step is full. A given -N is checked.
+    interval: opts.intervalGiven === false ? Math.min(flags.cacheInterval, steps) : flags.cacheInterval,
     threshold: flags.threshold,
     lookahead: flags.lookahead,
     computeLast: flags.computeLast,

@@ -1,6 +1,7 @@
 /** `fora eval`: class accuracy and Fréchet distance of generated samples, scored by a classifier. */
 import { Command, Option } from "@commander-js/extra-typings";
 import { DEFAULT_CLASSIFIER } from "../../lib/defaults.ts";
+import { MAX_BATCH, MAX_NUM } from "../../lib/sample/plan.ts";
 import { type EvalProgress, type EvalSummary, evaluate } from "../../lib/eval/evaluate.ts";
 import { ndjsonWriter } from "../../lib/events/ndjson.ts";
 import { printLine } from "../../lib/events/output.ts";
@@ -9,6 +10,7 @@ import {
   cfgChannelsOption,
   cfgOption,
   deviceOption,
+  givenFlags,
   modelOption,
   positiveInt,
   precisionOption,
@@ -31,8 +33,8 @@ export function evalCommand() {
           "it depends on the number of samples, so compare runs of the same size).",
       )
       .addOption(modelOption())
-      .option("--samples <n>", "images to generate", positiveInt("--samples"), 1000)
-      .option("--batch <n>", "images per model call", positiveInt("--batch"), 50)
+      .option("--samples <n>", "images to generate", positiveInt("--samples", MAX_NUM), 1000)
+      .option("--batch <n>", "images per model call", positiveInt("--batch", MAX_BATCH), 50)
       .addOption(samplerOption())
       .addOption(stepsOption())
       .addOption(cfgOption())
@@ -59,8 +61,8 @@ Examples:
   fora eval --samples 1000 --sampler ddim --steps 50 --policy dynamic --threshold 0.1 --max-reuse 4
   (cache policies: fora generate --help)`,
     )
-    .action(async (opts) => {
-      const settings = await resolveRun(opts, { family: "dit" });
+    .action(async (opts, cmd) => {
+      const settings = await resolveRun({ ...opts, given: givenFlags(cmd) }, { family: "dit" });
       const json = opts.json ? ndjsonWriter<EvalProgress | EvalSummary>() : null;
       const progress = (p: EvalProgress) =>
         Deno.stderr.writeSync(

@@ -1,6 +1,7 @@
 /** `fora generate`: sample images from a DiT bundle with FORA caching. */
 import { Command, Option } from "@commander-js/extra-typings";
 import { ForaError } from "../../lib/errors.ts";
+import { MAX_BATCH } from "../../lib/sample/plan.ts";
 import { generate } from "../../lib/generate.ts";
 import { resolveRun, type RunSettings } from "../../lib/resolve.ts";
 import { floatPrecision } from "../../lib/bundle/manifest.ts";
@@ -17,6 +18,7 @@ import {
   deviceOption,
   givenFlags,
   modelOption,
+  pathArg,
   positiveInt,
   precisionOption,
   samplerOption,
@@ -74,12 +76,12 @@ export function generateCommand() {
       "--no-resolution-binning",
       "PixArt: sample at exactly --width x --height, instead of at the nearest of the model's aspect-ratio bins and resizing to it",
     )
-    .option("--batch <n>", "samples per run; the --class (or --prompt) list repeats to fill it", positiveInt("--batch"))
-    .option("-o, --out <dir|file.png>", "output folder, or a .png file name", "out")
+    .option("--batch <n>", "samples per run; the --class (or --prompt) list repeats to fill it", positiveInt("--batch", MAX_BATCH))
+    .option("-o, --out <dir|file.png>", "output folder, or a .png file name", pathArg("--out"), "out")
     .option("--grid", "also write a grid of all samples")
     .option("--json", "NDJSON events on stdout (default when stdout is not a terminal)")
-    .option("--latents-in <file.npy>", "start from this initial latent [batch, C, H, W] instead of seeded noise")
-    .option("--latents-out <file.npy>", "write the final latent (before decoding)")
+    .option("--latents-in <file.npy>", "start from this initial latent [batch, C, H, W] instead of seeded noise", pathArg("--latents-in"))
+    .option("--latents-out <file.npy>", "write the final latent (before decoding)", pathArg("--latents-out"))
     .addOption(precisionOption())
     .addOption(threadsOption())
     .addOption(deviceOption())

@@ -2,6 +2,7 @@
 import { Command } from "@commander-js/extra-typings";
 import { merge } from "../../lib/sample/merge.ts";
 import { printLine } from "../../lib/events/output.ts";
+import { pathArg } from "../sampling_options.ts";
 
 export function mergeCommand() {
   return new Command("merge")
@@ -14,7 +15,7 @@ export function mergeCommand() {
         "unless the whole set is consistent.",
     )
     .argument("<dirs...>", "the shard folders (fora sample --out), in any order")
-    .requiredOption("-o, --out <file.npz>", "the merged file")
+    .requiredOption("-o, --out <file.npz>", "the merged file", pathArg("--out"))
     .option("--force", "replace --out if it exists")
     .addHelpText(
       "after",

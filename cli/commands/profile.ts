@@ -1,6 +1,7 @@
 /** `fora profile`: where the time of a generation goes, per model part. */
 import { Command, Option } from "@commander-js/extra-typings";
 import { resolveRun } from "../../lib/resolve.ts";
+import { MAX_BATCH } from "../../lib/sample/plan.ts";
 import { profileRun } from "../../lib/profile/run.ts";
 import { formatProfile, profileRows } from "../../lib/profile/report.ts";
 import { writeProfileChart } from "../../lib/profile/chart.ts";
@@ -10,6 +11,7 @@ import { stopOnSignals } from "../signals.ts";
 import {
   cfgChannelsOption,
   cfgOption,
+  givenFlags,
   modelOption,
   positiveInt,
   precisionOption,
@@ -38,7 +40,7 @@ export function profileCommand() {
       .addOption(
         new Option("-c, --class <id|name>", "class of a sample; repeat for several").argParser(collect).default([] as string[], "0"),
       )
-      .option("--batch <n>", "samples per run; the --class list repeats to fill it", positiveInt("--batch"))
+      .option("--batch <n>", "samples per run; the --class list repeats to fill it", positiveInt("--batch", MAX_BATCH))
       .addOption(samplerOption())
       .addOption(
         new Option("--steps <n>", `sampling steps (default ${PROFILE_STEPS}; with --schedule, its own)`).argParser(positiveInt("--steps")),
@@ -72,8 +74,12 @@ partial_reuse, probe), part, block, branch, ms, ms_per_step, share (of the
 kind's kernel time), flops, flops_per_step, bytes_per_step, gflops, kernels, runs; a row with
 part "total" closes each kind.`,
     )
-    .action(async (opts) => {
-      const settings = await resolveRun({ ...opts, steps: opts.schedule ? opts.steps : opts.steps ?? PROFILE_STEPS }, { family: "dit" });
+    .action(async (opts, cmd) => {
+      const settings = await resolveRun({
+        ...opts,
+        steps: opts.schedule ? opts.steps : opts.steps ?? PROFILE_STEPS,
+        given: givenFlags(cmd),
+      }, { family: "dit" });
       const manifest = settings.manifest;
       const list = opts.class.length ? opts.class : ["0"];
       const ids = list.map((c) => classId(c, manifest.dit.config.numClasses, manifest.dit.classNames));

@@ -12,7 +12,10 @@ import {
   cfgChannelsOption,
   cfgOption,
   deviceOption,
+  givenFlags,
   modelOption,
+  pathArg,
+  positiveInt,
   precisionOption,
   samplerOption,
   seedOption,
@@ -35,7 +38,7 @@ export function sampleCommand() {
           "and samples only the rest. Then join the shards: fora merge DIR... --out FILE.npz.",
       )
       .addOption(modelOption())
-      .requiredOption("-n, --num <n>", `images in the whole run (all shards together), 1 to ${MAX_NUM}`, parseCount("--num", MAX_NUM))
+      .requiredOption("-n, --num <n>", `images in the whole run (all shards together), 1 to ${MAX_NUM}`, positiveInt("--num", MAX_NUM))
       .addOption(
         new Option(
           "-c, --class <id|name>",
@@ -46,7 +49,7 @@ export function sampleCommand() {
       .option(
         "--batch <n>",
         "images per batch (per .npz file and per resumable unit); every shard of a run must use the same",
-        parseCount("--batch", MAX_BATCH),
+        positiveInt("--batch", MAX_BATCH),
         16,
       )
       .addOption(samplerOption())
@@ -60,7 +63,7 @@ export function sampleCommand() {
       new Option("--shard <i/n>", "sample only shard i of n (0 <= i < n), e.g. $SLURM_ARRAY_TASK_ID/8")
         .argParser(parseShardArg).default({ index: 0, count: 1 } as Shard, "0/1"),
     )
-    .option("-o, --out <dir>", "the shard's folder (created; an existing one of the same run is resumed)", "samples")
+    .option("-o, --out <dir>", "the shard's folder (created; an existing one of the same run is resumed)", pathArg("--out"), "samples")
     .option("--png", "also write each image as <out>/png/NNNNNN.png")
     .option("--json", "NDJSON events on stdout (default when stdout is not a terminal)")
     .addOption(precisionOption())
@@ -77,8 +80,8 @@ Examples:
 Exit status: 0 done; 1 an error (message on stderr); 2 a usage error; 130 / 143 stopped by
 SIGINT / SIGTERM (run the same command again to resume).`,
     )
-    .action(async (opts) => {
-      const settings = await resolveRun(opts, { family: "dit" });
+    .action(async (opts, cmd) => {
+      const settings = await resolveRun({ ...opts, given: givenFlags(cmd) }, { family: "dit" });
       const manifest = settings.manifest;
       const { numClasses } = manifest.dit.config;
       const names = manifest.dit.classNames;
@@ -109,15 +112,6 @@ SIGINT / SIGTERM (run the same command again to resume).`,
 }
 
 /** A whole number from 1 to `max`, for `flag`. */
-export function parseCount(flag: string, max: number) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!/^\d+$/.test(value) || !Number.isSafeInteger(n) || n < 1 || n > max) {
-      throw new InvalidArgumentError(`${flag} must be a whole number from 1 to ${max}, got "${value}"`);
-    }
-    return n;
-  };
-}
 
 function collect(value: string, previous: string[]): string[] {
   return [...previous, value];

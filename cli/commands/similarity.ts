@@ -12,6 +12,7 @@ import {
   cfgChannelsOption,
   cfgOption,
   modelOption,
+  pathArg,
   positiveInt,
   precisionOption,
   samplerOption,
@@ -49,7 +50,7 @@ export function similarityCommand() {
     .addOption(
       new Option("--branches <list>", "attn, mlp or attn,mlp").argParser(parseBranches).default(["attn", "mlp"] as Branch[], "attn,mlp"),
     )
-    .option("-o, --out <dir>", "output folder", "similarity")
+    .option("-o, --out <dir>", "output folder", pathArg("--out"), "similarity")
     .addOption(
       new Option("--max-memory <size>", "memory for the features, e.g. 512M, 2G; exact when it fits, sketched otherwise")
         .argParser(parseSize).default(parseSize(DEFAULT_MAX_MEMORY), DEFAULT_MAX_MEMORY),

@@ -21,7 +21,7 @@ import { isInside } from "../io/paths.ts";
 import type { DitConfig, Naming } from "../models/dit/config.ts";
 import type { DitGraphKind } from "../models/dit/graphs.ts";
 import type { VaeConfig } from "../models/vae/config.ts";
-import { bool, count, described, list, num, obj, oneOf, posInt, schemaChecker, str } from "./schema.ts";
+import { bool, count, described, list, MODEL_LIMITS, num, obj, oneOf, posInt, schemaChecker, str } from "./schema.ts";
 
 export const BUNDLE_FORMAT = "fora-bundle";
 export const BUNDLE_FORMAT_VERSION = 1;
@@ -303,26 +303,26 @@ const MANIFEST_SCHEMA = obj({
   dit: obj({
     naming: oneOf(["original", "diffusers"]),
     config: obj({
-      depth: posInt(),
-      hiddenSize: posInt(),
-      numHeads: posInt(),
-      patchSize: posInt(),
-      inputSize: posInt(),
-      inChannels: posInt(),
-      numClasses: posInt(),
+      depth: posInt(MODEL_LIMITS.depth),
+      hiddenSize: posInt(MODEL_LIMITS.hiddenSize),
+      numHeads: posInt(MODEL_LIMITS.numHeads),
+      patchSize: posInt(MODEL_LIMITS.patchSize),
+      inputSize: posInt(MODEL_LIMITS.inputSize),
+      inChannels: posInt(MODEL_LIMITS.channels),
+      numClasses: posInt(MODEL_LIMITS.numClasses),
       learnSigma: bool(),
       naming: oneOf(["original", "diffusers"]),
       freqDivisor: num(),
       mlpNormEps: num(),
     }),
     conventions: obj({
-      timestepFreqDim: posInt(),
+      timestepFreqDim: posInt(MODEL_LIMITS.freqDim),
       freqDivisor: num(),
       normEps: num(),
       mlpNormEps: num(),
-      nullClass: count(),
-      outChannels: posInt(),
-      tokens: posInt(),
+      nullClass: count(MODEL_LIMITS.numClasses),
+      outChannels: posInt(2 * MODEL_LIMITS.channels),
+      tokens: posInt(MODEL_LIMITS.tokens),
     }),
     weights: weightsSchema(),
     // "partial": the one graph of bundles converted before partial reuse got its two lean graphs.
@@ -336,11 +336,16 @@ const MANIFEST_SCHEMA = obj({
   }),
   vae: obj({
     config: obj({
-      blockOutChannels: described("must be a non-empty list of positive integers", { type: "array", minItems: 1, items: posInt() }),
-      layersPerBlock: posInt(),
-      normNumGroups: posInt(),
-      latentChannels: posInt(),
-      outChannels: posInt(),
+      blockOutChannels: described("must be a non-empty list of positive integers", {
+        type: "array",
+        minItems: 1,
+        maxItems: 16,
+        items: posInt(MODEL_LIMITS.vaeChannels),
+      }),
+      layersPerBlock: posInt(MODEL_LIMITS.vaeLayers),
+      normNumGroups: posInt(MODEL_LIMITS.vaeChannels),
+      latentChannels: posInt(MODEL_LIMITS.channels),
+      outChannels: posInt(MODEL_LIMITS.channels),
       scalingFactor: num(),
       shiftFactor: num(),
       usePostQuantConv: bool(),
@@ -350,7 +355,7 @@ const MANIFEST_SCHEMA = obj({
     graphs: list(obj({
       file: str(),
       precision: oneOf(FLOAT_PRECISIONS),
-      latentSize: described("must be [height, width]", { type: "array", minItems: 2, maxItems: 2, items: posInt() }),
+      latentSize: described("must be [height, width]", { type: "array", minItems: 2, maxItems: 2, items: posInt(MODEL_LIMITS.inputSize) }),
     })),
   }, { nullable: true }),
 });

@@ -11,10 +11,40 @@ type Schema = SchemaObject;
 
 const described = (description: string, s: Schema): Schema => ({ ...s, description });
 
-export const posInt = (): Schema =>
-  described("must be a positive integer", { type: "integer", minimum: 1, maximum: Number.MAX_SAFE_INTEGER });
-export const count = (): Schema =>
-  described("must be a non-negative integer", { type: "integer", minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
+/**
+ * A positive integer; with `max`, at most that: sizes that set how much a reader allocates
+ * (depth, widths, token counts) carry a bound far above any real model's, so a manifest
+ * cannot make fora allocate without limit.
+ */
+export const posInt = (max?: number): Schema =>
+  max === undefined
+    ? described("must be a positive integer", { type: "integer", minimum: 1, maximum: Number.MAX_SAFE_INTEGER })
+    : described(`must be an integer from 1 to ${max}`, { type: "integer", minimum: 1, maximum: max });
+export const count = (max?: number): Schema =>
+  max === undefined
+    ? described("must be a non-negative integer", { type: "integer", minimum: 0, maximum: Number.MAX_SAFE_INTEGER })
+    : described(`must be an integer from 0 to ${max}`, { type: "integer", minimum: 0, maximum: max });
+
+/**
+ * The bounds of a model's sizes in a manifest: each several times the largest real model's
+ * (DiT-XL/2: depth 28, width 1152, 16 heads, 1000 classes; PixArt-alpha 1024: a 128x128 latent,
+ * T5's 4096 channels, 120 tokens; SD's VAE: 512 channels), far below what would exhaust memory.
+ */
+export const MODEL_LIMITS = {
+  depth: 256,
+  hiddenSize: 16_384,
+  numHeads: 256,
+  patchSize: 64,
+  inputSize: 1024,
+  channels: 64,
+  numClasses: 1_000_000,
+  tokens: 65_536,
+  freqDim: 16_384,
+  captionChannels: 16_384,
+  maxTokens: 4096,
+  vaeChannels: 4096,
+  vaeLayers: 16,
+} as const;
 /** JSON holds no infinities or NaN: every number it parses is finite. */
 export const num = (): Schema => described("must be a number", { type: "number" });
 export const bool = (): Schema => described("must be true or false", { type: "boolean" });

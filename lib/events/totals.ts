@@ -50,6 +50,14 @@ export function speedupEstimate(
   return Number.isFinite(speedup) ? speedup : null;
 }
 
+/**
+ * The time spent in these steps: the sampling time of a batch that did not finish (interrupted,
+ * or stopped by an error), whose own sampling time was never returned.
+ */
+export function stepsMs(steps: readonly StepTime[]): number {
+  return steps.reduce((sum, s) => sum + s.ms, 0);
+}
+
 /** run_end totals from the steps seen so far and the measured phases. */
 export function runTotals(steps: readonly StepTime[], samplingMs: number, decodeMs: number, wallMs: number): RunTotals {
   const s = summarizeSteps(steps);

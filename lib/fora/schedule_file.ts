@@ -18,10 +18,13 @@ import { ForaError } from "../errors.ts";
 import { writeFileAtomic } from "../io/atomic.ts";
 import { reasonOf } from "../io/atomic.ts";
 import { countFull, type StepKind } from "./policy.ts";
+import { TRAIN_TIMESTEPS } from "../samplers/schedule.ts";
 
 export const SCHEDULE_FORMAT = "fora-schedule";
 export const SCHEDULE_VERSION = 1;
 export const SCHEDULE_POLICY = "schedule";
+/** A 1000-step schedule is about 10 KB; the cap leaves room for a large "source" note. */
+export const MAX_SCHEDULE_BYTES = 1024 * 1024;
 
 export interface ScheduleFile {
   format: typeof SCHEDULE_FORMAT;
@@ -55,8 +58,15 @@ export async function writeScheduleFile(path: string, file: ScheduleFile): Promi
 export async function readScheduleFile(path: string): Promise<ScheduleFile> {
   let text: string;
   try {
+    // A device (/dev/zero) or a huge file would be read until memory runs out.
+    const st = await Deno.stat(path);
+    if (!st.isFile) throw new ForaError("io", `--schedule ${path}: not a regular file; give the .json file fora similarity wrote`);
+    if (st.size > MAX_SCHEDULE_BYTES) {
+      throw new ForaError("io", `--schedule ${path}: ${st.size} bytes, more than the ${MAX_SCHEDULE_BYTES} a schedule file may hold`);
+    }
     text = await Deno.readTextFile(path);
   } catch (e) {
+    if (e instanceof ForaError) throw e;
     throw new ForaError("io", `--schedule ${path}: cannot read it: ${e instanceof Deno.errors.NotFound ? "no such file" : reasonOf(e)}`);
   }
   let json: unknown;
@@ -111,6 +121,12 @@ export function stepsForSchedule(file: ScheduleFile, path: string, steps?: numbe
 
 function checkKinds(kinds: StepKind[], where: string): void {
   if (kinds.length === 0) throw new ForaError("usage", `${where}: a schedule needs at least one step`);
+  if (kinds.length > TRAIN_TIMESTEPS) {
+    throw new ForaError(
+      "usage",
+      `${where}: a schedule of ${kinds.length} steps; the models are trained on ${TRAIN_TIMESTEPS} timesteps, plan at most that many`,
+    );
+  }
   if (kinds[0] !== "full") throw new ForaError("usage", `${where}: the first step must be "full" (nothing is cached before it)`);
 }
 

@@ -25,7 +25,7 @@ import type { StepReport } from "../fora/denoiser.ts";
 import { type Generator, openGenerator } from "../generator.ts";
 import type { Image } from "../io/image.ts";
 import { type Stamper, stamper } from "../events/stamp.ts";
-import { runTotals } from "../events/totals.ts";
+import { runTotals, stepsMs } from "../events/totals.ts";
 import { type EmitEvent, type JsonValue, type RunTotals, SCHEMA_VERSION } from "../events/types.ts";
 import { ioReason, removeStaleTemps, sha256Hex, writeAtomicWith, writeBytesAtomic } from "./files.ts";
 import {
@@ -120,6 +120,8 @@ async function sampleLocked(
 
   const steps: StepReport[] = [];
   let samplingMs = 0, decodeMs = 0, written = 0;
+  /** Where the batch being sampled starts in `steps`; -1 between batches. */
+  let batchSteps = -1;
   let doneImages = [...done.values()].reduce((n, r) => n + r.count, 0);
   const verified = doneImages;
   let gen: Generator | null = null;
@@ -162,7 +164,9 @@ async function sampleLocked(
       const classes = classesOf(settings.classes, settings.model.numClasses, settings.seed, range);
       // Images at the model's own resolution: the VAE's output, or the pixel-space samples themselves.
       const req = { classes, seed: settings.seed, firstIndex: range.first, signal: opts.signal };
+      batchSteps = steps.length;
       const result = await gen.sampleBatch(req, onStep, { enlarge: () => 1 });
+      batchSteps = -1;
       samplingMs += result.samplingMs;
       decodeMs += result.decodeMs;
       const rec = await saveBatch(opts.out, run, range, classes, result.images);
@@ -172,6 +176,8 @@ async function sampleLocked(
       events.emit({ event: "batch", path: path(j), ...range, status: "written", reason: null, done: doneImages, total });
     }
   } catch (e) {
+    // A batch stopped while sampling: its steps so far are sampling time too.
+    if (batchSteps >= 0) samplingMs += stepsMs(steps.slice(batchSteps));
     if (isInterrupted(e)) events.emit({ event: "run_end", status: "interrupted", totals: totals() });
     else events.emit({ event: "run_end", status: "error", error: (e as Error).message, totals: totals() });
     throw e;

@@ -5,11 +5,12 @@
  * the encoder's identity: the sha256 of its weight files, its tokenizer and its graph, which
  * the bundle manifest already records. A different encoder, precision or cleaning choice
  * therefore never hits another's entry. Entries are written atomically; an unreadable or
- * mis-shaped entry is ignored (and rewritten).
+ * mis-shaped entry, or one holding a NaN or infinity, is ignored (and rewritten).
  */
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { readNpy, writeNpy } from "../io/npy.ts";
+import { firstNonFinite } from "../io/finite.ts";
 import { ForaError } from "../errors.ts";
 
 export interface CachedEmbedding {
@@ -50,7 +51,7 @@ export async function openEmbeddingsCache(dir: string): Promise<EmbeddingsCache>
     async get(key, dModel) {
       try {
         const a = await readNpy(path(key));
-        if (a.shape.length !== 2 || a.shape[1] !== dModel || a.shape[0] < 1) return null;
+        if (a.shape.length !== 2 || a.shape[1] !== dModel || a.shape[0] < 1 || firstNonFinite(a.data) >= 0) return null;
         return { features: a.data, tokens: a.shape[0] };
       } catch {
         return null;

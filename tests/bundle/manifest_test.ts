@@ -145,7 +145,7 @@ Deno.test("readManifest: wrong format, newer version, broken JSON, no manifest",
     await editManifest(dir, (m) => {
       (m.dit.config as unknown as Record<string, unknown>).depth = "2";
     });
-    await assertBundleError(dir, `"dit.config.depth" must be a positive integer`);
+    await assertBundleError(dir, `"dit.config.depth" must be an integer from 1 to 256`);
   });
   await withBundle(async (dir) => {
     await Deno.writeTextFile(join(dir, "manifest.json"), "{ not json");

@@ -460,7 +460,7 @@ Deno.test("generate errors: one error line naming the flag or file, exit 2 for u
     },
     { name: "non-numeric class", args: ["--class", "cat"], code: 2, says: ["--class", `"cat" is not a class of this model`] },
     { name: "negative class", args: ["--class", "-1"], code: 2, says: ["--class", `"-1" is not a class of this model`] },
-    { name: "--steps 0", args: ["--steps", "0"], code: 2, says: ["--steps must be a whole number >= 1", `"0"`] },
+    { name: "--steps 0", args: ["--steps", "0"], code: 2, says: ["--steps must be a whole number from 1 to 1000", `"0"`] },
     { name: "-N 0", args: ["-N", "0"], code: 2, says: ["--cache-interval must be a whole number >= 1", `"0"`] },
     { name: "-N larger than the steps", args: ["-N", "13"], code: 2, says: ["--cache-interval 13 is larger than --steps 12"] },
     { name: "--cfg nan", args: ["--cfg", "nan"], code: 2, says: ["--cfg", `"nan" is not a guidance scale`] },

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { ForaEvent } from "../../lib/events/types.ts";
 import { writeNpy } from "../../lib/io/npy.ts";
-import { copyTree, listDir, readRaw, tensorEntries, TINY_DIFFUSERS, withTempDir, writeRaw } from "../bundle/helpers.ts";
+import { copyTree, listDir, readRaw, ROOT, tensorEntries, TINY_DIFFUSERS, withTempDir, writeRaw } from "../bundle/helpers.ts";
 import { lines, runFora } from "./run.ts";
 
 const WORK = await Deno.makeTempDir({ prefix: "fora-nonfinite-test-" });
@@ -115,5 +115,42 @@ Deno.test("non-finite: a NaN weight in the model ends sample with exit 1 and wri
     assert.match(lines(r.stderr).at(-1)!, NON_FINITE);
     const written = await listDir(out).catch(() => []);
     assert.ok(!written.some((f) => f.endsWith(".npz") || f.endsWith(".png")), written.join(", "));
+  });
+});
+
+/** The shipped Fashion-MNIST DiT (pixel space, so eval's classifier reads its samples) converted with one NaN weight. */
+let nanFashion: Promise<string> | null = null;
+function nanFashionBundle(): Promise<string> {
+  nanFashion ??= (async () => {
+    const src = join(WORK, "fashion-nan");
+    await copyTree(join(ROOT, "models", "fashion-dit"), src);
+    const file = join(src, "model.safetensors");
+    const raw = await readRaw(file);
+    const [, entry] = tensorEntries(raw).find(([name]) => name === "final_layer.linear.bias")!;
+    new DataView(raw.data.buffer, raw.data.byteOffset).setFloat32(entry.data_offsets[0], NaN, true);
+    await writeRaw(file, raw);
+    const bundle = join(WORK, "fashion-nan-bundle");
+    const c = await runFora("convert", src, bundle, "-q");
+    assert.equal(c.code, 0, c.stderr);
+    return bundle;
+  })();
+  return nanFashion;
+}
+
+Deno.test("non-finite: eval of a NaN-weight bundle ends with the step's error (exit 1), not inside the statistics", async () => {
+  const r = await runFora("eval", "-m", await nanFashionBundle(), "--samples", "2", "--batch", "2", "--sampler", "ddim", "--steps", "3");
+  assert.equal(r.code, 1, r.stderr);
+  assert.equal(lines(r.stderr).length, 1, r.stderr);
+  assert.match(r.stderr, NON_FINITE);
+});
+
+Deno.test("non-finite: similarity of a NaN-weight bundle ends with the step's error (exit 1) and writes no report", async () => {
+  await withTempDir(async (dir) => {
+    const out = join(dir, "sim");
+    const r = await runFora("similarity", "-m", await nanFashionBundle(), "--steps", "4", "-o", out);
+    assert.equal(r.code, 1, r.stderr);
+    assert.equal(lines(r.stderr).length, 1, r.stderr);
+    assert.match(r.stderr, NON_FINITE);
+    assert.deepEqual(await listDir(out).catch(() => []), []);
   });
 });

@@ -54,6 +54,7 @@ for (const [signal, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
       assert.equal(end.event, "run_end");
       assert.equal(end.status, "interrupted");
       assert.ok(end.totals.full_steps + end.totals.reuse_steps < 1000, "stopped early");
+      assert.ok(end.totals.sampling_ms > 0, `the steps that ran are sampling time: ${JSON.stringify(end.totals)}`);
       assert.equal(events.filter((e) => e.event === "image").length, 0);
       assert.deepEqual((await listDir(out)).filter((f) => !f.startsWith(".")), []);
       assert.match(stderr, new RegExp(`interrupted by ${signal}`));
@@ -61,3 +62,36 @@ for (const [signal, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
     });
   });
 }
+
+/**
+ * The process's thread count (Linux): ONNX Runtime starts a session's intra-op threads when the
+ * session opens. Read by cat: Deno lets only a program with every permission read /proc.
+ */
+async function threadCount(pid: number): Promise<number> {
+  const { stdout } = await new Deno.Command("cat", { args: [`/proc/${pid}/status`], stderr: "null" }).output();
+  return Number(/^Threads:\s+(\d+)/m.exec(new TextDecoder().decode(stdout))?.[1] ?? 0);
+}
+
+Deno.test("SIGTERM while the sessions open: exit 143 with the interrupted line, the run never starts, nothing written", async () => {
+  await withTempDir(async (dir) => {
+    const bundle = join(dir, "bundle");
+    await convertBundle(TINY_DIFFUSERS, bundle, { precisions: ["fp32"] });
+    const out = join(dir, "out");
+    // 32 intra-op threads a session: the first session's pool marks the loading, and on a
+    // small machine the remaining sessions take a second or more to open after it.
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-q", ...CLI_PERMISSIONS, join(ROOT, "cli/main.ts"), "generate", "-m", bundle, "--threads", "32", "--json", "-o", out],
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const deadline = Date.now() + 60_000;
+    while ((await threadCount(child.pid)) < 32 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 1));
+    child.kill("SIGTERM");
+    const { code, stdout, stderr } = await child.output();
+    const text = new TextDecoder().decode(stderr);
+    assert.equal(code, 143, text);
+    assert.match(text, /^fora: interrupted by SIGTERM; no partial files were written\n$/);
+    assert.equal(new TextDecoder().decode(stdout), "", "no run_start: the run never started");
+    assert.deepEqual((await listDir(out).catch(() => [])).filter((f) => !f.startsWith(".")), []);
+  });
+});
