@@ -115,6 +115,8 @@ export async function openGenerator(s: GeneratorSettings): Promise<Generator> {
       vae = await openSession(join(s.sized?.dir ?? s.model, vaeGraphFile(s.precision)), { device: s.device, threads: s.threads, cpuArena });
     }
     // Opening sessions takes seconds for a large model: a signal that came meanwhile stops here, before any sampling.
+    // Signal listeners run as event-loop tasks, after this function's own continuations: one turn of the loop first.
+    await new Promise((resolve) => setTimeout(resolve, 0));
     if (s.signal?.aborted) throw interrupted(signalName(s.signal));
   } catch (e) {
     await vae?.release();
