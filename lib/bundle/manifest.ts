@@ -21,7 +21,20 @@ import { isInside } from "../io/paths.ts";
 import type { DitConfig, Naming } from "../models/dit/config.ts";
 import type { DitGraphKind } from "../models/dit/graphs.ts";
 import type { VaeConfig } from "../models/vae/config.ts";
-import { bool, count, described, list, MODEL_LIMITS, num, obj, oneOf, posInt, schemaChecker, str } from "./schema.ts";
+import {
+  bool,
+  count,
+  described,
+  list,
+  MODEL_LIMITS,
+  num,
+  obj,
+  oneOf,
+  posInt,
+  schemaChecker,
+  str,
+  transformerShapeSchema,
+} from "./schema.ts";
 
 export const BUNDLE_FORMAT = "fora-bundle";
 export const BUNDLE_FORMAT_VERSION = 1;
@@ -303,12 +316,7 @@ const MANIFEST_SCHEMA = obj({
   dit: obj({
     naming: oneOf(["original", "diffusers"]),
     config: obj({
-      depth: posInt(MODEL_LIMITS.depth),
-      hiddenSize: posInt(MODEL_LIMITS.hiddenSize),
-      numHeads: posInt(MODEL_LIMITS.numHeads),
-      patchSize: posInt(MODEL_LIMITS.patchSize),
-      inputSize: posInt(MODEL_LIMITS.inputSize),
-      inChannels: posInt(MODEL_LIMITS.channels),
+      ...transformerShapeSchema(),
       numClasses: posInt(MODEL_LIMITS.numClasses),
       learnSigma: bool(),
       naming: oneOf(["original", "diffusers"]),

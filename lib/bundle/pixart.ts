@@ -60,7 +60,7 @@ import {
   type WeightsEntry,
 } from "./manifest.ts";
 import { FORA_VERSION } from "./version.ts";
-import { bool, intUpTo, list, MODEL_LIMITS, obj, oneOf, posInt, positive, schemaChecker, str } from "./schema.ts";
+import { bool, intUpTo, list, MODEL_LIMITS, obj, oneOf, posInt, positive, schemaChecker, str, transformerShapeSchema } from "./schema.ts";
 
 export const PIXART_ARCHITECTURE = "pixart";
 export const TOKENIZER_FOLDER = "tokenizer";
@@ -363,12 +363,7 @@ const listedFiles = () => obj({ files: list(str()) });
 const PIXART_SCHEMA = obj({
   pixart: obj({
     config: obj({
-      depth: posInt(MODEL_LIMITS.depth),
-      hiddenSize: posInt(MODEL_LIMITS.hiddenSize),
-      numHeads: posInt(MODEL_LIMITS.numHeads),
-      patchSize: posInt(MODEL_LIMITS.patchSize),
-      inputSize: posInt(MODEL_LIMITS.inputSize),
-      inChannels: posInt(MODEL_LIMITS.channels),
+      ...transformerShapeSchema(),
       captionChannels: posInt(MODEL_LIMITS.captionChannels),
       maxTokens: posInt(MODEL_LIMITS.maxTokens),
       interpolationScale: positive(MAX_INTERPOLATION_SCALE),

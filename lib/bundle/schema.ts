@@ -113,3 +113,15 @@ function explain(root: Schema, e: ErrorObject): { key: string; message: string }
   }
   return { key: path.map((p, i) => (/^\d+$/.test(p) ? `[${p}]` : `${i ? "." : ""}${p}`)).join(""), message };
 }
+
+/** The bounded shape fields DiT and PixArt configs share (TransformerShape in lib/models/patch_grid.ts). */
+export function transformerShapeSchema() {
+  return {
+    depth: posInt(MODEL_LIMITS.depth),
+    hiddenSize: posInt(MODEL_LIMITS.hiddenSize),
+    numHeads: posInt(MODEL_LIMITS.numHeads),
+    patchSize: posInt(MODEL_LIMITS.patchSize),
+    inputSize: posInt(MODEL_LIMITS.inputSize),
+    inChannels: posInt(MODEL_LIMITS.channels),
+  };
+}
