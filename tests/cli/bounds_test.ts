@@ -8,8 +8,8 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { convertBundle } from "../../lib/bundle/convert.ts";
 import { MAX_SCHEDULE_BYTES, scheduleFile, writeScheduleFile } from "../../lib/fora/schedule_file.ts";
-import { listDir, ROOT, TINY_DIFFUSERS, withTempDir } from "../bundle/helpers.ts";
-import { CLI_PERMISSIONS, type CliResult, lines } from "./run.ts";
+import { listDir, TINY_DIFFUSERS, withTempDir } from "../bundle/helpers.ts";
+import { type CliResult, lines, runForaWith } from "./run.ts";
 
 const WORK = await Deno.makeTempDir({ prefix: "fora-bounds-test-" });
 globalThis.addEventListener("unload", () => Deno.removeSync(WORK, { recursive: true }));
@@ -18,17 +18,8 @@ const tiny = join(WORK, "tiny");
 await convertBundle(TINY_DIFFUSERS, tiny, { precisions: ["fp32"] });
 
 /** The CLI as a subprocess, killed after `seconds` (then the test fails on its exit status). */
-async function foraWithin(seconds: number, ...args: string[]): Promise<CliResult> {
-  const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-q", ...CLI_PERMISSIONS, join(ROOT, "cli", "main.ts"), ...args],
-    cwd: ROOT,
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-    signal: AbortSignal.timeout(seconds * 1000),
-  }).output();
-  const dec = new TextDecoder();
-  return { code, stdout: dec.decode(stdout), stderr: dec.decode(stderr) };
+function foraWithin(seconds: number, ...args: string[]): Promise<CliResult> {
+  return runForaWith({ seconds }, ...args);
 }
 
 function assertOneLine(r: CliResult, code: number, ...says: (string | RegExp)[]): void {

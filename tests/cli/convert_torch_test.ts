@@ -6,12 +6,12 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { copyTree, exists, FIXTURES, listDir, ROOT, TINY_DIFFUSERS, TINY_ORIGINAL, withTempDir } from "../bundle/helpers.ts";
+import { copyTree, exists, FIXTURES, listDir, TINY_DIFFUSERS, TINY_ORIGINAL, withTempDir } from "../bundle/helpers.ts";
 import { readNpy } from "../../lib/io/npy.ts";
 import { readTorchStateDict } from "../../lib/bundle/torch_source.ts";
 import { tensorRange } from "../../lib/weights/torch.ts";
 import { buildZip, torchZip } from "../weights/zip_helpers.ts";
-import { CLI_PERMISSIONS, type CliResult, lines, runFora } from "./run.ts";
+import { type CliResult, lines, runFora, runForaWith } from "./run.ts";
 
 const TORCH = join(FIXTURES, "torch");
 
@@ -147,16 +147,8 @@ Deno.test("fora convert FILE.pt refuses a pos_embed that is not the sin-cos tabl
 });
 
 /** The CLI run from `cwd`, where a pickle's shell command would write its file. */
-async function runForaIn(cwd: string, ...args: string[]): Promise<CliResult> {
-  const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-q", ...CLI_PERMISSIONS, join(ROOT, "cli", "main.ts"), ...args],
-    cwd,
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).output();
-  const dec = new TextDecoder();
-  return { code, stdout: dec.decode(stdout), stderr: dec.decode(stderr) };
+function runForaIn(cwd: string, ...args: string[]): Promise<CliResult> {
+  return runForaWith({ cwd }, ...args);
 }
 
 const hostile: string[] = [];

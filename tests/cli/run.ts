@@ -11,12 +11,21 @@ export interface CliResult {
 }
 
 export async function runFora(...args: string[]): Promise<CliResult> {
+  return await runForaWith({}, ...args);
+}
+
+/**
+ * runFora with a working folder (default the repository root) and a time limit after which
+ * the child is killed (then its exit status fails the test).
+ */
+export async function runForaWith(opts: { cwd?: string; seconds?: number }, ...args: string[]): Promise<CliResult> {
   const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
     args: ["run", "-q", ...CLI_PERMISSIONS, join(ROOT, "cli", "main.ts"), ...args],
-    cwd: ROOT,
+    cwd: opts.cwd ?? ROOT,
     stdout: "piped",
     stderr: "piped",
     env: { NO_COLOR: "1" },
+    signal: opts.seconds === undefined ? undefined : AbortSignal.timeout(opts.seconds * 1000),
   }).output();
   const dec = new TextDecoder();
   return { code, stdout: dec.decode(stdout), stderr: dec.decode(stderr) };
