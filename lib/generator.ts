@@ -99,7 +99,9 @@ export async function openGenerator(s: GeneratorSettings): Promise<Generator> {
   if (s.policy.steps !== s.steps) {
     throw new ForaError("usage", `the cache policy covers ${s.policy.steps} steps but the run has ${s.steps}`);
   }
-  const sampler = makeSampler(s.sampler, s.steps, { learnSigma: cfg.learnSigma });
+  // PixArt's DDIM steps as diffusers' DDIMScheduler does with the pipeline's scheduler config; DiT's respaces as DiT does
+  const diffusersDdim = manifest.architecture === "pixart" ? manifest.pixart.scheduler : undefined;
+  const sampler = makeSampler(s.sampler, s.steps, { learnSigma: cfg.learnSigma, diffusersDdim });
   const C = cfg.inChannels;
   // PixArt bundles sample at other sizes through a size's own graph set (lib/models/pixart/sizes.ts)
   const { height: H, width: W } = s.sized?.latent ?? { height: cfg.inputSize, width: cfg.inputSize };

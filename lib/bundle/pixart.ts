@@ -60,6 +60,8 @@ import {
   type WeightsEntry,
 } from "./manifest.ts";
 import { FORA_VERSION } from "./version.ts";
+import { PIXART_DDIM_DEFAULT, readPipelineScheduler, schedulerSchema } from "./scheduler_config.ts";
+import type { DiffusersDdimConfig } from "../samplers/diffusers_schedule.ts";
 import { bool, intUpTo, list, MODEL_LIMITS, obj, oneOf, posInt, positive, schemaChecker, str, transformerShapeSchema } from "./schema.ts";
 
 export const PIXART_ARCHITECTURE = "pixart";
@@ -108,6 +110,8 @@ export interface PixartManifest {
     };
     weights: WeightsEntry;
     graphs: PixartGraphEntry[];
+    /** The pipeline's scheduler config as diffusers' DDIMScheduler reads it: what `--sampler ddim` follows. */
+    scheduler: DiffusersDdimConfig;
   };
   textEncoder: {
     config: T5Config;
@@ -127,6 +131,8 @@ export interface PixartSource {
   textEncoder: { config: T5Config; checkpoint: Checkpoint; dir: string };
   tokenizerDir: string;
   vae?: { config: VaeConfig; checkpoint: Checkpoint };
+  /** Absent (original checkpoints): PixArt's published config. */
+  scheduler?: DiffusersDdimConfig;
 }
 
 export function pixartGraphFile(kind: PixartGraphKind, guidance: Guidance | null, precision: FloatPrecision): string {
@@ -195,6 +201,7 @@ export async function readPixartSource(root: string): Promise<PixartSource> {
     textEncoder: { config: t5, checkpoint: await loadCheckpoint(teDir), dir: teDir },
     tokenizerDir: tokDir,
     vae,
+    scheduler: await readPipelineScheduler(root),
   };
 }
 
@@ -319,6 +326,7 @@ export async function buildPixartBundle(
       },
       weights: await io.weightsEntry(source.transformer.checkpoint, trFiles),
       graphs,
+      scheduler: source.scheduler ?? PIXART_DDIM_DEFAULT,
     },
     textEncoder: {
       config: source.textEncoder.config,
@@ -376,7 +384,8 @@ const PIXART_SCHEMA = obj({
     }, { optional: ["family", "vaeScaleFactor"] }),
     weights: listedFiles(),
     graphs: list(obj({ file: str(), kind: oneOf(["text", ...PIXART_STEP_KINDS]), precision: oneOf(FLOAT_PRECISIONS) })),
-  }),
+    scheduler: schedulerSchema(),
+  }, { optional: ["scheduler"] }),
   textEncoder: obj({ config: obj({}), weights: listedFiles(), graphs: list(obj({ file: str() })), tokenizer: str() }),
   vae: obj({ graphs: list(obj({ file: str() })) }, { nullable: true }),
 });
@@ -385,7 +394,8 @@ const checkPixartStructure = schemaChecker<PixartManifest>(PIXART_SCHEMA);
 /**
  * Manifests written before PixArt-Sigma and the 1024-MS model lack their fields; those
  * bundles are PixArt-alpha 256/512 ones: an unscaled position table, no micro-conditions,
- * and the VAE's own factor (8 without a VAE, as diffusers' pipelines assume).
+ * and the VAE's own factor (8 without a VAE, as diffusers' pipelines assume). Those written
+ * before the scheduler was recorded take PixArt's published one.
  */
 function withPixartDefaults(m: PixartManifest): PixartManifest {
   const c = m.pixart.config, conv = m.pixart.conventions;
@@ -395,6 +405,7 @@ function withPixartDefaults(m: PixartManifest): PixartManifest {
   c.microConditions ??= false;
   conv.family ??= "alpha";
   conv.vaeScaleFactor ??= vaeFactor;
+  m.pixart.scheduler ??= PIXART_DDIM_DEFAULT;
   return m;
 }
 

@@ -1,9 +1,16 @@
 /**
- * DDIM over the same respaced schedule as DDPM (guided-diffusion's ddim_sample; DiT's
- * create_diffusion(str(S)) with ddim_sample_loop, clip_denoised=False). From abar = abar_i to
- * abar' = abar_prev_i (1 at the last step):
+ * DDIM, over one of two schedules:
  *
- *   x0    = sqrt(1/abar) x - sqrt(1/abar - 1) eps
+ * - DiT's (default): the same respaced schedule as DDPM (guided-diffusion's ddim_sample; DiT's
+ *   create_diffusion(str(S)) with ddim_sample_loop, clip_denoised=False), abar' = abar_prev_i
+ *   (1 at the last step);
+ * - diffusers' DDIMScheduler with a pipeline's scheduler config (`diffusers`; PixArt bundles,
+ *   diffusers_schedule.ts): its timesteps, the abar' each of its steps moves to, and its
+ *   clipping of x0 (clip_sample).
+ *
+ * From abar = abar_i to abar':
+ *
+ *   x0    = sqrt(1/abar) x - sqrt(1/abar - 1) eps       (clipped to [-r, r] with clip_sample)
  *   sigma = eta sqrt((1 - abar') / (1 - abar)) sqrt(1 - abar / abar')
  *   x'    = sqrt(abar') x0 + sqrt(1 - abar' - sigma^2) eps + sigma z
  *
@@ -15,7 +22,8 @@
 import { ForaError } from "../errors.ts";
 import { batchNormals } from "../random/seed.ts";
 import { checkNoise, checkOutput, checkShape, sampleSize, splitOutput } from "./io.ts";
-import { type DiscreteSchedule, linearBetas, respace } from "./schedule.ts";
+import { linearBetas, respace } from "./schedule.ts";
+import { type DiffusersDdimConfig, diffusersDdimSteps } from "./diffusers_schedule.ts";
 import type { Denoiser, LatentShape, SampleNoise, SamplerPlan, StepCallback } from "./types.ts";
 
 export interface DdimOptions {
@@ -25,13 +33,19 @@ export interface DdimOptions {
   /** Model outputs 2C channels (eps, then variance values, which DDIM ignores). */
   learnSigma?: boolean;
   betas?: Float64Array;
+  /** Step as diffusers' DDIMScheduler with this scheduler config does (its own betas; `betas` unused). */
+  diffusers?: DiffusersDdimConfig;
 }
 
 export interface DdimPlan extends SamplerPlan {
   name: "ddim";
-  /** Original timestep of respaced index i (ascending); modelTimes is this reversed. */
+  /** Model time of step index i (ascending; DiT: the original timestep of respaced index i); modelTimes is this reversed. */
   timesteps: number[];
-  schedule: DiscreteSchedule;
+  /** abar at index i, and the abar' its step moves to. */
+  alphasCumprod: Float64Array;
+  alphasCumprodPrev: Float64Array;
+  /** x0 is clipped to [-clipX0, clipX0]; null: not clipped. */
+  clipX0: number | null;
   eta: number;
   learnSigma: boolean;
 }
@@ -41,8 +55,17 @@ export const DDIM_DEFAULT_STEPS = 50;
 export function planDdim(opts: DdimOptions = {}): DdimPlan {
   const eta = opts.eta ?? 0;
   if (!(eta >= 0)) throw new ForaError("usage", `DDIM eta ${eta} must be >= 0`);
-  const { timesteps, schedule } = respace(opts.steps ?? DDIM_DEFAULT_STEPS, opts.betas ?? linearBetas());
-  return { name: "ddim", modelTimes: [...timesteps].reverse(), timesteps, schedule, eta, learnSigma: opts.learnSigma ?? true };
+  const steps = opts.steps ?? DDIM_DEFAULT_STEPS;
+  const learnSigma = opts.learnSigma ?? true;
+  if (opts.diffusers) {
+    const d = opts.diffusers;
+    const { timesteps, alphasCumprod, alphasCumprodPrev } = diffusersDdimSteps(steps, d);
+    const clipX0 = d.clipSample ? d.clipSampleRange : null;
+    return { name: "ddim", modelTimes: [...timesteps].reverse(), timesteps, alphasCumprod, alphasCumprodPrev, clipX0, eta, learnSigma };
+  }
+  const { timesteps, schedule } = respace(steps, opts.betas ?? linearBetas());
+  const { alphasCumprod, alphasCumprodPrev } = schedule;
+  return { name: "ddim", modelTimes: [...timesteps].reverse(), timesteps, alphasCumprod, alphasCumprodPrev, clipX0: null, eta, learnSigma };
 }
 
 /** DDIM's sigma for a move from abarFrom to abarTo. */
@@ -50,25 +73,33 @@ export function ddimSigma(eta: number, abarFrom: number, abarTo: number): number
   return eta * Math.sqrt((1 - abarTo) / (1 - abarFrom)) * Math.sqrt(1 - abarFrom / abarTo);
 }
 
+/** What a DDIM update adds to the deterministic step: sigma with its noise z (same length as x), and x0's clipping. */
+export interface DdimUpdateOptions {
+  sigma?: number;
+  z?: Float32Array | null;
+  clipX0?: number | null;
+}
+
 /**
- * The DDIM update of a whole latent from cumulative alpha abarFrom to abarTo, given eps, with
- * optional sigma and noise z (same length as x). Pure; float64 arithmetic per element.
+ * The DDIM update of a whole latent from cumulative alpha abarFrom to abarTo, given eps.
+ * Pure; float64 arithmetic per element.
  */
 export function ddimUpdate(
   x: Float32Array,
   eps: Float32Array,
   abarFrom: number,
   abarTo: number,
-  sigma = 0,
-  z: Float32Array | null = null,
+  opts: DdimUpdateOptions = {},
 ): Float32Array {
+  const { sigma = 0, z = null, clipX0 = null } = opts;
   if (sigma !== 0 && z === null) throw new ForaError("runtime", "a DDIM step with sigma > 0 needs noise");
   const a = Math.sqrt(1 / abarFrom), b = Math.sqrt(1 / abarFrom - 1);
   const c0 = Math.sqrt(abarTo), ce = Math.sqrt(1 - abarTo - sigma * sigma);
   const out = new Float32Array(x.length);
   for (let j = 0; j < x.length; j++) {
     const x0 = a * x[j] - b * eps[j];
-    out[j] = c0 * x0 + ce * eps[j] + (sigma === 0 ? 0 : sigma * z![j]);
+    const kept = clipX0 === null ? x0 : Math.min(Math.max(x0, -clipX0), clipX0);
+    out[j] = c0 * kept + ce * eps[j] + (sigma === 0 ? 0 : sigma * z![j]);
   }
   return out;
 }
@@ -83,7 +114,7 @@ export async function sampleDdim(
 ): Promise<Float32Array> {
   checkShape(shape, xT);
   if (plan.eta > 0) checkNoise(noise, shape, "ddim with eta > 0");
-  const s = plan.schedule, steps = plan.timesteps.length;
+  const steps = plan.timesteps.length;
   let x: Float32Array = Float32Array.from(xT);
   for (let k = 0; k < steps; k++) {
     const i = steps - 1 - k, modelTime = plan.timesteps[i];
@@ -91,10 +122,10 @@ export async function sampleDdim(
     const out = await model(x, step);
     checkOutput(out, shape, plan.learnSigma, modelTime);
     const { eps } = splitOutput(out, shape, plan.learnSigma);
-    const abar = s.alphasCumprod[i], abarPrev = s.alphasCumprodPrev[i];
+    const abar = plan.alphasCumprod[i], abarPrev = plan.alphasCumprodPrev[i];
     const sigma = plan.eta > 0 ? ddimSigma(plan.eta, abar, abarPrev) : 0;
     const z = sigma > 0 ? batchNormals(noise, sampleSize(shape)) : null;
-    x = ddimUpdate(x, eps, abar, abarPrev, sigma, z);
+    x = ddimUpdate(x, eps, abar, abarPrev, { sigma, z, clipX0: plan.clipX0 });
     onStep?.(step);
   }
   return x;

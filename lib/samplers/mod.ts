@@ -15,6 +15,7 @@ import {
   type SolverType,
 } from "./dpm_solver.ts";
 import { IDDPM_DEFAULT_STEPS, planIddpm, sampleIddpm } from "./iddpm.ts";
+import type { DiffusersDdimConfig } from "./diffusers_schedule.ts";
 import type { Denoiser, LatentShape, SampleNoise, StepCallback } from "./types.ts";
 
 export type { Denoiser, LatentShape, SampleNoise, SamplerPlan, SamplerStep, StepCallback } from "./types.ts";
@@ -38,6 +39,8 @@ export interface SamplerOptions {
   fixedVariance?: "small" | "large";
   /** ddim. Default 0. */
   eta?: number;
+  /** ddim: step as diffusers' DDIMScheduler with this scheduler config (PixArt bundles) instead of respacing as DiT. */
+  diffusersDdim?: DiffusersDdimConfig;
   /** dpm-solver++. Defaults 2, "time_uniform", "midpoint", true. */
   order?: 1 | 2;
   skipType?: SkipType;
@@ -71,7 +74,7 @@ export function makeSampler(name: string, steps?: number, opts: SamplerOptions =
       return { plan, sample: (model, xT, shape, noise, onStep) => run(model, xT, plan, shape, noise, onStep) };
     }
     case "ddim": {
-      const plan = planDdim({ steps: n, learnSigma, betas, eta: opts.eta });
+      const plan = planDdim({ steps: n, learnSigma, betas, eta: opts.eta, diffusers: opts.diffusersDdim });
       return { plan, sample: (model, xT, shape, noise, onStep) => sampleDdim(model, xT, plan, shape, noise, onStep) };
     }
     case "dpm-solver++": {
@@ -83,6 +86,7 @@ export function makeSampler(name: string, steps?: number, opts: SamplerOptions =
 }
 
 export { ddimSigma, ddimUpdate, planDdim, sampleDdim } from "./ddim.ts";
+export * from "./diffusers_schedule.ts";
 export { ddpmStep, planDdpm, sampleDdpm, type VarianceMode } from "./ddpm.ts";
 export { dataPrediction, dpmSolverFirstUpdate, dpmSolverSecondUpdate, planDpmSolver, sampleDpmSolver } from "./dpm_solver.ts";
 export { planIddpm, sampleIddpm } from "./iddpm.ts";

@@ -18,16 +18,21 @@ export const TRAIN_TIMESTEPS = 1000;
 
 /**
  * guided-diffusion's "linear" schedule: betas from scale*1e-4 to scale*0.02, scale = 1000/n,
- * spaced as numpy.linspace does it (beta_i = start + i*step, the last one exactly the end).
+ * spaced as numpy.linspace does it.
  */
 export function linearBetas(numTimesteps = TRAIN_TIMESTEPS): Float64Array {
   const scale = 1000 / numTimesteps;
-  const start = scale * 0.0001, end = scale * 0.02;
-  const betas = new Float64Array(numTimesteps);
-  const step = (end - start) / (numTimesteps - 1);
-  for (let i = 0; i < numTimesteps; i++) betas[i] = i * step + start;
-  if (numTimesteps > 1) betas[numTimesteps - 1] = end;
-  return betas;
+  return linspace(scale * 0.0001, scale * 0.02, numTimesteps);
+}
+
+/** numpy.linspace(start, end, n): start + i * step, the last one exactly `end` (n = 1: start alone). */
+export function linspace(start: number, end: number, n: number): Float64Array {
+  if (n < 2) return new Float64Array(n).fill(start);
+  const out = new Float64Array(n);
+  const step = (end - start) / (n - 1);
+  for (let i = 0; i < n; i++) out[i] = i * step + start;
+  out[n - 1] = end;
+  return out;
 }
 
 /** Per-index coefficients of a (possibly respaced) discrete diffusion, as GaussianDiffusion holds them. */

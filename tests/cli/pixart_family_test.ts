@@ -9,7 +9,8 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { copyTree, FIXTURES } from "../bundle/helpers.ts";
 import { lines, runFora } from "./run.ts";
-import type { PixartManifest } from "../../lib/bundle/pixart.ts";
+import { type PixartManifest, readPixartManifest } from "../../lib/bundle/pixart.ts";
+import { PIXART_DDIM_DEFAULT } from "../../lib/bundle/scheduler_config.ts";
 
 const WORK = await Deno.makeTempDir({ prefix: "fora-pixart-family-" });
 globalThis.addEventListener("unload", () => {
@@ -122,7 +123,7 @@ Deno.test("PixArt-Sigma's key/value token compression and query/key norms are re
   assert.match(q.stderr, /"qk_norm" asks for query\/key normalisation/);
 });
 
-Deno.test("a PixArt bundle written before the family fields loads as PixArt-alpha (scale 1, no micro-conditions); out-of-range values are refused", async () => {
+Deno.test("a PixArt bundle written before the family fields loads as PixArt-alpha (scale 1, no micro-conditions) with PixArt's published scheduler; out-of-range values are refused", async () => {
   const src = join(WORK, `pipe-${counter++}`);
   await copyTree(join(FIXTURES, "pixart-tiny", "diffusers"), src);
   const { dir } = await convert(src);
@@ -135,11 +136,13 @@ Deno.test("a PixArt bundle written before the family fields loads as PixArt-alph
     fn(m);
     return Deno.writeTextFile(path, JSON.stringify(m, null, 2));
   };
-  // what an earlier fora wrote: none of the four fields
+  // what an earlier fora wrote: none of the five fields
   await write((m) => {
     const c = m.pixart.config as unknown as Record<string, unknown>, conv = m.pixart.conventions as unknown as Record<string, unknown>;
     delete c.interpolationScale, delete c.microConditions, delete conv.family, delete conv.vaeScaleFactor;
+    delete (m.pixart as Partial<PixartManifest["pixart"]>).scheduler;
   });
+  assert.deepEqual((await readPixartManifest(dir)).pixart.scheduler, PIXART_DDIM_DEFAULT);
   const info = await runFora("info", dir, "--json");
   assert.equal(info.code, 0, info.stderr);
   const described = JSON.parse(info.stdout);
@@ -168,4 +171,8 @@ Deno.test("a PixArt bundle written before the family fields loads as PixArt-alph
   await refused((m) => (m.pixart.config.microConditions = true), /"pixart\.config\.microConditions" needs a hiddenSize divisible by 3/);
   await refused((m) => (m.pixart.conventions.family = "gamma" as "alpha"), /"pixart\.conventions\.family" must be one of "alpha", "sigma"/);
   await refused((m) => (m.pixart.conventions.vaeScaleFactor = 0), /"pixart\.conventions\.vaeScaleFactor" must be an integer from 1 to 64/);
+  await refused(
+    (m) => (m.pixart.scheduler.timestepSpacing = "uniform" as "leading"),
+    /"pixart\.scheduler\.timestepSpacing" must be one of "leading", "linspace", "trailing"/,
+  );
 });

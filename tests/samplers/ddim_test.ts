@@ -88,8 +88,8 @@ Deno.test("DDIM with eta > 0 draws per-sample noise and depends on the seed", as
 
 Deno.test("ddimUpdate adds sigma z", () => {
   const x = new Float32Array([0.5]), eps = new Float32Array([0.25]), z = new Float32Array([2]);
-  const base = ddimUpdate(x, eps, 0.5, 0.8, 0)[0];
-  const noisy = ddimUpdate(x, eps, 0.5, 0.8, 0.1, z)[0];
+  const base = ddimUpdate(x, eps, 0.5, 0.8)[0];
+  const noisy = ddimUpdate(x, eps, 0.5, 0.8, { sigma: 0.1, z })[0];
   const x0 = (0.5 - Math.sqrt(0.5) * 0.25) / Math.sqrt(0.5);
   assert.ok(close(base, Math.sqrt(0.8) * x0 + Math.sqrt(0.2) * 0.25, 1e-6));
   assert.ok(close(noisy, Math.sqrt(0.8) * x0 + Math.sqrt(0.2 - 0.01) * 0.25 + 0.2, 1e-6));

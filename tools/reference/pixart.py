@@ -300,6 +300,37 @@ def to_diffusers(sd, depth):
     return {k: v.clone() for k, v in out.items()}
 
 
+def from_diffusers(dsd, depth):
+    """PixArtTransformer2DModel state dict -> original names (to_diffusers inverted; no null caption)."""
+    renames = {
+        "x_embedder.proj": "pos_embed.proj", "final_layer.linear": "proj_out",
+        "t_embedder.mlp.0": "adaln_single.emb.timestep_embedder.linear_1",
+        "t_embedder.mlp.2": "adaln_single.emb.timestep_embedder.linear_2", "t_block.1": "adaln_single.linear",
+        "y_embedder.y_proj.fc1": "caption_projection.linear_1", "y_embedder.y_proj.fc2": "caption_projection.linear_2",
+        "csize_embedder.mlp.0": "adaln_single.emb.resolution_embedder.linear_1",
+        "csize_embedder.mlp.2": "adaln_single.emb.resolution_embedder.linear_2",
+        "ar_embedder.mlp.0": "adaln_single.emb.aspect_ratio_embedder.linear_1",
+        "ar_embedder.mlp.2": "adaln_single.emb.aspect_ratio_embedder.linear_2",
+    }
+    for i in range(depth):
+        o, b = f"blocks.{i}.", f"transformer_blocks.{i}."
+        renames.update({o + "attn.proj": b + "attn1.to_out.0", o + "cross_attn.q_linear": b + "attn2.to_q",
+                        o + "cross_attn.proj": b + "attn2.to_out.0", o + "mlp.fc1": b + "ff.net.0.proj",
+                        o + "mlp.fc2": b + "ff.net.2"})
+    sd = {"final_layer.scale_shift_table": dsd["scale_shift_table"]}
+    for orig, diff in renames.items():
+        for wb in ("weight", "bias"):
+            if f"{diff}.{wb}" in dsd:
+                sd[f"{orig}.{wb}"] = dsd[f"{diff}.{wb}"]
+    for i in range(depth):
+        o, b = f"blocks.{i}.", f"transformer_blocks.{i}."
+        sd[o + "scale_shift_table"] = dsd[b + "scale_shift_table"]
+        for wb in ("weight", "bias"):
+            sd[o + f"attn.qkv.{wb}"] = torch.cat([dsd[b + f"attn1.to_{n}.{wb}"] for n in "qkv"])
+            sd[o + f"cross_attn.kv_linear.{wb}"] = torch.cat([dsd[b + f"attn2.to_{n}.{wb}"] for n in "kv"])
+    return sd
+
+
 def diffusers_config(cfg: PixArtConfig):
     return {
         "_class_name": "PixArtTransformer2DModel",
