@@ -3,7 +3,8 @@ import { resolve } from "node:path";
 import { ForaError, printable } from "../errors.ts";
 import type { DitConfig, Naming } from "../models/dit/config.ts";
 import { upscaleFactor } from "../models/vae/config.ts";
-import { type DitConventions, type Manifest, type Precision, readManifest, type Space, verifyBundle } from "./manifest.ts";
+import type { DitConventions, Manifest, Precision, Space } from "./manifest.ts";
+import { readManifest, verifyBundle } from "./read.ts";
 
 export interface GraphInfo {
   file: string;

@@ -3,8 +3,8 @@ import { resolve } from "node:path";
 import { ForaError, printable } from "../errors.ts";
 import { t5Parameters } from "../models/t5/config.ts";
 import { bytes, count } from "./info.ts";
-import { verifyBundle } from "./manifest.ts";
-import type { PixartManifest } from "./pixart.ts";
+import { verifyBundle } from "./read.ts";
+import type { PixartManifest } from "./pixart_manifest.ts";
 
 export interface PixartBundleInfo {
   bundle: string;

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { copyTree, FIXTURES } from "../bundle/helpers.ts";
 import { lines, runFora } from "./run.ts";
-import type { PixartManifest } from "../../lib/bundle/pixart.ts";
+import type { PixartManifest } from "../../lib/bundle/pixart_manifest.ts";
 
 const WORK = await Deno.makeTempDir({ prefix: "fora-pixart-family-" });
 globalThis.addEventListener("unload", () => {
