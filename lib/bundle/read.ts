@@ -77,6 +77,14 @@ export async function verifyBundle(dir: string, m: { files: FileEntry[] }): Prom
   }
   return bad;
 }
+/** Re-hashes every file (verifyBundle) and fails naming those that differ from the manifest. */
+export async function checkHashes(root: string, m: { files: FileEntry[] }): Promise<void> {
+  const bad = await verifyBundle(root, m);
+  if (bad.length > 0) {
+    throw bundleError(root, `sha256 differs from the manifest for ${bad.join(", ")}; the files were modified, re-run fora convert`);
+  }
+}
+
 /** Every listed file is there, a regular file inside the folder, of the recorded size. */
 export async function checkFiles(root: string, m: { files: FileEntry[] }): Promise<void> {
   const realRoot = await Deno.realPath(root);
