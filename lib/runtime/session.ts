@@ -39,6 +39,12 @@ export interface SessionOptions {
    * FORA alternates sessions, and a pool left spinning takes the cores from the next one.
    */
   spinning?: boolean;
+  /**
+   * Further session config entries, full key to value (e.g. `session.disable_prepacking`:
+   * "1"), for measuring what ONNX Runtime's defaults cost (bench/mlas_variants.ts). The
+   * spinning entry belongs to `spinning`.
+   */
+  config?: Record<string, string>;
 }
 
 export interface Session {
@@ -118,7 +124,7 @@ export async function openSession(path: string, opts: SessionOptions = {}): Prom
     logSeverityLevel: 4,
     // Measured on DiT-S/2 (bench/RESULTS.md): N=3 runs 1.2-1.4x faster without spinning,
     // N=1 5-20% slower; hence off unless the caller knows the session runs back to back.
-    extra: { session: { intra_op: { allow_spinning: opts.spinning ? "1" : "0" } } },
+    extra: { ...opts.config, "session.intra_op.allow_spinning": opts.spinning ? "1" : "0" },
   };
   let session: ort.InferenceSession;
   try {
