@@ -23,13 +23,12 @@ export {
   type Manifest,
   MANIFEST_FILE,
   type Precision,
-  readManifest,
   type Space,
   type VaeGraphEntry,
   vaeGraphFile,
-  verifyBundle,
   type WeightsEntry,
 } from "./lib/bundle/manifest.ts";
+export { readManifest, verifyBundle } from "./lib/bundle/read.ts";
 export { type BundleInfo, bundleInfo, formatInfo } from "./lib/bundle/info.ts";
 export { type ModelSource, readModelSource } from "./lib/bundle/source.ts";
 export { FORA_VERSION } from "./lib/bundle/version.ts";

@@ -52,7 +52,7 @@ try {
   console.error(`writing random PixArt-${args.preset} weights to ${dir} ...`);
   const pixSrc = await randomWeights(join(dir, "pixart"), (src) => buildPixartGraphs(src, cfg, { computeType: "float32", cfg: true }));
   const graphs = buildPixartGraphs(pixSrc, cfg, { computeType: "float32", cfg: true });
-  for (const kind of ["text", "full", "reuse", "full-xr", "reuse-xr"] as const) await writeModel(join(dir, `${kind}.onnx`), graphs[kind]);
+  for (const kind of ["text", "full", "reuse", "full_xr", "reuse_xr"] as const) await writeModel(join(dir, `${kind}.onnx`), graphs[kind]);
   const text = await openSession(join(dir, "text.onnx"));
   const caption = f32([1, nTok, cfg.captionChannels], wave(nTok * cfg.captionChannels, 0.3));
   ms.text = await time(text, { caption }, 3);
@@ -80,10 +80,10 @@ try {
     await reuse.release();
   }
   {
-    const full = await openSession(join(dir, "full-xr.onnx"));
+    const full = await openSession(join(dir, "full_xr.onnx"));
     ms.fullXr = await time(full, common, fullRuns);
     await full.release();
-    const reuse = await openSession(join(dir, "reuse-xr.onnx"));
+    const reuse = await openSession(join(dir, "reuse_xr.onnx"));
     ms.reuseXr = await time(reuse, { ...common, features: f32([2, L, 2, T, D]) }, Math.max(1, Math.ceil(reuseRuns / 2)));
     await reuse.release();
   }

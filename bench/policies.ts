@@ -31,7 +31,7 @@ import {
 } from "../lib/fora/policy.ts";
 import { isSamplerName } from "../lib/samplers/mod.ts";
 import { readScheduleFile } from "../lib/fora/schedule_file.ts";
-import { readManifest } from "../lib/bundle/manifest.ts";
+import { readManifest } from "../lib/bundle/read.ts";
 import { openDitStepModel } from "../lib/models/dit/step_model.ts";
 
 const { values: args } = parseArgs({

@@ -15,7 +15,8 @@ import { DEFAULT_CLASSIFIER, DEFAULT_MODEL } from "../lib/defaults.ts";
 import { type EvalSummary, evaluate } from "../lib/eval/evaluate.ts";
 import { staticPolicy } from "../lib/fora/policy.ts";
 import { isSamplerName } from "../lib/samplers/mod.ts";
-import { type Precision, PRECISIONS, readManifest } from "../lib/bundle/manifest.ts";
+import { type Precision, PRECISIONS } from "../lib/bundle/manifest.ts";
+import { readManifest } from "../lib/bundle/read.ts";
 
 const { values: args } = parseArgs({
   options: {

@@ -7,8 +7,10 @@
  */
 import { ForaError } from "./errors.ts";
 import { DEFAULT_MODEL } from "./defaults.ts";
-import { type Manifest, type Precision, readManifest } from "./bundle/manifest.ts";
-import { type PixartManifest, readAnyManifest } from "./bundle/pixart.ts";
+import type { Manifest, Precision } from "./bundle/manifest.ts";
+import { readManifest } from "./bundle/read.ts";
+import type { PixartManifest } from "./bundle/pixart_manifest.ts";
+import { readAnyManifest } from "./bundle/read.ts";
 import { type CachePolicy, makePolicy, type PolicyName, type StepKind } from "./fora/policy.ts";
 import { readScheduleFile, type ScheduleFile, stepsForSchedule } from "./fora/schedule_file.ts";
 import { defaultSteps, isSamplerName, type SamplerName, samplerNames } from "./samplers/mod.ts";

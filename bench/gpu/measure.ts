@@ -19,7 +19,7 @@ import { join } from "node:path";
 import os from "node:os";
 import { ditPreset } from "../../lib/models/dit/config.ts";
 import { convertBundle } from "../../lib/bundle/convert.ts";
-import { readManifest } from "../../lib/bundle/manifest.ts";
+import { readManifest } from "../../lib/bundle/read.ts";
 import { openDitStepModel } from "../../lib/models/dit/step_model.ts";
 import { countFull, plannedKinds, staticPolicy } from "../../lib/fora/policy.ts";
 import { residualDenoiser } from "../../lib/fora/denoiser.ts";

@@ -1,7 +1,7 @@
 /** `fora info BUNDLE`: what a bundle holds. */
 import { Command } from "@commander-js/extra-typings";
 import { bundleInfo, formatInfo } from "../../lib/bundle/info.ts";
-import { readAnyManifest } from "../../lib/bundle/pixart.ts";
+import { readAnyManifest } from "../../lib/bundle/read.ts";
 import { formatPixartInfo, pixartInfo } from "../../lib/bundle/pixart_info.ts";
 import { printLine } from "../../lib/events/output.ts";
 

@@ -33,24 +33,19 @@ import {
   MANIFEST_FILE,
   type Precision,
   PRECISIONS,
-  sha256File,
   type VaeGraphEntry,
   vaeGraphFile,
   type WeightsEntry,
 } from "./manifest.ts";
+import { sha256File } from "./read.ts";
 import { type ModelSource, readModelSource } from "./source.ts";
 import { FORA_VERSION } from "./version.ts";
 import { newWorkFolder } from "./work_folder.ts";
 import { planTorchConversion } from "./torch_source.ts";
 import { isTorchFile } from "../weights/torch.ts";
-import {
-  buildPixartBundle,
-  describePixartSource,
-  isPixartPipeline,
-  type PixartManifest,
-  type PixartSource,
-  readPixartSource,
-} from "./pixart.ts";
+import { buildPixartBundle } from "./pixart_convert.ts";
+import type { PixartManifest } from "./pixart_manifest.ts";
+import { describePixartSource, isPixartPipeline, type PixartSource, readPixartSource } from "./pixart_source.ts";
 
 export interface ConvertOptions {
   /** Replace a non-empty DST. */

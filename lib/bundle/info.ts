@@ -1,9 +1,10 @@
 /** `fora info`: what a bundle holds, for people (formatInfo) and for scripts (BundleInfo as JSON). */
 import { resolve } from "node:path";
-import { ForaError, printable } from "../errors.ts";
+import { printable } from "../errors.ts";
 import type { DitConfig, Naming } from "../models/dit/config.ts";
 import { upscaleFactor } from "../models/vae/config.ts";
-import { type DitConventions, type Manifest, type Precision, readManifest, type Space, verifyBundle } from "./manifest.ts";
+import type { DitConventions, Manifest, Precision, Space } from "./manifest.ts";
+import { checkHashes, readManifest } from "./read.ts";
 
 export interface GraphInfo {
   file: string;
@@ -56,13 +57,7 @@ export async function bundleInfo(dir: string, opts: { verify?: boolean } = {}): 
   const root = resolve(dir);
   const info = summarize(root, m);
   if (opts.verify) {
-    const bad = await verifyBundle(root, m);
-    if (bad.length > 0) {
-      throw new ForaError(
-        "bundle",
-        `${root}: sha256 differs from the manifest for ${bad.join(", ")}; the files were modified, re-run fora convert`,
-      );
-    }
+    await checkHashes(root, m);
     info.verified = true;
   }
   return info;

@@ -1,10 +1,10 @@
 /** `fora info` for PixArt bundles (alpha and Sigma): the transformer, the T5 encoder, the VAE and the graph files. */
 import { resolve } from "node:path";
-import { ForaError, printable } from "../errors.ts";
+import { printable } from "../errors.ts";
 import { t5Parameters } from "../models/t5/config.ts";
 import { bytes, count } from "./info.ts";
-import { verifyBundle } from "./manifest.ts";
-import type { PixartManifest } from "./pixart.ts";
+import { checkHashes } from "./read.ts";
+import type { PixartManifest } from "./pixart_manifest.ts";
 
 export interface PixartBundleInfo {
   bundle: string;
@@ -51,13 +51,7 @@ export async function pixartInfo(dir: string, m: PixartManifest, opts: { verify?
     fileCount: m.files.length + 1,
   };
   if (opts.verify) {
-    const bad = await verifyBundle(root, m);
-    if (bad.length > 0) {
-      throw new ForaError(
-        "bundle",
-        `${root}: sha256 differs from the manifest for ${bad.join(", ")}; the files were modified, re-run fora convert`,
-      );
-    }
+    await checkHashes(root, m);
     info.verified = true;
   }
   return info;

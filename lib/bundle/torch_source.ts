@@ -36,7 +36,7 @@ import {
   type TorchTensor,
 } from "../weights/torch.ts";
 import type { ModelSource } from "./source.ts";
-import type { PixartSource } from "./pixart.ts";
+import type { PixartSource } from "./pixart_source.ts";
 import { readJson } from "./source.ts";
 
 /** Heads of the published sizes by hidden size: DiT S, B, L, XL (PixArt-alpha is XL). */

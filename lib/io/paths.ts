@@ -24,3 +24,13 @@ async function realFolder(dir: string): Promise<string> {
     return join(await realFolder(dirname(dir)), basename(dir));
   }
 }
+
+/**
+ * Manifest paths are plain relative paths: "/"-separated, no empty, "." or ".." segment,
+ * no backslash or NUL, not absolute. ONNX Runtime refuses external data outside the
+ * model's folder, and a manifest must not make fora read or hash files elsewhere.
+ */
+export function isSafeRelativePath(p: string): boolean {
+  if (p === "" || p.startsWith("/") || /[\\\0]/.test(p) || /^[A-Za-z]:/.test(p)) return false;
+  return p.split("/").every((s) => s !== "" && s !== "." && s !== "..");
+}

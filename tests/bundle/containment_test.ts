@@ -7,8 +7,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { convertAnyBundle, convertBundle } from "../../lib/bundle/convert.ts";
-import { readManifest } from "../../lib/bundle/manifest.ts";
-import { readAnyManifest } from "../../lib/bundle/pixart.ts";
+import { readManifest } from "../../lib/bundle/read.ts";
+import { readAnyManifest } from "../../lib/bundle/read.ts";
 import { runFora } from "../cli/run.ts";
 import { FIXTURES, TINY_DIFFUSERS, withTempDir } from "./helpers.ts";
 

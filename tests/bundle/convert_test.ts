@@ -3,7 +3,8 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { ForaError } from "../../lib/errors.ts";
 import { convertBundle } from "../../lib/bundle/convert.ts";
-import { DIT_GRAPH_KINDS, readManifest } from "../../lib/bundle/manifest.ts";
+import { DIT_GRAPH_KINDS } from "../../lib/bundle/manifest.ts";
+import { readManifest } from "../../lib/bundle/read.ts";
 import { writeSafetensors } from "../../lib/weights/safetensors.ts";
 import { openSession } from "../../lib/runtime/session.ts";
 import {

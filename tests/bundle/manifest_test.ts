@@ -3,7 +3,9 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { ForaError } from "../../lib/errors.ts";
 import { convertBundle } from "../../lib/bundle/convert.ts";
-import { DIT_GRAPH_KINDS, isSafeRelativePath, type Manifest, readManifest, sha256File, verifyBundle } from "../../lib/bundle/manifest.ts";
+import { isSafeRelativePath } from "../../lib/io/paths.ts";
+import { DIT_GRAPH_KINDS, type Manifest } from "../../lib/bundle/manifest.ts";
+import { readManifest, sha256File, verifyBundle } from "../../lib/bundle/read.ts";
 import { TINY_DIFFUSERS, TINY_ORIGINAL, withTempDir } from "./helpers.ts";
 
 /** A fresh fp32-only bundle of the tiny original fixture (12 ms of work). */

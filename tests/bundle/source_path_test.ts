@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { isAbsolute, join, relative } from "node:path";
 import { convertAnyBundle } from "../../lib/bundle/convert.ts";
-import { readAnyManifest } from "../../lib/bundle/pixart.ts";
+import { readAnyManifest } from "../../lib/bundle/read.ts";
 import { FIXTURES, ROOT, TINY_DIFFUSERS, withTempDir } from "./helpers.ts";
 
 Deno.test("convert records source.path relative to the bundle folder (DiT and PixArt)", async () => {

@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { readManifest } from "../../lib/bundle/manifest.ts";
+import { readManifest } from "../../lib/bundle/read.ts";
 import { readNpy } from "../../lib/io/npy.ts";
 import { readPng } from "../../lib/io/png.ts";
 import { FIXTURES, TINY_DIFFUSERS } from "../bundle/helpers.ts";

@@ -17,7 +17,7 @@ import { runFora } from "./run.ts";
 import { readGolden, relError } from "../support.ts";
 import { readSafetensorsHeader } from "../../lib/weights/safetensors.ts";
 import { readNpy, writeNpy } from "../../lib/io/npy.ts";
-import type { PixartManifest } from "../../lib/bundle/pixart.ts";
+import type { PixartManifest } from "../../lib/bundle/pixart_manifest.ts";
 import { planDdim } from "../../lib/samplers/ddim.ts";
 import { loadT5Tokenizer } from "../../lib/text/tokenizer.ts";
 import { preprocessPrompt } from "../../lib/text/clean.ts";

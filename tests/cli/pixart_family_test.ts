@@ -9,7 +9,8 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { copyTree, FIXTURES } from "../bundle/helpers.ts";
 import { lines, runFora } from "./run.ts";
-import { type PixartManifest, readPixartManifest } from "../../lib/bundle/pixart.ts";
+import type { PixartManifest } from "../../lib/bundle/pixart_manifest.ts";
+import { readPixartManifest } from "../../lib/bundle/read.ts";
 import { PIXART_DDIM_DEFAULT } from "../../lib/bundle/scheduler_config.ts";
 
 const WORK = await Deno.makeTempDir({ prefix: "fora-pixart-family-" });

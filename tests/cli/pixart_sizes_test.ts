@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { ForaEvent, ImageEvent, RunStartEvent } from "../../lib/events/types.ts";
 import { readPng } from "../../lib/io/png.ts";
-import { readPixartManifest } from "../../lib/bundle/pixart.ts";
+import { readPixartManifest } from "../../lib/bundle/read.ts";
 import { sizedGraphs } from "../../lib/models/pixart/sizes.ts";
 import { guidanceMask } from "../../kernels/guidance.ts";
 import { f32, openSession } from "../../lib/runtime/session.ts";

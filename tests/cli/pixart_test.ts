@@ -42,7 +42,7 @@ Deno.test("fora convert writes a PixArt bundle: text, step and T5 graphs, tokeni
       "manifest.json",
       "pixart-text.fp32.onnx",
       "pixart-full-cfg.fp32.onnx",
-      "pixart-reuse-xr-plain.fp32.onnx",
+      "pixart-reuse_xr-plain.fp32.onnx",
       "t5-encoder.fp32.onnx",
       "vae-decoder.fp32.onnx",
       "tokenizer",
@@ -145,6 +145,41 @@ Deno.test("--cache-cross-attn off and --no-clean-caption change the image; iddpm
   const end = events(r.stdout).at(-1) as RunEndEvent;
   assert.equal(end.totals.full_steps + end.totals.reuse_steps, 100);
   assert.equal(end.totals.full_steps, 51);
+});
+
+Deno.test("a PixArt bundle from before the graph kinds took underscores (full-xr, reuse-xr) reads and runs as before", async () => {
+  const dir = await converted();
+  const legacy = join(WORK, "legacy-kinds");
+  await copyTree(dir, legacy);
+  // Such bundles named both the kinds and the files with hyphens.
+  const old = (s: string) => s.replace(/(full|reuse)_xr/g, "$1-xr");
+  for (const f of await listDir(legacy)) {
+    if (f.includes("_xr")) await Deno.rename(join(legacy, f), join(legacy, old(f)));
+  }
+  const manifest = join(legacy, "manifest.json");
+  await Deno.writeTextFile(manifest, old(await Deno.readTextFile(manifest)));
+  const run = async (bundle: string, name: string) => {
+    const out = join(WORK, `${name}.png`);
+    const r = await runFora(
+      "generate",
+      "-m",
+      bundle,
+      "--prompt",
+      "a cat",
+      "--steps",
+      "6",
+      "-N",
+      "2",
+      "--cache-cross-attn",
+      "off",
+      "-o",
+      out,
+      "--json",
+    );
+    assert.equal(r.code, 0, r.stderr);
+    return await Deno.readFile(out);
+  };
+  assert.deepEqual(await run(legacy, "legacy-kinds"), await run(dir, "current-kinds"));
 });
 
 Deno.test("--embeddings-cache stores each prompt's encoder output once and reuses it across runs", async () => {

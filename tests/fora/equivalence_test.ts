@@ -10,7 +10,7 @@
 import { strict as assert } from "node:assert";
 import { join } from "node:path";
 import { convertBundle } from "../../lib/bundle/convert.ts";
-import { readManifest } from "../../lib/bundle/manifest.ts";
+import { readManifest } from "../../lib/bundle/read.ts";
 import { openDitStepModel } from "../../lib/models/dit/step_model.ts";
 import { countFull, staticKinds, staticPolicy } from "../../lib/fora/policy.ts";
 import { literalDenoiser, residualDenoiser } from "../../lib/fora/denoiser.ts";

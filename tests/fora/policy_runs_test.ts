@@ -8,7 +8,7 @@
 import { strict as assert } from "node:assert";
 import { join } from "node:path";
 import { convertBundle } from "../../lib/bundle/convert.ts";
-import { readManifest } from "../../lib/bundle/manifest.ts";
+import { readManifest } from "../../lib/bundle/read.ts";
 import { openDitStepModel } from "../../lib/models/dit/step_model.ts";
 import {
   type CachePolicy,

@@ -11,7 +11,9 @@ import assert from "node:assert/strict";
 import { isAbsolute, join, relative, resolve, sep } from "node:path";
 import fc from "fast-check";
 import { convertBundle } from "../../lib/bundle/convert.ts";
-import { checkManifest, type Manifest, MANIFEST_FILE, readManifest } from "../../lib/bundle/manifest.ts";
+import { checkManifest } from "../../lib/bundle/check.ts";
+import { type Manifest, MANIFEST_FILE } from "../../lib/bundle/manifest.ts";
+import { readManifest } from "../../lib/bundle/read.ts";
 import { TINY_DIFFUSERS } from "../bundle/helpers.ts";
 import { attempt, fuzz, hostilePath, mutated, mutatedJson, scratchFile, show } from "./fuzz.ts";
 

@@ -6,7 +6,7 @@
 import { strict as assert } from "node:assert";
 import { join } from "node:path";
 import { DEFAULT_CLASSIFIER, DEFAULT_MODEL } from "../../lib/defaults.ts";
-import { readManifest } from "../../lib/bundle/manifest.ts";
+import { readManifest } from "../../lib/bundle/read.ts";
 import { openClassifier } from "../../lib/eval/classifier.ts";
 import { readPng } from "../../lib/io/png.ts";
 import { readNpy } from "../../lib/io/npy.ts";

@@ -73,17 +73,17 @@ async function stepErrors(
     errors.full = relError(out.model_out.data as Float32Array, G("out_all").data);
     const residuals = out.residuals.data as Float32Array;
     const reuse = await sessionFor(bundle.dir, "reuse.onnx", graphs.reuse);
-    const fullXr = await sessionFor(bundle.dir, "full-xr.onnx", graphs["full-xr"]);
+    const fullXr = await sessionFor(bundle.dir, "full_xr.onnx", graphs["full_xr"]);
     const features = (await fullXr.run(feeds("x", G("t").data[0]))).features;
     await fullXr.release();
-    const reuseXr = await sessionFor(bundle.dir, "reuse-xr.onnx", graphs["reuse-xr"]);
+    const reuseXr = await sessionFor(bundle.dir, "reuse_xr.onnx", graphs["reuse_xr"]);
     for (let j = 0; j < 2; j++) {
       const r = residuals.subarray(j * n, (j + 1) * n);
       errors[`residual.${j}`] = relError(r, G(`residual.${j}`).data);
       const o = await reuse.run({ ...feeds("x_reuse", tReuse[j]), residual: f32(G("residual.0").shape, r.slice()) });
       errors[`reuse.${j}`] = relError(o.model_out.data as Float32Array, G(`reuse_out.${j}`).data);
       const ox = await reuseXr.run({ ...feeds("x_reuse", tReuse[j]), features });
-      errors[`reuse-xr.${j}`] = relError(ox.model_out.data as Float32Array, G(`reuse_xr_out.${j}`).data);
+      errors[`reuse_xr.${j}`] = relError(ox.model_out.data as Float32Array, G(`reuse_xr_out.${j}`).data);
     }
     await reuse.release();
     await reuseXr.release();

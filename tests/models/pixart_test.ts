@@ -94,17 +94,17 @@ for (const naming of ["original", "diffusers"] as const) {
         await reuse.release();
       });
 
-      await t.step("full-xr and reuse-xr: cross-attention recomputed on reuse steps", async () => {
-        const full = await sessionFor(bundle.dir, "full-xr.onnx", graphs["full-xr"]);
+      await t.step("full_xr and reuse_xr: cross-attention recomputed on reuse steps", async () => {
+        const full = await sessionFor(bundle.dir, "full_xr.onnx", graphs["full_xr"]);
         const out = await full.run(step(G("x"), G("t").data[0]));
-        assert.ok(relError(out.model_out.data as Float32Array, G("out_all").data) <= 1e-4, "full-xr out");
+        assert.ok(relError(out.model_out.data as Float32Array, G("out_all").data) <= 1e-4, "full_xr out");
         const features = out.features.data as Float32Array, half = features.length / 2;
         assert.ok(relError(features.subarray(0, half), stack(golden, "attn", L).data as Float32Array) <= 1e-4, "A_k");
         assert.ok(relError(features.subarray(half), stack(golden, "mlp", L).data as Float32Array) <= 1e-4, "M_k");
-        const reuse = await sessionFor(bundle.dir, "reuse-xr.onnx", graphs["reuse-xr"]);
+        const reuse = await sessionFor(bundle.dir, "reuse_xr.onnx", graphs["reuse_xr"]);
         for (let j = 0; j < 2; j++) {
           const r = await reuse.run({ ...step(G("x_reuse"), tReuse[j]), features: out.features });
-          assert.ok(relError(r.model_out.data as Float32Array, G(`reuse_xr_out.${j}`).data) <= 1e-4, `reuse-xr ${j}`);
+          assert.ok(relError(r.model_out.data as Float32Array, G(`reuse_xr_out.${j}`).data) <= 1e-4, `reuse_xr ${j}`);
         }
         await full.release();
         await reuse.release();
@@ -113,7 +113,7 @@ for (const naming of ["original", "diffusers"] as const) {
       await t.step("per-block literal path: computes A_k/X_k/M_k, and with cached blocks equals both reuse graphs (1e-5)", async () => {
         const blocks = await sessionFor(bundle.dir, "blocks.onnx", graphs.blocks);
         const reuse = await sessionFor(bundle.dir, "reuse2.onnx", graphs.reuse);
-        const reuseXr = await sessionFor(bundle.dir, "reuse-xr2.onnx", graphs["reuse-xr"]);
+        const reuseXr = await sessionFor(bundle.dir, "reuse_xr2.onnx", graphs["reuse_xr"]);
         const zeros = f32([L, ...G("attn.0").shape]);
         const flags = (v: number) => ({ dtype: "bool" as const, shape: [L], data: new Uint8Array(L).fill(v) });
         const computed = await blocks.run({
@@ -148,7 +148,7 @@ for (const naming of ["original", "diffusers"] as const) {
           const e1 = relError(viaResidual.model_out.data as Float32Array, on.model_out.data as Float32Array);
           const e2 = relError(viaXr.model_out.data as Float32Array, off.model_out.data as Float32Array);
           assert.ok(e1 <= 1e-5, `R_j route vs literal cache, cross cached: ${e1}`);
-          assert.ok(e2 <= 1e-5, `reuse-xr vs literal cache, cross recomputed: ${e2}`);
+          assert.ok(e2 <= 1e-5, `reuse_xr vs literal cache, cross recomputed: ${e2}`);
           assert.ok(relError(on.model_out.data as Float32Array, off.model_out.data as Float32Array) > 1e-4, "the two cross modes differ");
         }
         await blocks.release();

@@ -12,7 +12,7 @@
 import { basename, join } from "node:path";
 import { ForaError } from "../../errors.ts";
 import type { RunSettings } from "../../resolve.ts";
-import { pixartGraphPath, type PixartManifest, t5GraphPath } from "../../bundle/pixart.ts";
+import { pixartGraphPath, type PixartManifest, t5GraphPath } from "../../bundle/pixart_manifest.ts";
 import { floatPrecision } from "../../bundle/manifest.ts";
 import type { StepModel } from "../../fora/step_model.ts";
 import { readSafetensorsHeader, readTensorF32 } from "../../weights/safetensors.ts";

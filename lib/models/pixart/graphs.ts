@@ -8,9 +8,9 @@
  *             residual R_j = sum_k gate_msa_k(t_j) A_k + X_k + gate_mlp_k(t_j) M_k, where X_k
  *             is block k's (ungated) cross-attention output: cross-attention cached.
  * - reuse:    patch embedding, x_L = x_0 + R_j, final layer.
- * - full-xr:  the whole model; emits the per-block A_k and M_k as `features` [2, L, 2B, T, D]
+ * - full_xr:  the whole model; emits the per-block A_k and M_k as `features` [2, L, 2B, T, D]
  *             (for cross-attention recomputed on reuse steps).
- * - reuse-xr: per block x += gate_msa_k(t) A_k; x += cross_attn_k(x); x += gate_mlp_k(t) M_k:
+ * - reuse_xr: per block x += gate_msa_k(t) A_k; x += cross_attn_k(x); x += gate_mlp_k(t) M_k:
  *             the cached self-attention and MLP, the cross-attention computed afresh.
  * - blocks:   the literal per-block path; `reuse` (self-attention and MLP) and `reuse_cross`
  *             flags per block choose between computing and the cache inputs (an `If` each);
@@ -50,8 +50,8 @@ import { PIXART_FREQ_DIVISOR, PIXART_NORM_EPS, type PixartConfig } from "./confi
 import { gridSize, type LatentSize, numTokens, outChannels, patchRows, trainedLatent } from "../patch_grid.ts";
 import { type Linear, loadPixartWeights, type PixartBlockWeights, type PixartWeights } from "./weights.ts";
 
-export type PixartGraphKind = "text" | "full" | "reuse" | "full-xr" | "reuse-xr" | "blocks";
-export const PIXART_STEP_KINDS = ["full", "reuse", "full-xr", "reuse-xr", "blocks"] as const;
+export type PixartGraphKind = "text" | "full" | "reuse" | "full_xr" | "reuse_xr" | "blocks";
+export const PIXART_STEP_KINDS = ["full", "reuse", "full_xr", "reuse_xr", "blocks"] as const;
 
 /** With `cfg`, each half of the batch attends to its own caption (cond, uncond). */
 export interface PixartGraphOptions extends StepGraphOptions {
@@ -69,8 +69,8 @@ export function buildPixartGraphs(src: WeightSource, cfg: PixartConfig, opts: Pi
     text: buildText(w, cfg, opts),
     full: buildFull(w, cfg, opts, true),
     reuse: reuseGraph("pixart_reuse", opts.computeType, (g) => stepInputs(g, w, cfg, opts), cfg),
-    "full-xr": buildFull(w, cfg, opts, false),
-    "reuse-xr": buildReuseRecomputeCross(w, cfg, opts),
+    full_xr: buildFull(w, cfg, opts, false),
+    reuse_xr: buildReuseRecomputeCross(w, cfg, opts),
     blocks: buildBlocks(w, cfg, opts),
   };
 }

@@ -23,7 +23,7 @@
  * (transformer, VAE and their working memory).
  */
 import { ForaError } from "../../errors.ts";
-import type { PixartManifest } from "../../bundle/pixart.ts";
+import type { PixartManifest } from "../../bundle/pixart_manifest.ts";
 import { TIMESTEP_FREQ_DIM } from "../dit/config.ts";
 import type { T5Config } from "../t5/config.ts";
 import { upscaleFactor, type VaeConfig } from "../vae/config.ts";

@@ -17,7 +17,7 @@ import { dirname, join, relative, sep } from "node:path";
 import { ForaError } from "../../errors.ts";
 import { type FloatPrecision, type Guidance, vaeGraphFile } from "../../bundle/manifest.ts";
 import { FORA_VERSION } from "../../bundle/version.ts";
-import { pixartGraphFile, type PixartManifest } from "../../bundle/pixart.ts";
+import { pixartGraphFile, type PixartManifest } from "../../bundle/pixart_manifest.ts";
 import { writeModel } from "../../onnx/serialize.ts";
 import type { ComputeType } from "../../onnx/builder.ts";
 import { readSafetensorsHeader, type TensorRef } from "../../weights/safetensors.ts";

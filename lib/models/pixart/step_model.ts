@@ -7,7 +7,7 @@
  * Cross-attention caching (`cacheCross`): on, a full step emits the summed residuals R_j (the
  * cross-attention outputs included) and a reuse step adds R_j; off, a full step emits the
  * per-block A_k and M_k ("features" [2, L, 2B, T, D]) and a reuse step recomputes every
- * block's cross-attention around them (the reuse-xr graph).
+ * block's cross-attention around them (the reuse_xr graph).
  */
 import { ForaError } from "../../errors.ts";
 import { type Device, f32, type HostTensor, openSession, type Session } from "../../runtime/session.ts";
@@ -91,8 +91,8 @@ export async function openPixartStepModel(
     async bind(B, captions, { cacheCross }) {
       const cond = await textKv(captions.cond, B, captions.condTokens);
       const uncond = guided ? await textKv(captions.uncond, B, captions.uncondTokens) : null;
-      await session(cacheCross ? "full" : "full-xr");
-      await session(cacheCross ? "reuse" : "reuse-xr");
+      await session(cacheCross ? "full" : "full_xr");
+      await session(cacheCross ? "reuse" : "reuse_xr");
       const modelBatch = guided ? 2 * B : B, size = modelBatch * T * D;
       const fixed: Record<string, HostTensor> = {
         ...guidanceFeeds,
@@ -113,7 +113,7 @@ export async function openPixartStepModel(
             const out = await (await session("full")).run({ ...stepFeeds(x, t), reuse_timesteps: f32([reuseTimes.length], reuseTimes) });
             return { out: out.model_out.data as Float32Array, residuals: out.residuals.data as Float32Array };
           }
-          const out = await (await session("full-xr")).run(stepFeeds(x, t));
+          const out = await (await session("full_xr")).run(stepFeeds(x, t));
           return { out: out.model_out.data as Float32Array, residuals: out.features.data as Float32Array };
         },
         async reuse(x, t, residuals, j = 0) {
@@ -122,7 +122,7 @@ export async function openPixartStepModel(
             const out = await (await session("reuse")).run({ ...stepFeeds(x, t), residual: f32([modelBatch, T, D], r) });
             return out.model_out.data as Float32Array;
           }
-          const out = await (await session("reuse-xr")).run({ ...stepFeeds(x, t), features: f32([2, L, modelBatch, T, D], residuals) });
+          const out = await (await session("reuse_xr")).run({ ...stepFeeds(x, t), features: f32([2, L, modelBatch, T, D], residuals) });
           return out.model_out.data as Float32Array;
         },
         async blocks(x, t, reuse, cachedAttn, cachedMlp, cachedCross) {
