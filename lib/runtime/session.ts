@@ -33,6 +33,12 @@ export interface SessionOptions {
    * tokens is several GiB.
    */
   cpuArena?: boolean;
+  /**
+   * Whether the intra-op pool's threads spin between runs (default off). Spinning pays only
+   * when this session runs back to back, as the full step of a run with no reuse step does;
+   * FORA alternates sessions, and a pool left spinning takes the cores from the next one.
+   */
+  spinning?: boolean;
 }
 
 export interface Session {
@@ -110,11 +116,9 @@ export async function openSession(path: string, opts: SessionOptions = {}): Prom
     // ONNX Runtime's own log writes an ANSI-coloured copy of every error to stderr; the error
     // also reaches us as an exception, which fora reports as one line. Fatal only.
     logSeverityLevel: 4,
-    // FORA alternates sessions (full and reuse steps, then the VAE), each with its own intra-op
-    // pool: pool threads left spinning by the session that just ran take the cores from the
-    // next one. Measured on DiT-S/2 (bench/RESULTS.md): N=3 runs 1.2-1.4x faster without
-    // spinning, N=1 5-20% slower.
-    extra: { session: { intra_op: { allow_spinning: "0" } } },
+    // Measured on DiT-S/2 (bench/RESULTS.md): N=3 runs 1.2-1.4x faster without spinning,
+    // N=1 5-20% slower; hence off unless the caller knows the session runs back to back.
+    extra: { session: { intra_op: { allow_spinning: opts.spinning ? "1" : "0" } } },
   };
   let session: ort.InferenceSession;
   try {

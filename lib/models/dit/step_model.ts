@@ -9,7 +9,7 @@ import { ditGraphPath, type Manifest, type Precision } from "../../bundle/manife
 import { type DitConfig, numTokens, outChannels } from "./config.ts";
 import type { DitGraphKind } from "./graphs.ts";
 import { guidanceMask } from "../../../kernels/guidance.ts";
-import { type CachePolicy, decidesAtRunTime } from "../../fora/policy.ts";
+import { type CachePolicy, decidesAtRunTime, plannedKinds } from "../../fora/policy.ts";
 import type { StepModel } from "../../fora/step_model.ts";
 
 export interface GuidanceOptions {
@@ -60,12 +60,14 @@ export async function openDitStepModel(
     );
   }
   const C = cfg.inChannels, S = cfg.inputSize, T = numTokens(cfg), D = cfg.hiddenSize, L = cfg.depth;
+  // A run without reuse steps (N=1) calls the full graph back to back: its pool may spin.
+  const spinning = opts.policy !== undefined && plannedKinds(opts.policy).every((k) => k === "full");
   const sessions = new Map<string, Session>();
   const session = async (kind: DitGraphKind) => {
     let s = sessions.get(kind);
     if (!s) {
       const path = ditGraphPath(dir, manifest, { kind, guidance: guided ? "cfg" : "plain", precision });
-      s = await openSession(path, { device: opts.device, threads: opts.threads });
+      s = await openSession(path, { device: opts.device, threads: opts.threads, spinning });
       sessions.set(kind, s);
     }
     return s;
