@@ -8,7 +8,16 @@ import { stopOnSignals } from "../signals.ts";
 
 export function convertCommand(): Command<
   [string, string],
-  { force?: true; copyWeights?: true; precision: Precision[]; numHeads?: number; t5?: string; vae?: string; quiet?: true }
+  {
+    force?: true;
+    copyWeights?: true;
+    precision: Precision[];
+    numHeads?: number;
+    t5?: string;
+    vae?: string;
+    imageSize?: number;
+    quiet?: true;
+  }
 > {
   return new Command("convert")
     .summary("turn a DiT or PixArt-alpha checkpoint into a fora bundle")
@@ -23,7 +32,7 @@ export function convertCommand(): Command<
       "model folder: a diffusers DiT pipeline (model_index.json, transformer/, optional vae/), " +
         "an original-format DiT (config.json + model.safetensors), or a diffusers PixArt-alpha pipeline " +
         "(transformer/, text_encoder/, tokenizer/ with spiece.model or tokenizer.json, vae/); or a checkpoint file as PyTorch " +
-        "saves it: DiT (e.g. DiT-XL-2-256x256.pt) or PixArt-alpha (e.g. PixArt-XL-2-512x512.pth, with --t5)",
+        "saves it: DiT (e.g. DiT-XL-2-256x256.pt) or PixArt-alpha (e.g. PixArt-XL-2-512x512.pth or -1024-MS.pth, with --t5)",
     )
     .argument("<dst>", "bundle folder to create; must not exist or be empty (see --force)")
     .option("--force", "replace DST even if it is not empty")
@@ -38,10 +47,17 @@ export function convertCommand(): Command<
     )
     .addOption(
       new Option("--num-heads <h>", "attention heads of a .pt checkpoint whose hidden size is none of DiT's published ones")
-        .argParser(parseHeads),
+        .argParser(parseCount),
     )
     .option("--t5 <dir>", "with a PixArt-alpha .pth: the T5 v1.1 encoder's folder (config.json, tokenizer.json, weights)")
     .option("--vae <dir>", "with a .pt or .pth: the VAE's folder (diffusers AutoencoderKL: config.json, weights)")
+    .addOption(
+      new Option(
+        "--image-size <px>",
+        "with a PixArt-alpha .pth: the image size it was trained at, in pixels; needed when the file has no pos_embed " +
+          "and its name does not say it (256x256, 512x512, 1024-MS)",
+      ).argParser(parseCount),
+    )
     .option("-q, --quiet", "print no progress lines")
     .addHelpText(
       "after",
@@ -50,6 +66,7 @@ Examples:
   fora convert fixtures/dit-tiny/diffusers /tmp/tiny-bundle
   fora convert DiT-XL-2-256x256.pt ./bundles/dit-xl-256 --vae ./sd-vae-ft-ema
   fora convert PixArt-XL-2-512x512.pth ./bundles/pixart-512 --t5 ./t5-v1_1-xxl --vae ./sd-vae-ft-ema
+  fora convert PixArt-XL-2-1024-MS.pth ./bundles/pixart-1024 --t5 ./t5-v1_1-xxl --vae ./sd-vae-ft-ema
   fora convert ./DiT-XL-2-256 ./bundles/dit-xl --precision fp16
   fora convert ./DiT-XL-2-256 ./bundles/dit-xl-cpu --precision fp32,int8
   fora convert fixtures/pixart-tiny/diffusers /tmp/pixart-tiny --precision fp32
@@ -73,6 +90,7 @@ Then: fora info DST`,
         numHeads: opts.numHeads,
         textEncoder: opts.t5,
         vae: opts.vae,
+        imageSize: opts.imageSize,
         log,
         signal: stop.signal,
       }).finally(stop.dispose);
@@ -92,7 +110,7 @@ function parsePrecisions(value: string): Precision[] {
   return list as Precision[];
 }
 
-function parseHeads(value: string): number {
+function parseCount(value: string): number {
   const n = Number(value);
   if (!/^\d+$/.test(value) || !Number.isSafeInteger(n) || n < 1) {
     throw new InvalidArgumentError(`"${value}" is not a positive whole number`);

@@ -71,6 +71,8 @@ export interface ConvertOptions {
   textEncoder?: string;
   /** With a .pt / .pth: the VAE's folder. */
   vae?: string;
+  /** With a PixArt-alpha .pth: the trained image size in pixels, when neither pos_embed nor the file name gives it. */
+  imageSize?: number;
 }
 
 type PixartResult = { manifest: PixartManifest; linked: number; copied: number };
@@ -106,7 +108,8 @@ export async function convertAnyBundle(
 ): Promise<{ dir: string; manifest: Manifest | PixartManifest; linked: number; copied: number }> {
   const root = resolve(src);
   if (await isTorchFile(root)) return await convertTorchFile(root, dst, opts);
-  for (const [flag, given] of [["--num-heads", opts.numHeads], ["--t5", opts.textEncoder], ["--vae", opts.vae]] as const) {
+  const torchFlags = [["--num-heads", opts.numHeads], ["--t5", opts.textEncoder], ["--vae", opts.vae], ["--image-size", opts.imageSize]];
+  for (const [flag, given] of torchFlags) {
     if (given !== undefined) {
       throw new ForaError(
         "usage",

@@ -6,7 +6,9 @@
  * - PixArt-alpha: `PixArt-XL-2-512x512.pth` holds `{"state_dict": ...}` in PixArt's own names,
  *   converted together with a T5 folder (`--t5`: config.json, tokenizer.json, weights as
  *   safetensors or transformers' `pytorch_model-0000N-of-0000M.bin` shards with their index)
- *   and optionally a VAE folder (`--vae`, as for DiT).
+ *   and optionally a VAE folder (`--vae`, as for DiT). `PixArt-XL-2-1024-MS.pth` adds the size
+ *   embedders (micro-conditions) and has no pos_embed: its image size comes from the file name
+ *   or `--image-size`.
  *
  * The architecture is read off the tensor shapes, the number of heads from the published sizes
  * (or `--num-heads`). Everything that could refuse the input (the unpickler, shapes, the
@@ -17,11 +19,12 @@
 import { basename, join } from "node:path";
 import { ForaError } from "../errors.ts";
 import { checkTransformerShape } from "../models/config_fields.ts";
-import { conventions, type DitConfig } from "../models/dit/config.ts";
-import { PIXART_MAX_TOKENS, type PixartConfig } from "../models/pixart/config.ts";
+import { conventions, type DitConfig, TIMESTEP_FREQ_DIM } from "../models/dit/config.ts";
+import { defaultInterpolationScale, PIXART_MAX_TOKENS, type PixartConfig } from "../models/pixart/config.ts";
+import { DEFAULT_VAE_SCALE_FACTOR } from "../models/pixart/graphs.ts";
 import { detectPixartNaming, refuseUnsupportedTensors } from "../models/pixart/weights.ts";
 import { parseT5Config } from "../models/t5/config.ts";
-import { parseVaeConfig } from "../models/vae/config.ts";
+import { parseVaeConfig, upscaleFactor } from "../models/vae/config.ts";
 import { sinCosPositionEmbedding2d } from "../../kernels/position_embedding.ts";
 import { loadT5Tokenizer } from "../text/tokenizer.ts";
 import { type Checkpoint, loadCheckpoint, readWeightMap } from "../weights/checkpoint.ts";
@@ -56,6 +59,8 @@ export interface TorchOptions {
   textEncoder?: string;
   /** The VAE's folder (diffusers AutoencoderKL: config.json and weights). */
   vae?: string;
+  /** PixArt: the trained image size in pixels, for a file with no pos_embed whose name does not say it. */
+  imageSize?: number;
 }
 
 /** What convert does with a PyTorch file, checked whole; `stage` writes the weights into the bundle. */
@@ -72,6 +77,9 @@ export async function planTorchConversion(file: string, opts: TorchOptions): Pro
   if (detectPixartNaming(sd.tensors.keys()) === "original") return await planPixart(file, sd, opts);
   if (opts.textEncoder !== undefined) {
     throw new ForaError("usage", `--t5 is for PixArt-alpha checkpoints; ${file} is not one (no "t_block.*" tensors)`);
+  }
+  if (opts.imageSize !== undefined) {
+    throw new ForaError("usage", `--image-size is for PixArt-alpha checkpoints; ${file} is not one, and its pos_embed gives its size`);
   }
   const config = ditConfig(file, sd, opts);
   await checkPositionEmbedding(sd, "pos_embed", config.hiddenSize, config.inputSize / config.patchSize);
@@ -191,9 +199,6 @@ function describeShape(c: Shape & { inputSize: number }, opts: TorchOptions): st
 }
 
 async function planPixart(file: string, sd: TorchStateDict, opts: TorchOptions): Promise<TorchPlan> {
-  if ([...sd.tensors.keys()].some((n) => n.startsWith("csize_embedder.") || n.startsWith("ar_embedder."))) {
-    fail(file, "is a PixArt-alpha 1024-MS checkpoint (resolution and aspect-ratio micro-conditions); fora runs the 256 and 512 models");
-  }
   if (opts.textEncoder === undefined) {
     throw new ForaError(
       "usage",
@@ -201,21 +206,25 @@ async function planPixart(file: string, sd: TorchStateDict, opts: TorchOptions):
     );
   }
   const shape = transformerShape(file, sd, opts);
-  const grid = positionGrid(file, sd, shape.hiddenSize) ?? gridFromName(file, shape.patchSize);
+  const vae = opts.vae === undefined ? undefined : await readVaeFolder(opts.vae, shape.inChannels);
+  const size = pixartLatentSize(file, sd, shape, opts.imageSize, vae ? upscaleFactor(vae.config) : DEFAULT_VAE_SCALE_FACTOR);
   const captionChannels = tensorShape(file, sd, "y_embedder.y_proj.fc1.weight", 2)[1];
   const nullCaption = sd.tensors.get("y_embedder.y_embedding");
   const config = checkTransformerShape<PixartConfig>({
     ...shape,
-    inputSize: grid * shape.patchSize,
+    inputSize: size.latent,
     captionChannels,
     maxTokens: nullCaption?.shape.length === 2 ? nullCaption.shape[0] : PIXART_MAX_TOKENS,
-    // the 256 and 512 models: positions on the trained grid, no size embedders (1024-MS is refused above)
-    interpolationScale: 1,
-    microConditions: false,
+    // The original files do not record the scale: PixArt's scripts pass it by image size
+    // (`lewei_scale`: 1 for 256 and 512 px, 2 for 1024), as diffusers' default does by latent size.
+    interpolationScale: defaultInterpolationScale(size.latent),
+    microConditions: hasSizeEmbedders(file, sd, shape.hiddenSize),
     naming: "original",
   }, file);
   refuseUnsupportedTensors(sd.tensors.keys(), file);
-  if (sd.tensors.has("pos_embed")) await checkPositionEmbedding(sd, "pos_embed", shape.hiddenSize, grid);
+  if (sd.tensors.has("pos_embed")) {
+    await checkPositionEmbedding(sd, "pos_embed", shape.hiddenSize, size.latent / shape.patchSize, config.interpolationScale);
+  }
   checkWeightDTypes(sd);
 
   const teDir = opts.textEncoder;
@@ -227,10 +236,11 @@ async function planPixart(file: string, sd: TorchStateDict, opts: TorchOptions):
   await loadT5Tokenizer(teDir); // fails early, with instructions, when tokenizer.json is missing
   // transformers' T5 checkpoints hold the whole encoder-decoder; PixArt needs the encoder.
   const t5Weights = await readWeightsFolder(teDir, ["pytorch_model.bin", "model.safetensors"], isEncoderTensor);
-  const vae = opts.vae === undefined ? undefined : await readVaeFolder(opts.vae, shape.inChannels);
+  const scaled = config.interpolationScale === 1 ? "" : `, positions / ${config.interpolationScale}`;
   return {
     kind: "pixart",
-    description: `reading ${file}: PyTorch PixArt-alpha checkpoint, ${describeShape(config, opts)}, caption width ${captionChannels}; ` +
+    description: `reading ${file}: PyTorch PixArt-alpha checkpoint, ${describeShape(config, opts)}, ${size.from}, ` +
+      `caption width ${captionChannels}${config.microConditions ? ", micro-conditions" : ""}${scaled}; ` +
       `T5 encoder ${t5.numLayers} layers x ${t5.dModel} from ${teDir}; ${vae ? `VAE from ${opts.vae}` : "no VAE"}`,
     async stage(work, log) {
       if (sd.note) log(sd.note);
@@ -250,22 +260,93 @@ function isEncoderTensor(name: string): boolean {
   return name.startsWith("encoder.") || name === "shared.weight";
 }
 
-/** PixArt's 1024-MS files drop pos_embed; the 256 and 512 ones name their size. */
-function gridFromName(file: string, patch: number): number {
-  const m = /(256|512)x\1/.exec(basename(file));
-  if (!m) fail(file, `has no "pos_embed" and its name does not say 256x256 or 512x512, so the image size is unknown`);
-  return Number(m[1]) / 8 / patch;
+/**
+ * The trained latent side and where it came from: pos_embed when the file has one (the 256 and
+ * 512 files), else the image size (`--image-size`, or the file's name: PixArt-XL-2-1024-MS.pth has
+ * no pos_embed) over the VAE's factor. A `--image-size` must agree with a pos_embed.
+ */
+function pixartLatentSize(
+  file: string,
+  sd: TorchStateDict,
+  shape: Shape,
+  imageSize: number | undefined,
+  vaeFactor: number,
+): { latent: number; from: string } {
+  const grid = positionGrid(file, sd, shape.hiddenSize);
+  if (grid !== undefined && imageSize === undefined) return { latent: grid * shape.patchSize, from: "latent from pos_embed" };
+  const named = /(256|512)x\1|(1024)-MS/.exec(basename(file));
+  const px = imageSize ?? (named ? Number(named[1] ?? named[2]) : undefined);
+  if (px === undefined) {
+    throw new ForaError(
+      "usage",
+      `${file} has no "pos_embed" and its name does not say 256x256, 512x512 or 1024-MS, so the image size is unknown; ` +
+        `pass --image-size PX, the size it was trained at (e.g. 1024)`,
+    );
+  }
+  const said = imageSize === undefined ? `the file name's ${px} px` : `--image-size ${px}`;
+  const step = vaeFactor * shape.patchSize;
+  if (px % step !== 0) {
+    throw new ForaError(
+      "usage",
+      `${file}: ${said} is not a multiple of ${step} (the VAE factor ${vaeFactor} x the patch size ${shape.patchSize})`,
+    );
+  }
+  const latent = px / vaeFactor;
+  if (grid !== undefined && latent !== grid * shape.patchSize) {
+    throw new ForaError(
+      "usage",
+      `${file}: --image-size ${px} gives a ${latent}x${latent} latent (VAE factor ${vaeFactor}), ` +
+        `but its pos_embed is for ${grid * shape.patchSize}x${grid * shape.patchSize}; leave --image-size out`,
+    );
+  }
+  return { latent, from: `latent = ${px} px (${imageSize === undefined ? "file name" : "--image-size"}) / VAE factor ${vaeFactor}` };
+}
+
+/**
+ * Whether the 1024-MS models' resolution and aspect-ratio embedders are there (PixArtMS:
+ * `csize_embedder`, `ar_embedder`, each 256 frequencies -> Linear-SiLU-Linear to hidden / 3).
+ * Part of them is a damaged file, refused here rather than when the graphs are built.
+ */
+function hasSizeEmbedders(file: string, sd: TorchStateDict, hidden: number): boolean {
+  const names = [...sd.tensors.keys()];
+  if (!names.some((n) => n.startsWith("csize_embedder.") || n.startsWith("ar_embedder."))) return false;
+  if (hidden % 3 !== 0) fail(file, `has size embedders (micro-conditions), which need a hidden size divisible by 3, not ${hidden}`);
+  const third = hidden / 3;
+  const want: [string, number[]][] = ["csize_embedder", "ar_embedder"].flatMap((e) => [
+    [`${e}.mlp.0.weight`, [third, TIMESTEP_FREQ_DIM]],
+    [`${e}.mlp.0.bias`, [third]],
+    [`${e}.mlp.2.weight`, [third, third]],
+    [`${e}.mlp.2.bias`, [third]],
+  ]);
+  const missing = want.filter(([n]) => !sd.tensors.has(n)).map(([n]) => n);
+  if (missing.length > 0) {
+    fail(file, `has size embedders (micro-conditions) but lacks ${missing.join(", ")}; the 1024-MS models hold all ${want.length} tensors`);
+  }
+  for (const [n, shape] of want) {
+    const got = sd.tensors.get(n)!.shape;
+    if (formatShape(got) !== formatShape(shape)) fail(file, `tensor "${n}" has shape ${formatShape(got)}, expected ${formatShape(shape)}`);
+  }
+  return true;
 }
 
 /** Largest difference from the exact table each storage type allows (half an ulp near 1, plus margin). */
 const POS_TOLERANCE: Record<DType, number> = { F32: 1e-5, F16: 1e-3, BF16: 8e-3 };
 
-/** The graph recomputes the position embedding; a checkpoint trained with another one would run wrongly. */
-async function checkPositionEmbedding(sd: TorchStateDict, name: string, hidden: number, grid: number): Promise<void> {
+/**
+ * The graph recomputes the position embedding (on the trained grid: positions / interpolationScale);
+ * a checkpoint trained with another one would run wrongly.
+ */
+async function checkPositionEmbedding(
+  sd: TorchStateDict,
+  name: string,
+  hidden: number,
+  grid: number,
+  interpolationScale = 1,
+): Promise<void> {
   const t = sd.tensors.get(name)!;
   const dtype = floatDType(sd.ckpt.path, name, t);
   const got = bytesToFloat32(await readTorchTensor(sd.ckpt, t, name), dtype);
-  const want = sinCosPositionEmbedding2d(hidden, grid);
+  const want = sinCosPositionEmbedding2d(hidden, grid, grid, { baseSize: grid, interpolationScale });
   let worst = 0, at = 0;
   for (let i = 0; i < want.length; i++) {
     const d = Math.abs(got[i] - want[i]);

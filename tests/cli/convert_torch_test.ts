@@ -10,13 +10,16 @@ import { copyTree, exists, FIXTURES, listDir, TINY_DIFFUSERS, TINY_ORIGINAL, wit
 import { readNpy } from "../../lib/io/npy.ts";
 import { readTorchStateDict } from "../../lib/bundle/torch_source.ts";
 import { tensorRange } from "../../lib/weights/torch.ts";
+import type { PixartManifest } from "../../lib/bundle/pixart_manifest.ts";
 import { buildZip, torchZip } from "../weights/zip_helpers.ts";
 import { type CliResult, lines, runFora, runForaWith } from "./run.ts";
 
 const TORCH = join(FIXTURES, "torch");
+const PIPELINE = join(FIXTURES, "pixart-tiny", "diffusers");
+const MS = join(FIXTURES, "pixart-family", "alpha-1024-ms");
 
 /** A few steps with FORA caching and guidance: every graph kind the sampler uses runs. */
-async function latents(bundle: string, out: string, conditions: string[]): Promise<Float32Array> {
+async function latents(bundle: string, out: string, conditions: readonly string[]): Promise<Float32Array> {
   const npy = join(out, `${crypto.randomUUID()}.npy`);
   const g = await runFora(
     "generate",
@@ -75,16 +78,20 @@ for (
   });
 }
 
+/** The tiny T5 in PixArt's own layout: one folder with the .bin shards, config.json and the tokenizer files. */
+async function pixartT5(tmp: string): Promise<string> {
+  const t5 = join(tmp, "t5-v1_1");
+  await copyTree(join(TORCH, "pixart-t5"), t5);
+  await Deno.copyFile(join(PIPELINE, "text_encoder", "config.json"), join(t5, "config.json"));
+  for (const f of await listDir(join(PIPELINE, "tokenizer"))) await Deno.copyFile(join(PIPELINE, "tokenizer", f), join(t5, f));
+  return t5;
+}
+
 Deno.test("fora convert PixArt .pth with a T5 of .bin shards: fora generate gives the latents of the same weights from safetensors", async () => {
   await withTempDir(async (tmp) => {
-    const pipeline = join(FIXTURES, "pixart-tiny", "diffusers");
-    // PixArt's own layout: the T5 folder holds the tokenizer files next to the weights.
-    const t5 = join(tmp, "t5-v1_1");
-    await copyTree(join(TORCH, "pixart-t5"), t5);
-    await Deno.copyFile(join(pipeline, "text_encoder", "config.json"), join(t5, "config.json"));
-    for (const f of await listDir(join(pipeline, "tokenizer"))) await Deno.copyFile(join(pipeline, "tokenizer", f), join(t5, f));
+    const t5 = await pixartT5(tmp);
     const fromPth = join(tmp, "from-pth");
-    const args = ["--t5", t5, "--vae", join(pipeline, "vae"), "--precision", "fp32"];
+    const args = ["--t5", t5, "--vae", join(PIPELINE, "vae"), "--precision", "fp32"];
     const c = await runFora("convert", join(TORCH, "PixArt-tiny.pth"), fromPth, "--num-heads", "4", ...args);
     assert.equal(c.code, 0, c.stderr);
     assert.match(c.stderr, /wrote 21 tensors from pytorch_model-00001-of-00002\.bin, pytorch_model-00002-of-00002\.bin to weights\/t5/);
@@ -92,7 +99,7 @@ Deno.test("fora convert PixArt .pth with a T5 of .bin shards: fora generate give
 
     // The reference: the diffusers pipeline with the same original-named transformer weights in safetensors.
     const ref = join(tmp, "ref");
-    await copyTree(pipeline, ref);
+    await copyTree(PIPELINE, ref);
     await Deno.copyFile(
       join(FIXTURES, "pixart-tiny", "original", "model.safetensors"),
       join(ref, "transformer", "diffusion_pytorch_model.safetensors"),
@@ -100,7 +107,6 @@ Deno.test("fora convert PixArt .pth with a T5 of .bin shards: fora generate give
     const fromSt = join(tmp, "from-safetensors");
     const r = await runFora("convert", ref, fromSt, "--precision", "fp32", "-q");
     assert.equal(r.code, 0, r.stderr);
-    const prompts = ["--prompt", "a red fox in the snow", "--prompt", "two cats"];
     const a = await latents(fromPth, tmp, prompts);
     const b = await latents(fromSt, tmp, prompts);
     assert.ok(a.some((v) => v !== 0));
@@ -109,6 +115,99 @@ Deno.test("fora convert PixArt .pth with a T5 of .bin shards: fora generate give
     const missing = await runFora("convert", join(TORCH, "PixArt-tiny.pth"), join(tmp, "x"), "--num-heads", "4");
     assert.equal(missing.code, 2);
     assert.match(lines(missing.stderr)[0], /is a PixArt-alpha checkpoint: also pass --t5 DIR/);
+  });
+});
+
+const prompts = ["--prompt", "a red fox in the snow", "--prompt", "two cats"];
+
+Deno.test("fora convert PixArt 1024-MS .pth (size embedders, no pos_embed): the latents of the same weights from safetensors, at two sizes", async () => {
+  await withTempDir(async (tmp) => {
+    const t5 = await pixartT5(tmp);
+    // the tiny model's trained 8x8 latent is 16 px through the tiny VAE (factor 2); its file name does not say so
+    const fromPth = join(tmp, "from-pth");
+    const args = ["--t5", t5, "--num-heads", "4", "--precision", "fp32"];
+    const c = await runFora(
+      "convert",
+      join(TORCH, "PixArt-tiny-MS.pth"),
+      fromPth,
+      ...args,
+      "--vae",
+      join(PIPELINE, "vae"),
+      "--image-size",
+      "16",
+    );
+    assert.equal(c.code, 0, c.stderr);
+    assert.match(
+      c.stderr,
+      /latent 4x8x8, learned sigma, latent = 16 px \(--image-size\) \/ VAE factor 2, caption width 32, micro-conditions;/,
+    );
+    const m: PixartManifest = JSON.parse(await Deno.readTextFile(join(fromPth, "manifest.json")));
+    assert.deepEqual([m.pixart.config.inputSize, m.pixart.config.microConditions, m.pixart.config.interpolationScale], [8, true, 1]);
+    assert.equal(m.pixart.conventions.vaeScaleFactor, 2);
+
+    // The reference: the 1024-MS transformer's diffusers config with the same original-named weights in safetensors,
+    // interpolation_scale left to diffusers' default for an 8 latent (1), as the .pth gets it (the fixture's config says 2).
+    const ref = join(tmp, "ref");
+    await copyTree(PIPELINE, ref);
+    await Deno.remove(join(ref, "transformer"), { recursive: true });
+    await copyTree(join(MS, "transformer"), join(ref, "transformer"));
+    await Deno.copyFile(
+      join(MS, "original", "diffusion_pytorch_model.safetensors"),
+      join(ref, "transformer", "diffusion_pytorch_model.safetensors"),
+    );
+    const configPath = join(ref, "transformer", "config.json");
+    await Deno.writeTextFile(configPath, JSON.stringify({ ...JSON.parse(await Deno.readTextFile(configPath)), interpolation_scale: null }));
+    const fromSt = join(tmp, "from-safetensors");
+    const r = await runFora("convert", ref, fromSt, "--precision", "fp32", "-q");
+    assert.equal(r.code, 0, r.stderr);
+    for (const size of [[], ["--width", "20", "--height", "12", "--no-resolution-binning"]]) {
+      const a = await latents(fromPth, tmp, [...prompts, ...size]);
+      const b = await latents(fromSt, tmp, [...prompts, ...size]);
+      assert.equal(a.length, 2 * 4 * (size.length ? 6 * 10 : 8 * 8));
+      assert.ok(a.some((v) => v !== 0));
+      assert.deepEqual(a, b);
+    }
+
+    // PixArt's released name gives 1024 px: without a VAE, 128 latents (factor 8) and positions / 2, as PixArt runs it
+    const released = join(tmp, "PixArt-XL-2-1024-MS.pth");
+    await Deno.copyFile(join(TORCH, "PixArt-tiny-MS.pth"), released);
+    const big = join(tmp, "big");
+    const n = await runFora("convert", released, big, ...args, "-q");
+    assert.equal(n.code, 0, n.stderr);
+    const bm: PixartManifest = JSON.parse(await Deno.readTextFile(join(big, "manifest.json")));
+    assert.deepEqual([bm.pixart.config.inputSize, bm.pixart.config.interpolationScale], [128, 2]);
+  });
+});
+
+Deno.test("fora convert PixArt .pth: the image size is refused in one line where nothing gives it, on a DiT file, or against pos_embed", async () => {
+  await withTempDir(async (tmp) => {
+    const t5 = await pixartT5(tmp);
+    const ms = join(TORCH, "PixArt-tiny-MS.pth");
+    const unknown = await runFora("convert", ms, join(tmp, "b"), "--t5", t5, "--num-heads", "4");
+    assert.equal(unknown.code, 2);
+    assert.deepEqual(lines(unknown.stderr), [
+      `error: ${ms} has no "pos_embed" and its name does not say 256x256, 512x512 or 1024-MS, so the image size is unknown; ` +
+      `pass --image-size PX, the size it was trained at (e.g. 1024)`,
+    ]);
+    const odd = await runFora("convert", ms, join(tmp, "b"), "--t5", t5, "--num-heads", "4", "--image-size", "100");
+    assert.equal(odd.code, 2);
+    assert.deepEqual(lines(odd.stderr), [`error: ${ms}: --image-size 100 is not a multiple of 16 (the VAE factor 8 x the patch size 2)`]);
+    const dit = await runFora("convert", join(TORCH, "dit-tiny.pt"), join(tmp, "b"), "--num-heads", "4", "--image-size", "64");
+    assert.equal(dit.code, 2);
+    assert.deepEqual(lines(dit.stderr), [
+      `error: --image-size is for PixArt-alpha checkpoints; ${join(TORCH, "dit-tiny.pt")} is not one, and its pos_embed gives its size`,
+    ]);
+    const folder = await runFora("convert", PIPELINE, join(tmp, "b"), "--image-size", "16");
+    assert.equal(folder.code, 2);
+    assert.match(lines(folder.stderr)[0], /--image-size applies to PyTorch checkpoint files/);
+    // PixArt-tiny.pth's pos_embed is for an 8x8 latent; 32 px over the default factor 8 is 4x4
+    const pth = join(TORCH, "PixArt-tiny.pth");
+    const against = await runFora("convert", pth, join(tmp, "b"), "--t5", t5, "--num-heads", "4", "--image-size", "32");
+    assert.equal(against.code, 2);
+    assert.deepEqual(lines(against.stderr), [
+      `error: ${pth}: --image-size 32 gives a 4x4 latent (VAE factor 8), but its pos_embed is for 8x8; leave --image-size out`,
+    ]);
+    assert.deepEqual(await listDir(tmp), ["t5-v1_1"]);
   });
 });
 

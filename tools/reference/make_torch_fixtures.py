@@ -13,6 +13,8 @@ fixtures/dit-tiny/original/model.safetensors, so converting either must give the
   dtypes.pt, dtypes.json small tensors of every storage type, views, and their expected values
   PixArt-tiny.pth        {"state_dict": fixtures/pixart-tiny/original's weights in fp16, plus pos_embed}, as PixArt's
                          released .pth files are laid out
+  PixArt-tiny-MS.pth     {"state_dict": fixtures/pixart-family/alpha-1024-ms/original's weights in fp32}, laid out as
+                         PixArt-XL-2-1024-MS.pth is: size embedders (csize_embedder, ar_embedder), no pos_embed
   pixart-t5/             fixtures/pixart-tiny's T5 encoder as transformers' sharded .bin files (fp16):
                          pytorch_model-0000N-of-00002.bin and pytorch_model.bin.index.json
   hostile/*.pt           zip archives laid out as torch.save writes them, whose data.pkl is hostile
@@ -99,6 +101,15 @@ def pixart():
     with open(os.path.join(d, "pytorch_model.bin.index.json"), "w") as f:
         json.dump({"metadata": {"total_size": 0}, "weight_map": dict(sorted(weight_map.items()))}, f, indent=2)
         f.write("\n")
+
+
+def pixart_ms():
+    """The 1024-MS layout: PixArt's inference script drops pos_embed (it is recomputed per size), and the file has none."""
+    weights, _ = st.load(os.path.join(ROOT, "fixtures", "pixart-family", "alpha-1024-ms", "original",
+                                      "diffusion_pytorch_model.safetensors"))
+    assert "pos_embed" not in weights and "csize_embedder.mlp.0.weight" in weights
+    sd = collections.OrderedDict((k, torch.from_numpy(weights[k])) for k in sorted(weights))
+    save({"state_dict": sd}, "PixArt-tiny-MS.pth")
 
 
 def dtypes():
@@ -210,6 +221,7 @@ def main():
     save({"model": model, "ema": ema, "opt": opt, "args": args}, "dit-tiny-train.pt")
     micro()
     pixart()
+    pixart_ms()
     dtypes()
     hostile()
     total = sum(os.path.getsize(os.path.join(p, f)) for p, _, fs in os.walk(OUT) for f in fs)

@@ -59,6 +59,15 @@ export function pixartPreset(name: string): PixartConfig {
   }, `preset ${name}`);
 }
 
+/**
+ * The position table's scale of a PixArt-alpha model trained at a `latentSize` latent, for
+ * configs that do not say it: diffusers' PixArtTransformer2DModel takes max(sample_size // 64, 1),
+ * which is what PixArt's own scripts pass as `lewei_scale` (1 for 256 and 512 px, 2 for 1024).
+ */
+export function defaultInterpolationScale(latentSize: number): number {
+  return Math.max(Math.floor(latentSize / 64), 1);
+}
+
 /** `transformer/config.json` of a diffusers PixArtTransformer2DModel (or Transformer2DModel with ada_norm_single). */
 export function parsePixartDiffusersConfig(json: unknown, where: string): PixartConfig {
   const o = asObject(json, where);
@@ -68,12 +77,12 @@ export function parsePixartDiffusersConfig(json: unknown, where: string): Pixart
   refuseUnsupported(o, where);
   const sample = positiveInt(o, "sample_size", where);
   // diffusers' defaults when the keys are absent or null: micro-conditions for the 128-latent
-  // (1024 px) models, and a table scaled for sample sizes beyond 64 latents
+  // (1024 px) models, and the table scale of the latent size
   const microConditions = o.use_additional_conditions === null
     ? sample === 128
     : bool(o, "use_additional_conditions", where, sample === 128);
   const interpolationScale = o.interpolation_scale === null || o.interpolation_scale === undefined
-    ? Math.max(Math.floor(sample / 64), 1)
+    ? defaultInterpolationScale(sample)
     : positiveNumber(o, "interpolation_scale", where);
   return checkMicroConditions(
     checkTransformerShape({
