@@ -4,6 +4,7 @@
  * builders never deal with absolute paths or byte offsets.
  */
 import type { ExternalTensor } from "../onnx/builder.ts";
+import type { LinearTensors } from "../../kernels/linear.ts";
 import { fromSafetensorsDType } from "../onnx/dtypes.ts";
 import { ForaError } from "../errors.ts";
 import { type Checkpoint, requireTensor } from "./checkpoint.ts";
@@ -58,4 +59,9 @@ export function tensorRows(t: ExternalTensor, start: number, count: number): Ext
     length: count * rowBytes,
     shape: [count, ...t.shape.slice(1)],
   };
+}
+
+/** A layer's `prefix.weight`, checked against `shape` ([out, ...]), and its `prefix.bias` [out]. */
+export function layerTensors(src: WeightSource, prefix: string, shape: number[]): LinearTensors {
+  return { weight: src.get(`${prefix}.weight`, shape), bias: src.get(`${prefix}.bias`, [shape[0]]) };
 }

@@ -5,7 +5,7 @@
  */
 import type { ExternalTensor } from "../../onnx/builder.ts";
 import type { LinearTensors } from "../../../kernels/linear.ts";
-import { tensorRows, type WeightSource } from "../../weights/source.ts";
+import { layerTensors, tensorRows, type WeightSource } from "../../weights/source.ts";
 import { ForaError } from "../../errors.ts";
 import { type DitConfig, type Naming, outChannels, TIMESTEP_FREQ_DIM } from "./config.ts";
 
@@ -44,14 +44,8 @@ export function detectNaming(names: Iterable<string>): Naming | undefined {
 
 export function loadDitWeights(src: WeightSource, cfg: DitConfig): DitWeights {
   const D = cfg.hiddenSize, p = cfg.patchSize, C = cfg.inChannels;
-  const lin = (prefix: string, out: number, inp: number): Linear => ({
-    weight: src.get(`${prefix}.weight`, [out, inp]),
-    bias: src.get(`${prefix}.bias`, [out]),
-  });
-  const conv = (prefix: string): Linear => ({
-    weight: src.get(`${prefix}.weight`, [D, C, p, p]),
-    bias: src.get(`${prefix}.bias`, [D]),
-  });
+  const lin = (prefix: string, out: number, inp: number): Linear => layerTensors(src, prefix, [out, inp]);
+  const conv = (prefix: string): Linear => layerTensors(src, prefix, [D, C, p, p]);
   const final = p * p * outChannels(cfg);
   const table = (name: string) => src.get(name, [cfg.numClasses + 1, D]);
   if (cfg.naming === "original") {

@@ -7,7 +7,7 @@
  */
 import type { ExternalTensor } from "../../onnx/builder.ts";
 import type { LinearTensors } from "../../../kernels/linear.ts";
-import type { WeightSource } from "../../weights/source.ts";
+import { layerTensors, type WeightSource } from "../../weights/source.ts";
 import { ForaError } from "../../errors.ts";
 import { TIMESTEP_FREQ_DIM } from "../dit/config.ts";
 import type { PixartConfig, PixartNaming } from "./config.ts";
@@ -60,16 +60,13 @@ export function detectPixartNaming(names: Iterable<string>): PixartNaming | unde
 
 export function loadPixartWeights(src: WeightSource, cfg: PixartConfig): PixartWeights {
   const D = cfg.hiddenSize, p = cfg.patchSize, C = cfg.inChannels, Dc = cfg.captionChannels;
-  const lin = (prefix: string, out: number, inp: number): Linear => ({
-    weight: src.get(`${prefix}.weight`, [out, inp]),
-    bias: src.get(`${prefix}.bias`, [out]),
-  });
+  const lin = (prefix: string, out: number, inp: number): Linear => layerTensors(src, prefix, [out, inp]);
   const rows = (prefix: string, total: number, part: number): Linear => {
     src.get(`${prefix}.weight`, [total * D, D]);
     src.get(`${prefix}.bias`, [total * D]);
     return { weight: src.rows(`${prefix}.weight`, part * D, D), bias: src.rows(`${prefix}.bias`, part * D, D) };
   };
-  const patch = (prefix: string): Linear => ({ weight: src.get(`${prefix}.weight`, [D, C, p, p]), bias: src.get(`${prefix}.bias`, [D]) });
+  const patch = (prefix: string): Linear => layerTensors(src, prefix, [D, C, p, p]);
   const final = p * p * outChannels(cfg);
   const sizeEmbedder = (prefix: string, fc1: string, fc2: string) => ({
     fc1: lin(`${prefix}.${fc1}`, D / 3, TIMESTEP_FREQ_DIM),
