@@ -14,6 +14,8 @@ export interface PixartBundleInfo {
   naming: string;
   config: PixartManifest["pixart"]["config"];
   conventions: PixartManifest["pixart"]["conventions"];
+  /** What `--sampler ddim` follows (the pipeline's scheduler config). */
+  scheduler: PixartManifest["pixart"]["scheduler"];
   transformer: { parameters: number; dtypes: string[]; weightBytes: number };
   textEncoder: { layers: number; dModel: number; parameters: number; dtypes: string[]; weightBytes: number };
   vae: null | { parameters: number; weightBytes: number; scalingFactor: number };
@@ -34,6 +36,7 @@ export async function pixartInfo(dir: string, m: PixartManifest, opts: { verify?
     naming: m.pixart.naming,
     config: m.pixart.config,
     conventions: m.pixart.conventions,
+    scheduler: m.pixart.scheduler,
     transformer: { parameters: m.pixart.weights.parameters, dtypes: m.pixart.weights.dtypes, weightBytes: m.pixart.weights.bytes },
     textEncoder: {
       layers: m.textEncoder.config.numLayers,
@@ -73,6 +76,7 @@ export function formatPixartInfo(i: PixartBundleInfo): string {
       "input",
       `latent ${c.inChannels} x ${c.inputSize} x ${c.inputSize} -> ${i.conventions.tokens} tokens; unconditional caption: ${i.conventions.unconditional}`,
     ],
+    ["DDIM", describeDdim(i.scheduler)],
     [
       "transformer",
       `${count(i.transformer.parameters)} parameters, ${i.transformer.dtypes.join("/")}, ${bytes(i.transformer.weightBytes)}`,
@@ -99,4 +103,13 @@ export function formatPixartInfo(i: PixartBundleInfo): string {
   if (i.verified) lines.push(`${"verified".padEnd(width)}every file matches its sha256 in manifest.json`);
   // The manifest's strings (fora version, source path, file names) come from a file: escape their control characters.
   return lines.map(printable).join("\n");
+}
+
+/** The scheduler config's DDIM in one line, as diffusers' DDIMScheduler runs it. */
+function describeDdim(d: PixartBundleInfo["scheduler"]): string {
+  const offset = d.timestepSpacing === "leading" && d.stepsOffset !== 0 ? ` + ${d.stepsOffset}` : "";
+  return `${d.betaSchedule} betas ${d.betaStart}..${d.betaEnd} over ${d.numTrainTimesteps} steps, "${d.timestepSpacing}" timesteps${offset}, ` +
+    `x0 ${d.clipSample ? `clipped to +-${d.clipSampleRange}` : "not clipped"}, last step to ${
+      d.setAlphaToOne ? "alpha_cumprod 1" : "alpha_cumprod[0]"
+    } (diffusers' DDIMScheduler)`;
 }

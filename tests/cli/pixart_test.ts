@@ -61,6 +61,11 @@ Deno.test("fora convert writes a PixArt bundle: text, step and T5 graphs, tokeni
   const info = await runFora("info", dir);
   assert.equal(info.code, 0, info.stderr);
   assert.match(info.stdout, /PixArt-alpha/);
+  // pixart-tiny's scheduler config has no timestep_spacing or clip_sample: DDIMScheduler's defaults
+  assert.match(
+    info.stdout,
+    /DDIM +linear betas 0\.0001\.\.0\.02 over 1000 steps, "leading" timesteps, x0 clipped to \+-1, last step to alpha_cumprod 1/,
+  );
 });
 
 Deno.test("fora generate --prompt writes one PNG per prompt with PixArt's defaults, and image events carry the prompt", async () => {
