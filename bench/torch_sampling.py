@@ -154,21 +154,6 @@ def use_sdpa_attention():
     dit.Attention.forward = forward
 
 
-def use_device_sinusoid():
-    """dit.timestep_sinusoid builds its frequencies on the CPU; on a GPU, build them where t is."""
-    import dit
-
-    def timestep_sinusoid(t, dim=dit.FREQ_DIM, convention="original", max_period=10000.0):
-        half = dim // 2
-        denom = half if convention == "original" else half - 1
-        k = torch.arange(half, dtype=torch.float64, device=t.device)
-        freqs = torch.exp(-math.log(max_period) * k / denom).to(t.dtype)
-        args = t[:, None] * freqs[None]
-        return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
-
-    dit.timestep_sinusoid = timestep_sinusoid
-
-
 def sync(device):
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -336,8 +321,6 @@ def main():
     attention = args.attention or ("sdpa" if device.type == "cuda" else "explicit")
     if attention == "sdpa":
         use_sdpa_attention()
-    if device.type != "cpu":
-        use_device_sinusoid()
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = args.tf32
         torch.backends.cudnn.allow_tf32 = args.tf32

@@ -16,14 +16,11 @@
  */
 import { parseArgs } from "node:util";
 import { createHash } from "node:crypto";
-import { basename, join, relative, resolve } from "node:path";
+import { join, relative, resolve } from "node:path";
 import { trimFatbins } from "./fatbin.ts";
+import { exists, MiB, sh, sha256, writeCallParts } from "../../tools/device/payload.ts";
 
 const ROOT = resolve(import.meta.dirname!, "..", "..");
-const MiB = 1 << 20;
-/** What one device call may carry: the working tree plus the carried folder. */
-const CALL_LIMIT = 64 * MiB;
-const MAX_PART = 60 * MiB;
 
 export const ORT_NODE = {
   spec: "onnxruntime-node@1.29.0",
@@ -57,7 +54,7 @@ if (import.meta.main) {
   await Deno.mkdir(CACHE, { recursive: true });
   if (!args["split-only"] && (args.rebuild || !(await exists(PAYLOAD)) || !(await stampMatches()))) await buildPayload();
   if (!(await exists(PAYLOAD))) throw new Error(`${PAYLOAD} is missing: run without --split-only`);
-  await split();
+  await writeCallParts(PAYLOAD, OUT, ROOT, args["part-mib"] ? Number(args["part-mib"]) * MiB : undefined);
 }
 
 // ---- the payload ---------------------------------------------------------------------------
@@ -190,60 +187,7 @@ async function npmPack(pkg: { spec: string; integrity: string }): Promise<string
   return file;
 }
 
-// ---- the parts -----------------------------------------------------------------------------
-
-/** Bytes of what a device call sends besides `carry`: tracked and untracked-not-ignored files. */
-async function treeBytes(): Promise<number> {
-  const list = (await sh(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], { cwd: ROOT })).split("\0");
-  let total = 0;
-  for (const f of new Set(list.filter(Boolean))) {
-    try {
-      total += (await Deno.lstat(join(ROOT, f))).size;
-    } catch { /* deleted in the work tree */ }
-  }
-  return total;
-}
-
-async function split(): Promise<void> {
-  const tree = await treeBytes();
-  const partBytes = args["part-mib"] ? Number(args["part-mib"]) * MiB : Math.min(MAX_PART, CALL_LIMIT - tree - 2 * MiB);
-  if (!(partBytes >= MiB)) throw new Error(`the working tree is ${(tree / MiB).toFixed(1)} MiB: no room left in a 64 MiB call`);
-  const data = await Deno.readFile(PAYLOAD);
-  const parts: { name: string; call: number; bytes: number; sha256: string }[] = [];
-  for await (const e of Deno.readDir(OUT)) if (/^call\d+$/.test(e.name)) await Deno.remove(join(OUT, e.name), { recursive: true });
-  const count = Math.ceil(data.length / partBytes);
-  for (let i = 0; i < count; i++) {
-    const chunk = data.subarray(i * partBytes, Math.min(data.length, (i + 1) * partBytes));
-    const name = `payload.tar.xz.part${String(i + 1).padStart(2, "0")}`;
-    const dir = join(OUT, `call${i + 1}`);
-    await Deno.mkdir(dir, { recursive: true });
-    await Deno.writeFile(join(dir, name), chunk);
-    parts.push({ name, call: i + 1, bytes: chunk.length, sha256: sha256(chunk) });
-  }
-  const manifest = {
-    payload: { name: basename(PAYLOAD), bytes: data.length, sha256: sha256(data) },
-    tree_bytes: tree,
-    part_bytes: partBytes,
-    parts,
-  };
-  for (let i = 0; i < count; i++) {
-    await Deno.writeTextFile(join(OUT, `call${i + 1}`, "manifest.json"), JSON.stringify(manifest, null, 2) + "\n");
-  }
-  const rel = relative(ROOT, OUT);
-  console.log(
-    `payload ${(data.length / MiB).toFixed(1)} MiB in ${count} part(s) of at most ${(partBytes / MiB).toFixed(1)} MiB; ` +
-      `working tree ${(tree / MiB).toFixed(1)} MiB, so each call sends at most ${((tree + partBytes) / MiB).toFixed(1)} MiB of 64:`,
-  );
-  for (const p of parts) {
-    console.log(`  call ${p.call}: carry ["${rel}/call${p.call}"]  (${(p.bytes / MiB).toFixed(1)} MiB, sha256 ${p.sha256.slice(0, 12)}…)`);
-  }
-}
-
 // ---- helpers -------------------------------------------------------------------------------
-
-function sha256(data: Uint8Array): string {
-  return createHash("sha256").update(data).digest("hex");
-}
 
 async function hashTree(root: string, files: string[]): Promise<Record<string, { bytes: number; sha256: string }>> {
   const out: Record<string, { bytes: number; sha256: string }> = {};
@@ -252,16 +196,4 @@ async function hashTree(root: string, files: string[]): Promise<Record<string, {
     out[f] = { bytes: data.length, sha256: sha256(data) };
   }
   return out;
-}
-
-async function exists(path: string): Promise<boolean> {
-  return await Deno.stat(path).then(() => true, () => false);
-}
-
-async function sh(cmd: string[], opts: { cwd?: string; env?: Record<string, string> } = {}): Promise<string> {
-  const out = await new Deno.Command(cmd[0], { args: cmd.slice(1), cwd: opts.cwd, env: opts.env, stdout: "piped", stderr: "piped" })
-    .output();
-  const dec = new TextDecoder();
-  if (!out.success) throw new Error(`${cmd.join(" ")} failed (exit ${out.code}): ${dec.decode(out.stderr).trim()}`);
-  return dec.decode(out.stdout);
 }

@@ -37,50 +37,18 @@ say() { echo "[run.sh $(date +%T)] $*" >&2; }
 
 # ---- parts -------------------------------------------------------------------------------------
 
-# Prints each part's state; exits 0 when all are here and intact, 3 when some are missing or bad.
-check_parts() {
-  "$PY" - "$PARTS" <<'EOF'
-import glob, hashlib, json, os, sys
-root = sys.argv[1]
-manifests = sorted(glob.glob(os.path.join(root, "call*", "manifest.json")))
-if not manifests:
-    print(f"no bench/gpu/out/call*/manifest.json under {root}: carry the call folders (README.md)", file=sys.stderr)
-    sys.exit(3)
-m = json.load(open(manifests[0]))
-bad = 0
-for p in m["parts"]:
-    found = glob.glob(os.path.join(root, "call*", p["name"]))
-    if not found:
-        print(f"  {p['name']} (call {p['call']}): MISSING", file=sys.stderr); bad += 1; continue
-    h = hashlib.sha256(open(found[0], "rb").read()).hexdigest()
-    ok = h == p["sha256"]
-    bad += not ok
-    print(f"  {p['name']} (call {p['call']}): {'ok' if ok else 'SHA256 MISMATCH'}", file=sys.stderr)
-print(f"parts: {len(m['parts']) - bad} of {len(m['parts'])} ready", file=sys.stderr)
-sys.exit(3 if bad else 0)
-EOF
-}
+# Prints each part's state; fails unless all are here and intact.
+check_parts() { "$PY" "$ROOT/tools/device/parts.py" check "$PARTS"; }
 
 # Joins the parts, checks the whole, unpacks into $WORK (once per payload).
 assemble() {
   check_parts || { say "parts missing: carry every callK folder (the machine may have been restarted: start again at call 1)"; exit 3; }
   local sha
-  sha=$("$PY" -c 'import json,glob,sys; print(json.load(open(sorted(glob.glob(sys.argv[1]+"/call*/manifest.json"))[0]))["payload"]["sha256"])' "$PARTS")
+  sha=$("$PY" "$ROOT/tools/device/parts.py" sha "$PARTS")
   if [[ -f $P/.payload-sha256 && $(cat "$P/.payload-sha256") == "$sha" ]]; then say "payload already unpacked in $P"; return; fi
   rm -rf "$P"
   say "joining parts and unpacking into $WORK ..."
-  "$PY" - "$PARTS" "$WORK/payload.tar.xz" <<'EOF' || exit 3
-import glob, hashlib, json, os, sys
-root, dst = sys.argv[1], sys.argv[2]
-m = json.load(open(sorted(glob.glob(os.path.join(root, "call*", "manifest.json")))[0]))
-h = hashlib.sha256()
-with open(dst, "wb") as out:
-    for p in m["parts"]:
-        data = open(glob.glob(os.path.join(root, "call*", p["name"]))[0], "rb").read()
-        h.update(data); out.write(data)
-if h.hexdigest() != m["payload"]["sha256"]:
-    sys.exit(f"joined payload sha256 {h.hexdigest()} != manifest {m['payload']['sha256']}")
-EOF
+  "$PY" "$ROOT/tools/device/parts.py" join "$PARTS" "$WORK/payload.tar.xz" || exit 3
   if command -v xz >/dev/null; then
     xz -dc -T0 "$WORK/payload.tar.xz" | tar -x -C "$WORK" || exit 3
   else
@@ -94,7 +62,7 @@ EOF
 
 setup_env() {
   # The repository's sources next to the payload's deno.json, deno.lock and node_modules.
-  tar -C "$ROOT" --exclude=./node_modules --exclude=./bench/gpu/out --exclude=./out --exclude=./.git \
+  tar -C "$ROOT" --exclude=./node_modules --exclude=./bench/gpu/out --exclude=./tools/train/gpu/out --exclude=./out --exclude=./.git \
     --exclude=./deno.json --exclude=./deno.lock --exclude=./.whl --exclude=./.gl -cf - . | tar -C "$APP" -xf -
   export DENO_DIR=$WORK/deno-dir DENO_NO_UPDATE_CHECK=1 NO_COLOR=1
   DENO=$P/deno

@@ -46,7 +46,7 @@ def timestep_sinusoid(t, dim=FREQ_DIM, convention="original", max_period=10000.0
     """[N] -> [N, dim], [cos, sin] halves; freq_k = exp(-ln(max_period) * k / denom)."""
     half = dim // 2
     denom = half if convention == "original" else half - 1
-    k = torch.arange(half, dtype=torch.float64)
+    k = torch.arange(half, dtype=torch.float64, device=t.device)
     freqs = torch.exp(-math.log(max_period) * k / denom).to(t.dtype)
     args = t[:, None] * freqs[None]
     return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)

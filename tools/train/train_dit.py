@@ -112,9 +112,12 @@ def discretized_gaussian_log_likelihood(x, means, log_scales):
 
 
 class Diffusion:
-    """The subset of guided-diffusion's GaussianDiffusion that training needs (float64 tables)."""
+    """The subset of guided-diffusion's GaussianDiffusion that training needs (float64 tables).
 
-    def __init__(self, steps=1000, beta_start=1e-4, beta_end=0.02):
+    The tables live on the training device: indexing a CPU table with a GPU t would copy it there on
+    every lookup, and each such copy waits for the GPU to finish its queue."""
+
+    def __init__(self, steps=1000, beta_start=1e-4, beta_end=0.02, device="cpu"):
         betas = np.linspace(beta_start, beta_end, steps, dtype=np.float64)
         self.num_timesteps = steps
         alphas = 1.0 - betas
@@ -133,10 +136,10 @@ class Diffusion:
             "log_betas": np.log(betas),
             "snr": ac / (1.0 - ac),
         }
-        self.tab = {k: torch.from_numpy(v) for k, v in t.items()}
+        self.tab = {k: torch.from_numpy(v).to(device) for k, v in t.items()}
 
     def g(self, name, t, like):
-        return self.tab[name].to(like.device)[t].to(like.dtype).view(-1, *([1] * (like.ndim - 1)))
+        return self.tab[name][t].to(like.dtype).view(-1, *([1] * (like.ndim - 1)))
 
     def q_sample(self, x0, t, noise):
         return self.g("sqrt_ac", t, x0) * x0 + self.g("sqrt_1m_ac", t, x0) * noise
@@ -168,7 +171,7 @@ class Diffusion:
         vb = torch.where(t == 0, nll, kl)
         mse = ((noise - eps) ** 2).mean(dim=(1, 2, 3))
         if min_snr_gamma > 0:
-            snr = self.tab["snr"].to(t.device)[t].to(mse.dtype)
+            snr = self.tab["snr"][t].to(mse.dtype)
             return mse * snr.clamp(max=min_snr_gamma) / snr + vb, mse, vb
         return mse + vb, mse, vb
 
@@ -286,6 +289,7 @@ def init_from_weights(folder, model, ema, n):
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=os.path.join(REPO, "models", "fashion-dit"))
+    ap.add_argument("--data", default=DATA_DIR, help="folder with Fashion-MNIST's train-{images-idx3,labels-idx1}-ubyte[.gz]")
     ap.add_argument("--ckpt-dir", default=None, help="default: <this dir>/checkpoints/<basename of --out>")
     ap.add_argument("--log", default=None, help="loss log (jsonl); default: <this dir>/logs/<basename of --out>.jsonl")
     ap.add_argument("--depth", type=int, default=8)
@@ -318,6 +322,9 @@ def parse_args(argv=None):
     ap.add_argument("--max-minutes", type=float, default=115.0, help="total training time over all resumes")
     ap.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0: no limit)")
     ap.add_argument("--ckpt-minutes", type=float, default=5.0)
+    ap.add_argument("--weights-minutes", type=float, default=0,
+                    help="also write the EMA weights so far to --out every this many minutes (0: only at the end), so "
+                         "a run killed before its end (a time-limited remote call) still leaves usable weights")
     ap.add_argument("--log-every", type=int, default=25)
     ap.add_argument("--resume", action="store_true", help="continue from <ckpt-dir>/last.pt if present")
     ap.add_argument("--init-from", default=None,
@@ -352,9 +359,9 @@ def main(argv=None):
     ema.requires_grad_(False)
     n_params = sum(p.numel() for p in model.parameters())
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=0.0)
-    diff = Diffusion()
+    diff = Diffusion(device=dev)
 
-    xu8, ylab = load_split("train")
+    xu8, ylab = load_split("train", a.data)
     data = to_model_space(xu8).to(dev)
     labels = torch.from_numpy(ylab).to(dev)
     n = data.shape[0]
@@ -375,7 +382,9 @@ def main(argv=None):
         images = ck.get("images", step * a.batch)
         opt_from = ck.get("opt_from_step", 0)
         total_steps = a.lr_total_steps or ck.get("lr_total_steps", 0)
-        torch.set_rng_state(ck["rng"])
+        torch.set_rng_state(ck["rng"].cpu())  # map_location moved it to the device
+        if ck.get("cuda_rng") is not None and dev.type == "cuda":
+            torch.cuda.set_rng_state(ck["cuda_rng"].cpu(), dev)
         runs = ck.get("runs", [{"argv": ["--out", "models/fashion-dit", "--max-minutes", "115"], "from_step": 0}])
         this_run["from_step"] = step
         print(f"resumed from {ckpt_path}: step {step}, epoch {epoch}, {elapsed_prev / 60:.1f} min done", flush=True)
@@ -411,12 +420,35 @@ def main(argv=None):
         atomic_torch_save({"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
                            "step": step, "epoch": epoch, "pos": pos, "elapsed_s": elapsed, "images": images,
                            "rng": torch.get_rng_state(), "args": vars(a), "runs": runs + [this_run], "config": cfg.__dict__,
-                           "opt_from_step": opt_from, "lr_total_steps": total_steps}, ckpt_path)
+                           "opt_from_step": opt_from, "lr_total_steps": total_steps,
+                           # on a GPU the noise, t, flips and label dropout come from the device's generator
+                           "cuda_rng": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None}, ckpt_path)
+
+    def sync():
+        """Waits for the GPU's queued work, so that a timing includes it."""
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+
+    def training_record(elapsed):
+        return {
+            "steps": step, "epochs": round(images / n, 3), "images_seen": images,
+            "minutes": round(elapsed / 60, 2), "final_loss": last_loss,
+            "params": n_params, "weights": "ema", "ema_decay": a.ema,
+            "dataset": "Fashion-MNIST train (60k), Debian dataset-fashion-mnist",
+            "device": str(dev), "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "args": {k: v for k, v in vars(a).items() if k not in ("out", "ckpt_dir", "log", "data")},
+            "runs": runs + [this_run],
+            "loss": "guided-diffusion training_losses: MSE(eps) + vb (learned-range variance, mean gradient stopped)"
+                    + (f"; MSE weighted by min(SNR, {a.min_snr_gamma})/SNR" if a.min_snr_gamma > 0 else ""),
+        }
 
     t_start = time.time()
-    last_ckpt = t_start
+    last_ckpt = last_weights = t_start
     budget_s = a.max_minutes * 60.0
-    acc = {"loss": 0.0, "mse": 0.0, "vb": 0.0, "k": 0}
+    # loss, mse, vb summed on the device and read at logging time only: reading a GPU value every step
+    # would make the host wait for the GPU instead of queueing the next step
+    acc, acc_k = torch.zeros(3, dtype=torch.float64, device=dev), 0
+    ema_params, model_params = list(ema.parameters()), list(model.parameters())
     last_loss = None
     bench_t0, bench_steps = None, 0
     model.train()
@@ -452,45 +484,48 @@ def main(argv=None):
             gp["lr"] = lr
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        if a.grad_clip > 0:
-            gnorm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), a.grad_clip))
-        else:
-            gnorm = float("nan")
+        gnorm = torch.nn.utils.clip_grad_norm_(model_params, a.grad_clip) if a.grad_clip > 0 else None
         opt.step()
         step += 1
         images += x0.shape[0]
         with torch.no_grad():
             d = min(a.ema, (1 + step) / (10 + step))
-            for pe, pm in zip(ema.parameters(), model.parameters()):
-                pe.mul_(d).add_(pm.detach(), alpha=1 - d)
+            torch._foreach_mul_(ema_params, d)  # one kernel per op over all tensors, not one per tensor
+            torch._foreach_add_(ema_params, model_params, alpha=1 - d)
 
         if a.bench_seconds > 0:
             if step == this_run["from_step"] + 3:
+                sync()
                 bench_t0, bench_steps = time.time(), 0
             elif bench_t0 is not None:
                 bench_steps += 1
             continue
 
-        acc["loss"] += float(loss)
-        acc["mse"] += float(mse.mean())
-        acc["vb"] += float(vb.mean())
-        acc["k"] += 1
+        acc += torch.stack([loss.detach(), mse.detach().mean(), vb.detach().mean()]).double()
+        acc_k += 1
         if step % a.log_every == 0:
-            k = acc["k"]
-            rec = {"step": step, "epoch": round(epoch + pos / n, 4), "loss": acc["loss"] / k,
-                   "mse": acc["mse"] / k, "vb": acc["vb"] / k, "lr": lr, "grad_norm": gnorm,
+            mean = (acc / acc_k).tolist()
+            rec = {"step": step, "epoch": round(epoch + pos / n, 4), "loss": mean[0],
+                   "mse": mean[1], "vb": mean[2], "lr": lr,
+                   "grad_norm": float(gnorm) if gnorm is not None else float("nan"),
                    "minutes": round(elapsed / 60, 2)}
             last_loss = rec
             logf.write(json.dumps(rec) + "\n")
             logf.flush()
             print(json.dumps(rec), flush=True)
-            acc = {"loss": 0.0, "mse": 0.0, "vb": 0.0, "k": 0}
+            acc.zero_()
+            acc_k = 0
         if time.time() - last_ckpt >= a.ckpt_minutes * 60:
             save_ckpt(elapsed_prev + time.time() - t_start)
             last_ckpt = time.time()
             print(f"checkpoint step {step} -> {ckpt_path}", flush=True)
+        if a.weights_minutes > 0 and time.time() - last_weights >= a.weights_minutes * 60:
+            write_weights(ema, cfg, a.out, training_record(elapsed_prev + time.time() - t_start))
+            last_weights = time.time()
+            print(f"weights so far (step {step}) -> {a.out}", flush=True)
 
     if a.bench_seconds > 0:
+        sync()
         dt = time.time() - bench_t0
         ips = bench_steps * a.batch / dt
         print(json.dumps({"depth": a.depth, "hidden": a.hidden, "heads": a.heads, "patch": a.patch,
@@ -501,18 +536,7 @@ def main(argv=None):
 
     elapsed = elapsed_prev + (time.time() - t_start)
     save_ckpt(elapsed)
-    training = {
-        "steps": step, "epochs": round(images / n, 3), "images_seen": images,
-        "minutes": round(elapsed / 60, 2), "final_loss": last_loss,
-        "params": n_params, "weights": "ema", "ema_decay": a.ema,
-        "dataset": "Fashion-MNIST train (60k), Debian dataset-fashion-mnist",
-        "device": str(dev), "threads": torch.get_num_threads(), "torch": torch.__version__,
-        "args": {k: v for k, v in vars(a).items() if k not in ("out", "ckpt_dir", "log")},
-        "runs": runs + [this_run],
-        "loss": "guided-diffusion training_losses: MSE(eps) + vb (learned-range variance, mean gradient stopped)"
-                + (f"; MSE weighted by min(SNR, {a.min_snr_gamma})/SNR" if a.min_snr_gamma > 0 else ""),
-    }
-    write_weights(ema, cfg, a.out, training)
+    write_weights(ema, cfg, a.out, training_record(elapsed))
     print(f"done: step {step}, {elapsed / 60:.1f} min; wrote {a.out}/model.safetensors", flush=True)
 
 
