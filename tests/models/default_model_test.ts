@@ -70,17 +70,17 @@ Deno.test("fora generate with no --model uses the shipped model: one visible ima
   });
 });
 
-Deno.test("fora eval on the shipped model: the classifier agrees with the requested class for most samples", async () => {
-  // Measured with `deno run -A bench/policies.ts --samples 1000` (DDIM 50, static N=3, cfg 4): 63.1%
-  // (chance 10%). "Most" (50%) sits 13 points, 1.7 standard errors of a 40-sample mean, below
-  // that; these 40 are that run's first 40 samples (same seeds). A pipeline that mixed up labels,
-  // scaled pixels wrongly or broke the model would sit near chance.
+Deno.test("fora eval on the shipped model: the classifier agrees with the requested class for at least 85% of samples (issue 18's target)", async () => {
+  // Measured with `fora eval --samples 1000 --sampler ddim --steps 50 -N 3` (cfg 4): 96.1% (chance
+  // 10%). The bound, issue 18's target of 85%, sits 11 points, 3.6 standard errors of a 40-sample
+  // mean, below that; these 40 are that run's first 40 samples (same seeds). A pipeline that mixed
+  // up labels, scaled pixels wrongly or broke the model would sit near chance.
   const r = await runFora("eval", "--samples", "40", "--batch", "40", "--sampler", "ddim", "--steps", "50", "-N", "3", "--json");
   assert.equal(r.code, 0, r.stderr);
   const summary = JSON.parse(lines(r.stdout).at(-1)!);
   assert.equal(summary.event, "summary");
   assert.equal(summary.samples, 40);
-  assert.ok(summary.accuracy >= 0.5, `accuracy ${summary.accuracy}`);
+  assert.ok(summary.accuracy >= 0.85, `accuracy ${summary.accuracy}`);
   assert.ok(Number.isFinite(summary.frechet_distance));
 });
 
